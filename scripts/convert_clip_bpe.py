@@ -1,0 +1,72 @@
+"""Convert CLIP's BPE file into the vocab.json + merges.txt that CLIPTokenizer reads.
+
+The file `bpe_simple_vocab_16e6.txt.gz` ships inside open_clip's wheel (and OpenAI's
+CLIP repository). It was converted once with this script and the result committed
+under src/unsee/world/minisd/tokenizer/, so unsee never needs open_clip installed:
+
+    pip download --no-deps open_clip_torch -d /tmp/oc
+    unzip -o /tmp/oc/open_clip_torch-*.whl open_clip/bpe_simple_vocab_16e6.txt.gz -d /tmp/oc
+    python scripts/convert_clip_bpe.py /tmp/oc/open_clip/bpe_simple_vocab_16e6.txt.gz \
+        src/unsee/world/minisd/tokenizer
+
+The vocabulary order follows CLIP's `SimpleTokenizer`: the 256 byte symbols, the same
+with an end-of-word marker, one entry per merge, then the two special tokens
+(49408 entries in all).
+"""
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+NUM_MERGES = 49152 - 256 - 2  # CLIP keeps the first 48894 merges of the file
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from the 256 byte values to printable unicode symbols."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    symbols = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            symbols.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, symbols), strict=True))
+
+
+def main(bpe_path: str, out_dir: str) -> None:
+    lines = gzip.open(bpe_path, "rt", encoding="utf-8").read().split("\n")
+    merges = [tuple(line.split()) for line in lines[1 : NUM_MERGES + 1]]
+    byte_symbols = list(bytes_to_unicode().values())
+    vocab = byte_symbols + [s + "</w>" for s in byte_symbols]
+    vocab += ["".join(pair) for pair in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vocab.json").write_text(
+        json.dumps({token: i for i, token in enumerate(vocab)}, ensure_ascii=False)
+    )
+    (out / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(" ".join(pair) for pair in merges) + "\n",
+        encoding="utf-8",
+    )
+    config = {
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": 77,
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "do_lower_case": True,
+    }
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    print(f"wrote {len(vocab)} tokens and {len(merges)} merges to {out}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
