@@ -1,0 +1,3 @@
+from unsee.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""`unsee bench ...`: the project's own measurements, written as results.json."""

@@ -1,0 +1,123 @@
+"""The `unsee` command: a thin argparse layer over one config dataclass per command.
+
+Command modules are imported only when their command runs, so `unsee --help` is quick.
+Bad input raises UnseeError, shown as one line with exit status 2 (UNSEE_DEBUG=1 shows
+the traceback too).
+"""
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+from unsee import __version__
+from unsee.bench.config import BenchGenerateConfig
+from unsee.config import add_dataclass_arguments, dataclass_from_namespace
+from unsee.demo import DemoConfig
+from unsee.env import EnvConfig
+from unsee.errors import UnseeError
+from unsee.generate.config import GenerateConfig
+
+
+@dataclass(frozen=True)
+class Command:
+    config: type
+    target: str  # "module:function", called with the config
+    help: str
+
+
+COMMANDS: dict[str, Command | dict[str, Command]] = {
+    "demo": Command(DemoConfig, "unsee.demo:run_demo", "run the whole flow on the embedded model"),
+    "generate": Command(
+        GenerateConfig, "unsee.generate.run:generate", "generate an image set from prompts"
+    ),
+    "bench": {
+        "generate": Command(
+            BenchGenerateConfig,
+            "unsee.bench.generate:run_bench_generate",
+            "time image generation with a tiny pipeline",
+        ),
+    },
+    "env": Command(EnvConfig, "unsee.env:run_env", "versions and devices, for bug reports"),
+}
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default; required options say so instead."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help = action.help or ""
+        if action.required:
+            return help + " (required)"
+        if action.default is argparse.SUPPRESS or not action.option_strings:
+            return help
+        default = action.default
+        shown = repr(default) if default == "" else default
+        return f"{help} (default: {shown})".replace("%", "%%")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unsee",
+        description="Teach text-to-image diffusion models to stop making what people flag.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"unsee {__version__}")
+    _add_commands(parser, COMMANDS)
+    return parser
+
+
+def _add_commands(parser: argparse.ArgumentParser, commands: dict) -> None:
+    sub = parser.add_subparsers(metavar="COMMAND", title="commands")
+    for name, command in commands.items():
+        if isinstance(command, dict):
+            group = sub.add_parser(name, help=f"{name} " + " | ".join(command))
+            group.set_defaults(_command=None, _parser=group)
+            _add_commands(group, command)
+            continue
+        p = sub.add_parser(
+            name, help=command.help, description=command.help, formatter_class=_HelpFormatter
+        )
+        add_dataclass_arguments(p, command.config)
+        p.set_defaults(_command=command, _parser=p)
+
+
+def _setup_logging() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("unsee: %(levelname)s: %(message)s"))
+    log = logging.getLogger("unsee")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.INFO, "info")
+
+
+def main(argv: list[str] | None = None) -> None:
+    _setup_logging()
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    command = getattr(ns, "_command", None)
+    if command is None:
+        getattr(ns, "_parser", parser).print_help(sys.stderr)
+        sys.exit(2)
+    try:
+        cfg = dataclass_from_namespace(command.config, ns)
+        module, function = command.target.split(":")
+        getattr(importlib.import_module(module), function)(cfg)
+    except UnseeError as e:
+        if os.environ.get("UNSEE_DEBUG"):
+            raise
+        print(f"unsee: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("unsee: interrupted; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)

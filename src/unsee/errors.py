@@ -1,0 +1,9 @@
+"""The one exception type the command line turns into a one-line message and exit code 2."""
+
+
+class UnseeError(Exception):
+    """Bad input or a missing resource, explained in one line for the user.
+
+    Raised at the boundary where input is checked; `unsee` prints the message and exits
+    with status 2. Anything else that escapes is a bug and keeps its traceback.
+    """

@@ -1,0 +1,1 @@
+"""Generate image sets: prompts -> images/ + metadata.jsonl (an imagefolder dataset)."""

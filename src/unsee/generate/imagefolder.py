@@ -1,0 +1,95 @@
+"""The image-set folder: images/*.png + metadata.jsonl + run.json, written crash-safely.
+
+- an image is written to a temporary name and renamed, so a PNG on disk is whole;
+- its metadata line is appended (one write, fsync) only after the image is in place, so
+  every line names a finished image; a line cut short by a kill is dropped on resume;
+- run.json says whether the run finished ("complete": true) and with which settings.
+The layout is the datasets library's imagefolder: load_dataset("imagefolder", data_dir=DIR).
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+METADATA = "metadata.jsonl"
+RUN_FILE = "run.json"
+IMAGES = "images"
+
+
+def image_name(index: int) -> str:
+    return f"{IMAGES}/{index:06d}.png"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temporary file and rename: readers never see half of it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_png(image: Image.Image, path: Path, info: dict[str, Any]) -> None:
+    """Save a PNG atomically, with its metadata as a JSON text chunk named 'unsee'."""
+    png_info = PngImagePlugin.PngInfo()
+    png_info.add_text("unsee", json.dumps(info, ensure_ascii=False))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG", pnginfo=png_info)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_line(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line in a single write (safe with several processes appending)."""
+    data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_finished(out: Path) -> dict[int, dict[str, Any]]:
+    """Metadata of the images already finished in `out`, by index.
+
+    A line counts when it parses and its image file exists; the rest (a line cut short by
+    a kill, an image deleted by hand) is dropped, and that image is made again.
+    """
+    path = out / METADATA
+    if not path.exists():
+        return {}
+    finished = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and (out / str(record.get("file_name"))).is_file():
+            finished[int(record["index"])] = record
+    return finished
+
+
+def rewrite_metadata(out: Path, records: dict[int, dict[str, Any]]) -> None:
+    """Replace metadata.jsonl with `records`, ordered by index."""
+    lines = [json.dumps(records[i], ensure_ascii=False) + "\n" for i in sorted(records)]
+    atomic_write_text(out / METADATA, "".join(lines))
+
+
+def write_run_file(out: Path, run: dict[str, Any]) -> None:
+    atomic_write_text(out / RUN_FILE, json.dumps(run, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,256 @@
+"""`unsee generate`: prompts -> an image folder, resumable, sharded over processes.
+
+Each image has its own seed; with batch invariance on, the same (prompt, seed, settings)
+gives the same pixels whatever the batch size or number of processes. Run under
+`accelerate launch` to split the images over processes (each image is made once).
+"""
+
+import dataclasses
+import logging
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import PartialState
+from PIL import Image
+from tqdm.auto import tqdm
+
+from unsee import __version__
+from unsee.errors import UnseeError
+from unsee.generate import imagefolder as folder
+from unsee.generate.config import GenerateConfig
+from unsee.generate.prompts import PromptRow, read_prompts
+from unsee.models.load import is_conditional, load_pipeline
+from unsee.sampling.denoiser import exact_cpu_kernels, text_denoiser, unconditional_denoiser
+from unsee.sampling.loop import decode, initial_noise, make_scheduler, sample
+
+log = logging.getLogger("unsee")
+
+# Settings that must agree between a folder's existing images and a resumed run.
+_MATCH = ("prompt", "negative_prompt", "seed", "guidance", "steps", "scheduler", "height", "width")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to make."""
+
+    index: int
+    prompt: str
+    seed: int
+    guidance: float
+    ids: dict[str, str] = field(default_factory=dict)
+
+
+def plan_jobs(rows: list[PromptRow], n: int, seed: int, guidance: float) -> list[Job]:
+    """Image index r*n + k is the k-th image of row r; its seed is the row's
+    evaluation_seed + k when the CSV gives one, else seed + index."""
+    jobs = []
+    for r, row in enumerate(rows):
+        for k in range(n):
+            index = r * n + k
+            jobs.append(
+                Job(
+                    index=index,
+                    prompt=row.prompt,
+                    seed=(row.seed + k) if row.seed is not None else seed + index,
+                    guidance=row.guidance if row.guidance is not None else guidance,
+                    ids=row.ids,
+                )
+            )
+    return jobs
+
+
+def batches(jobs: list[Job], size: int) -> list[list[Job]]:
+    """Consecutive jobs in batches of at most `size`, never mixing guidance scales."""
+    out: list[list[Job]] = []
+    for job in jobs:
+        if out and len(out[-1]) < size and out[-1][0].guidance == job.guidance:
+            out[-1].append(job)
+        else:
+            out.append([job])
+    return out
+
+
+def _check_resume(finished: dict[int, dict], expected: dict[int, dict], out: Path) -> None:
+    for index, record in finished.items():
+        want = expected.get(index)
+        if want is None:
+            raise UnseeError(
+                f"{out} holds image {index}, which this run would not make; use another --out"
+            )
+        for key in _MATCH:
+            if record.get(key) != want[key]:
+                raise UnseeError(
+                    f"{out} was made with other settings (image {index}: {key} "
+                    f"{record.get(key)!r} here, {want[key]!r} now); use another --out"
+                )
+
+
+def _warn_long_prompts(tokenizer, rows: list[PromptRow]) -> None:
+    limit = tokenizer.model_max_length
+    for prompt in dict.fromkeys(row.prompt for row in rows):
+        n_tokens = len(tokenizer(prompt, truncation=False).input_ids)
+        if n_tokens > limit:
+            log.warning(
+                "prompt is %d tokens, the text encoder reads %d; the rest is dropped: %.60r",
+                n_tokens,
+                limit,
+                prompt,
+            )
+
+
+def generate(cfg: GenerateConfig) -> Path:
+    """Make the images `cfg` asks for in cfg.out (skipping finished ones); return cfg.out."""
+    state = PartialState()
+    pipe = load_pipeline(cfg.model, cfg.device, cfg.dtype)
+    conditional = is_conditional(pipe)
+
+    # 1. prompts and the image plan
+    if cfg.prompts is not None:
+        rows = read_prompts(cfg.prompts)
+    elif cfg.prompt is not None:
+        rows = [PromptRow(cfg.prompt)]
+    elif conditional:
+        raise UnseeError("give a prompt: --prompt TEXT or --prompts FILE")
+    else:
+        rows = [PromptRow("")]
+    if not conditional and any(row.prompt for row in rows):
+        raise UnseeError(f"model {cfg.model!r} is unconditional; it takes no prompt")
+    if not conditional and cfg.negative_prompt:
+        raise UnseeError(f"model {cfg.model!r} is unconditional; it takes no negative prompt")
+    height, width = _image_size(pipe, cfg, conditional)
+    jobs = plan_jobs(rows, cfg.n, cfg.seed, cfg.guidance)
+    if conditional and state.is_main_process:
+        _warn_long_prompts(pipe.tokenizer, rows)
+
+    common = {
+        "model": cfg.model,
+        "steps": cfg.steps,
+        "scheduler": cfg.scheduler,
+        "negative_prompt": cfg.negative_prompt,
+        "height": height,
+        "width": width,
+        "unsee_version": __version__,
+    }
+    expected = {
+        j.index: {
+            "file_name": folder.image_name(j.index),
+            "index": j.index,
+            "prompt": j.prompt,
+            "seed": j.seed,
+            "guidance": j.guidance,
+            **j.ids,
+            **common,
+        }
+        for j in jobs
+    }
+
+    # 2. what is finished already (the main process drops broken lines first)
+    out = cfg.out
+    if state.is_main_process:
+        (out / folder.IMAGES).mkdir(parents=True, exist_ok=True)
+        finished = folder.read_finished(out)
+        _check_resume(finished, expected, out)
+        folder.rewrite_metadata(out, finished)
+        run = {
+            "command": "generate",
+            "unsee_version": __version__,
+            "settings": _jsonable(dataclasses.asdict(cfg)),
+            "images": len(jobs),
+            "complete": False,
+        }
+        folder.write_run_file(out, run)
+    state.wait_for_everyone()
+    finished = folder.read_finished(out)
+    todo = [j for j in jobs if j.index not in finished]
+    mine = todo[state.process_index :: state.num_processes]
+
+    # 3. sample, batch by batch
+    device = pipe.device
+    per_sample = cfg.batch_invariant == "on" or (
+        cfg.batch_invariant == "auto" and device.type == "cpu"
+    )
+    scheduler = make_scheduler(cfg.scheduler, pipe.scheduler.config)
+    unet = pipe.unet
+    channels = unet.config.in_channels
+    factor = pipe.vae_scale_factor if conditional else 1
+    shape = (channels, height // factor, width // factor)
+    embed_cache: dict[str, torch.Tensor] = {}
+    bar = tqdm(
+        total=len(todo),
+        desc="generate",
+        unit="img",
+        disable=not state.is_main_process,
+        dynamic_ncols=True,
+    )
+    started = time.time()
+    with exact_cpu_kernels() if per_sample and device.type == "cpu" else nullcontext():
+        for batch in batches(mine, cfg.batch_size):
+            generators = [torch.Generator("cpu").manual_seed(j.seed) for j in batch]
+            x_T = initial_noise(shape, generators, device, unet.dtype)
+            guidance = batch[0].guidance
+            if conditional:
+                cond = _embed(pipe, [j.prompt for j in batch], embed_cache)
+                uncond = (
+                    _embed(pipe, [cfg.negative_prompt] * len(batch), embed_cache)
+                    if guidance > 1
+                    else None
+                )
+                denoiser = text_denoiser(unet, cond, uncond, guidance, per_sample)
+                vae = pipe.vae
+            else:
+                denoiser = unconditional_denoiser(unet, per_sample)
+                vae = None
+            x0 = sample(denoiser, scheduler, x_T, cfg.steps, generators)
+            images = decode(vae, x0, per_sample)
+            for job, pixels in zip(batch, images, strict=True):
+                record = expected[job.index]
+                folder.save_png(Image.fromarray(pixels.numpy()), out / record["file_name"], record)
+                folder.append_line(out / folder.METADATA, record)
+            bar.update(len(batch) * state.num_processes)
+    bar.close()
+
+    # 4. tidy: one sorted metadata file, the run marked complete
+    state.wait_for_everyone()
+    if state.is_main_process:
+        finished = folder.read_finished(out)
+        missing = [j.index for j in jobs if j.index not in finished]
+        if missing:
+            raise UnseeError(f"{len(missing)} images are missing from {out}; run again to finish")
+        folder.rewrite_metadata(out, finished)
+        run["complete"] = True
+        run["seconds"] = round(time.time() - started, 3)
+        folder.write_run_file(out, run)
+    return out
+
+
+def _image_size(pipe, cfg: GenerateConfig, conditional: bool) -> tuple[int, int]:
+    native = pipe.unet.config.sample_size
+    if conditional:
+        factor = pipe.vae_scale_factor
+        height, width = cfg.height or native * factor, cfg.width or native * factor
+        for name, value in (("height", height), ("width", width)):
+            if value % 8:
+                raise UnseeError(f"--{name} {value} must be a multiple of 8")
+        return height, width
+    for name, value in (("height", cfg.height), ("width", cfg.width)):
+        if value is not None and value != native:
+            raise UnseeError(f"--{name}: model {cfg.model!r} makes only {native}px images")
+    return native, native
+
+
+def _embed(pipe, prompts: list[str], cache: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Text embeddings (B, L, D), one prompt at a time and cached: a prompt's embedding
+    never depends on the other prompts of its batch."""
+    for prompt in dict.fromkeys(prompts):
+        if prompt not in cache:
+            with torch.no_grad():
+                cache[prompt] = pipe.encode_prompt(prompt, pipe.device, 1, False)[0]
+    return torch.cat([cache[p] for p in prompts])
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}

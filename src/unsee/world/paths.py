@@ -1,0 +1,7 @@
+"""Where the embedded world's files live inside the installed package."""
+
+from pathlib import Path
+
+WORLD_DIR = Path(__file__).resolve().parent
+MINISD_DIR = WORLD_DIR / "minisd"  # a diffusers StableDiffusionPipeline folder
+TOKENIZER_DIR = MINISD_DIR / "tokenizer"  # the real CLIP BPE vocabulary
