@@ -8,6 +8,7 @@ size, thread count or number of processes. On a GPU, batching is faster and diff
 only in the last bits; turn per_sample off there.
 """
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -24,8 +25,10 @@ def exact_cpu_kernels() -> Iterator[None]:
     oneDNN and NNPACK choose algorithms by batch size and thread count, so the same image
     can differ in the last bits; the native kernels compute each sample the same way.
     """
-    with torch.backends.mkldnn.flags(enabled=False), torch.backends.nnpack.flags(enabled=False):
-        yield
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="TF32 acceleration on top of oneDNN")
+        with torch.backends.mkldnn.flags(enabled=False), torch.backends.nnpack.flags(enabled=False):
+            yield
 
 
 def _per_sample(fn: Callable[[slice], Tensor], batch: int, per_sample: bool) -> Tensor:

@@ -1,0 +1,43 @@
+import os
+
+# Tests never touch the network: the hub is offline and the cache is empty.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("HF_HOME", os.path.join(os.path.dirname(__file__), ".hf-home-empty"))
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unsee.models.tiny import tiny_sd_pipeline, tiny_unconditional_pipeline
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory) -> Path:
+    """A tiny Stable Diffusion pipeline folder, built from config in code."""
+    path = tmp_path_factory.mktemp("models") / "tiny-sd"
+    tiny_sd_pipeline(seed=0).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_uncond(tmp_path_factory) -> Path:
+    """A tiny unconditional UNet2DModel + DDIM pipeline folder."""
+    path = tmp_path_factory.mktemp("models") / "tiny-ddim"
+    tiny_unconditional_pipeline(seed=0).save_pretrained(path)
+    return path
+
+
+def read_metadata(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+
+
+def pixels(out: Path) -> dict[str, np.ndarray]:
+    """file_name -> pixels of every image listed in out/metadata.jsonl."""
+    return {
+        r["file_name"]: np.asarray(Image.open(out / r["file_name"])) for r in read_metadata(out)
+    }
