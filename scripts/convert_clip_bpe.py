@@ -40,7 +40,8 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 def main(bpe_path: str, out_dir: str) -> None:
-    lines = gzip.open(bpe_path, "rt", encoding="utf-8").read().split("\n")
+    with gzip.open(bpe_path, "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
     merges = [tuple(line.split()) for line in lines[1 : NUM_MERGES + 1]]
     byte_symbols = list(bytes_to_unicode().values())
     vocab = byte_symbols + [s + "</w>" for s in byte_symbols]
