@@ -101,6 +101,17 @@ def _setup_logging() -> None:
     logging.addLevelName(logging.INFO, "info")
 
 
+def _quiet_libraries() -> None:
+    """Loading and saving models is quick; only unsee's own progress bars are shown."""
+    import diffusers.utils.logging
+    import huggingface_hub.utils
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> None:
     _setup_logging()
     parser = build_parser()
@@ -111,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     try:
         cfg = dataclass_from_namespace(command.config, ns)
+        _quiet_libraries()
         module, function = command.target.split(":")
         getattr(importlib.import_module(module), function)(cfg)
     except UnseeError as e:

@@ -13,7 +13,6 @@ from urllib.parse import urlparse
 
 import torch
 from diffusers import DDIMPipeline, DDPMPipeline, DiffusionPipeline, StableDiffusionPipeline
-from diffusers.utils.logging import disable_progress_bar
 
 from unsee.errors import UnseeError
 from unsee.world.paths import MINISD_DIR
@@ -166,10 +165,9 @@ def load_pipeline(model: str, device: str = "auto", dtype: str = "auto") -> Diff
     cls = pipeline_class(model, index)
     dev = pick_device(device)
     torch_dtype = pick_dtype(dtype, dev)
-    kwargs: dict = {"torch_dtype": torch_dtype}
+    kwargs: dict = {"dtype": torch_dtype}
     if cls is StableDiffusionPipeline:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
-    disable_progress_bar()  # loading is quick; the command's own bars follow
     try:
         pipe = cls.from_pretrained(source, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
