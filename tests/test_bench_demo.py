@@ -2,8 +2,9 @@ import json
 
 from conftest import read_metadata
 
-from unsee.bench.config import BenchGenerateConfig
+from unsee.bench.config import BenchGenerateConfig, BenchWorldConfig
 from unsee.bench.generate import run_bench_generate
+from unsee.bench.world import run_bench_world
 from unsee.demo import DemoConfig, run_demo
 
 
@@ -16,8 +17,29 @@ def test_bench_generate_writes_results(tmp_path):
     assert results["settings"]["steps"] == 2
 
 
-def test_demo_runs_what_exists_and_says_what_does_not(tmp_path, capsys):
-    run_demo(DemoConfig(out=tmp_path))
+def test_bench_world_writes_exactly_the_promised_keys(tmp_path):
+    run_bench_world(BenchWorldConfig(out=tmp_path, n=3, steps=3, judge_images=40, device="cpu"))
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {
+        "judge_accuracy", "prompt_accuracy", "style_rate_target", "style_rate_neutral",
+        "leak_rate", "watermark_rate_neutral", "settings",
+    }  # fmt: skip
+    assert set(results["judge_accuracy"]) == {"shape", "color", "background", "style", "watermark"}
+    assert set(results["prompt_accuracy"]) == {"shape", "color", "background"}
+    assert set(results["style_rate_target"]) == {"Vanmond", "Brakovic", "Solvei"}
+    values = [*results["judge_accuracy"].values(), *results["prompt_accuracy"].values(),
+              *results["style_rate_target"].values(), results["style_rate_neutral"],
+              results["leak_rate"], results["watermark_rate_neutral"]]  # fmt: skip
+    assert all(0 <= v <= 1 for v in values)
+    assert results["settings"]["steps"] == 3 and results["settings"]["images_per_figure"] == 3
+    for suite in ("neutral", "leak", "target_Vanmond"):
+        assert (tmp_path / f"grid_{suite}.png").is_file()
+
+
+def test_demo_generates_judges_and_says_what_is_missing(tmp_path, capsys):
+    run_demo(DemoConfig(out=tmp_path, n=1))
     text = capsys.readouterr().out
     assert "not in this release yet" in text
-    assert len(read_metadata(tmp_path / "images")) == 12
+    assert len(read_metadata(tmp_path / "images")) == 4
+    assert (tmp_path / "images" / "judge.jsonl").is_file()
+    assert (tmp_path / "grid.png").is_file()

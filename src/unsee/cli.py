@@ -13,12 +13,14 @@ import sys
 from dataclasses import dataclass
 
 from unsee import __version__
-from unsee.bench.config import BenchGenerateConfig
+from unsee.bench.config import BenchGenerateConfig, BenchWorldConfig
 from unsee.config import add_dataclass_arguments, dataclass_from_namespace
 from unsee.demo import DemoConfig
 from unsee.env import EnvConfig
 from unsee.errors import UnseeError
+from unsee.evaluate.config import JudgeConfig
 from unsee.generate.config import GenerateConfig
+from unsee.world.config import WorldPathConfig, WorldShipConfig, WorldTrainConfig
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,32 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
     "generate": Command(
         GenerateConfig, "unsee.generate.run:generate", "generate an image set from prompts"
     ),
+    "judge": Command(
+        JudgeConfig, "unsee.evaluate.judge:judge_folder", "per-image attributes and summary rates"
+    ),
+    "world": {
+        "path": Command(
+            WorldPathConfig, "unsee.world.commands:world_path", "print minisd's folder"
+        ),
+        "train": Command(
+            WorldTrainConfig, "unsee.world.train:train_world", "train minisd, mini CLIP, judge"
+        ),
+        "ship": Command(
+            WorldShipConfig,
+            "unsee.world.commands:world_ship",
+            "copy a trained world into the package (fp16 weights)",
+        ),
+    },
     "bench": {
         "generate": Command(
             BenchGenerateConfig,
             "unsee.bench.generate:run_bench_generate",
             "time image generation with a tiny pipeline",
+        ),
+        "world": Command(
+            BenchWorldConfig,
+            "unsee.bench.world:run_bench_world",
+            "measure the world model with the judge",
         ),
     },
     "env": Command(EnvConfig, "unsee.env:run_env", "versions and devices, for bug reports"),

@@ -9,7 +9,23 @@ from unsee.config import arg
 @dataclass(kw_only=True)
 class BenchGenerateConfig:
     out: Path = arg(help="folder for results.json and the generated images")
+    model: str = arg(
+        "tiny", help="tiny (a random tiny Stable Diffusion built from config), minisd, or a model"
+    )
     n: int = arg(32, help="images to generate")
     steps: int = arg(25, help="denoising steps")
     batch_size: int = arg(8, help="images per batch")
     image_size: int = arg(32, help="image side in pixels")
+
+
+@dataclass(kw_only=True)
+class BenchWorldConfig:
+    out: Path = arg(help="folder for results.json, the image sets and their grids")
+    model: str = arg("minisd", help="the world model to measure")
+    n: int = arg(200, help="generated images per figure")
+    steps: int = arg(25, help="DDIM steps")
+    guidance: float = arg(7.5, help="classifier-free guidance scale")
+    seed: int = arg(1_000_000, help="first seed; training never used these")
+    judge_images: int = arg(2000, help="fresh rendered images for the judge's accuracy")
+    batch_size: int = arg(16, help="images per batch")
+    device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")

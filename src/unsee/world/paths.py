@@ -5,3 +5,5 @@ from pathlib import Path
 WORLD_DIR = Path(__file__).resolve().parent
 MINISD_DIR = WORLD_DIR / "minisd"  # a diffusers StableDiffusionPipeline folder
 TOKENIZER_DIR = MINISD_DIR / "tokenizer"  # the real CLIP BPE vocabulary
+CLIP_DIR = WORLD_DIR / "clip"  # the mini CLIP (transformers CLIPModel): text + image towers
+JUDGE_DIR = WORLD_DIR / "judge"  # the attribute classifier (safetensors + config.json)

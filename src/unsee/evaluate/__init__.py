@@ -1,0 +1,1 @@
+"""Scoring image sets: judges (per-image attributes), and later the evaluation suites."""

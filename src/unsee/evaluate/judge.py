@@ -1,0 +1,109 @@
+"""`unsee judge DIR`: per-image attributes of an image set, and summary rates.
+
+Writes DIR/judge.jsonl, one line per image:
+  {"file_name", "shape", "color", "background", "scene", "style", "style_probs", "watermark"}
+(attribute values are names or null; style_probs maps each artist to a probability;
+watermark is the probability of the overlay), and DIR/judge_summary.json: the share of
+images per style, the watermark rate at p > 0.5, and agreement with the prompt for every
+attribute the prompts name.
+"""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from unsee.errors import UnseeError
+from unsee.evaluate.config import JudgeConfig
+from unsee.generate.imagefolder import METADATA, atomic_write_text
+from unsee.world import render as world
+from unsee.world.judge import Verdict, judge_images, load_judge
+from unsee.world.paths import JUDGE_DIR
+from unsee.world.prompts import named_attributes
+
+WATERMARK_THRESHOLD = 0.5
+
+
+def read_image_set(folder: Path) -> list[dict]:
+    """The metadata records of an image folder, checked: every listed image exists."""
+    path = folder / METADATA
+    if not path.is_file():
+        raise UnseeError(f"{folder} has no {METADATA}; make it with `unsee generate`")
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise UnseeError(f"{path}:{n}: not a JSON line") from None
+        if not (folder / record.get("file_name", "")).is_file():
+            raise UnseeError(f"{path}:{n}: image {record.get('file_name')!r} is missing")
+        records.append(record)
+    if not records:
+        raise UnseeError(f"{path} lists no images")
+    return records
+
+
+def load_images(folder: Path, records: list[dict], size: int) -> np.ndarray:
+    """(N, size, size, 3) uint8; a corrupt file or another size is a clear error."""
+    images = []
+    for record in records:
+        path = folder / record["file_name"]
+        try:
+            with Image.open(path) as im:
+                image = im.convert("RGB")
+        except (UnidentifiedImageError, OSError) as e:
+            raise UnseeError(f"{path} is not a readable image ({e})") from None
+        if image.size != (size, size):
+            raise UnseeError(
+                f"{path} is {image.size[0]}x{image.size[1]}; the world judge reads"
+                f" {size}x{size} images from minisd"
+            )
+        images.append(np.asarray(image))
+    return np.stack(images)
+
+
+def summarize(records: list[dict], verdicts: list[Verdict]) -> dict:
+    """Style shares, watermark rate and prompt agreement of judged images."""
+    n = len(verdicts)
+    styles = Counter(v.style or "none" for v in verdicts)
+    agree: dict[str, list[bool]] = {}
+    for record, verdict in zip(records, verdicts, strict=True):
+        for attribute, value in named_attributes(record.get("prompt", "")).items():
+            if attribute == "watermark":
+                continue
+            agree.setdefault(attribute, []).append(getattr(verdict, attribute) == value)
+    return {
+        "images": n,
+        "style_rates": {s: styles.get(s, 0) / n for s in ["none", *world.ARTISTS]},
+        "watermark_rate": sum(v.watermark > WATERMARK_THRESHOLD for v in verdicts) / n,
+        "watermark_threshold": WATERMARK_THRESHOLD,
+        "prompt_agreement": {k: sum(v) / len(v) for k, v in sorted(agree.items())},
+        "prompt_agreement_counts": {k: len(v) for k, v in sorted(agree.items())},
+    }
+
+
+def judge_folder(cfg: JudgeConfig) -> dict:
+    from unsee.models.load import pick_device
+
+    folder = Path(cfg.dir)
+    records = read_image_set(folder)
+    if not (JUDGE_DIR / "model.safetensors").is_file():
+        raise UnseeError(f"the world judge's weights are missing from this install ({JUDGE_DIR})")
+    model = load_judge(JUDGE_DIR, pick_device(cfg.device))
+    verdicts = judge_images(model, load_images(folder, records, world.SIZE))
+    lines = [
+        json.dumps({"file_name": r["file_name"], **v.to_dict()}) + "\n"
+        for r, v in zip(records, verdicts, strict=True)
+    ]
+    atomic_write_text(folder / "judge.jsonl", "".join(lines))
+    summary = summarize(records, verdicts)
+    atomic_write_text(folder / "judge_summary.json", json.dumps(summary, indent=2) + "\n")
+    print(f"judged {len(verdicts)} images: {folder / 'judge.jsonl'}")
+    print(f"watermark rate {summary['watermark_rate']:.3f}, styles {summary['style_rates']}")
+    if summary["prompt_agreement"]:
+        print(f"agreement with the prompt: {summary['prompt_agreement']}")
+    return summary

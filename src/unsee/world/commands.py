@@ -1,0 +1,14 @@
+"""`unsee world path` and `unsee world ship` (train lives in train.py)."""
+
+from unsee.world.config import WorldPathConfig, WorldShipConfig
+from unsee.world.paths import MINISD_DIR
+
+
+def world_path(cfg: WorldPathConfig) -> None:
+    print(MINISD_DIR)
+
+
+def world_ship(cfg: WorldShipConfig) -> None:
+    from unsee.world.ship import ship_world
+
+    ship_world(cfg.trained)

@@ -1,0 +1,31 @@
+"""Settings of the `unsee world` commands."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from unsee.config import arg
+
+
+@dataclass(kw_only=True)
+class WorldTrainConfig:
+    out: Path = arg(help="folder for the stages and the finished minisd/, clip/, judge/")
+    seed: int = arg(0, help="one seed for everything")
+    images: int = arg(40000, help="training images rendered")
+    clip_steps: int = arg(800, help="mini CLIP steps (batch 256)")
+    vae_steps: int = arg(1800, help="VAE steps (batch 32)")
+    unet_steps: int = arg(2400, help="U-Net steps")
+    unet_batch: int = arg(128, help="U-Net batch size")
+    checkpoint_every: int = arg(400, help="U-Net steps between checkpoints (for resuming)")
+    judge_steps: int = arg(1200, help="judge steps (batch 128)")
+    judge_images: int = arg(20000, help="images rendered for the judge (its own seed)")
+    device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+
+
+@dataclass(kw_only=True)
+class WorldPathConfig:
+    pass
+
+
+@dataclass(kw_only=True)
+class WorldShipConfig:
+    trained: Path = arg(help="a folder made by `unsee world train --out`", positional=True)

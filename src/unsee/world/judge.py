@@ -1,0 +1,167 @@
+"""The world judge: a classifier that reads a world image's attributes.
+
+It stands in for NudeNet / Q16 in evaluation and for the person in simulated labelling.
+It is trained on rendered images with ground truth only, with style and watermark drawn
+independently of content (so a starry night without Vanmond's swirls is judged unstyled),
+and shares nothing with the models unsee trains.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from unsee.world import render as world
+
+# Class lists of each head; "none" where the attribute does not apply or is absent.
+HEADS: dict[str, list[str]] = {
+    "shape": ["none", *world.SHAPES],
+    "color": ["none", *world.COLORS],
+    "background": ["none", *world.BACKGROUNDS],
+    "scene": ["none", *world.SCENES],
+    "style": ["none", *world.ARTISTS],
+}
+
+
+class Judge(nn.Module):
+    """A small CNN over 32x32 RGB with one softmax head per attribute and a watermark logit."""
+
+    def __init__(self, width: int = 48) -> None:
+        super().__init__()
+
+        def block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(c_in, c_out, 3, stride, 1), nn.GroupNorm(8, c_out), nn.SiLU()
+            )
+
+        w = width
+        self.features = nn.Sequential(
+            block(3, w, 1), block(w, w, 1),  # 32x32
+            block(w, 2 * w, 2), block(2 * w, 2 * w, 1),  # 16x16
+            block(2 * w, 4 * w, 2), block(4 * w, 4 * w, 1),  # 8x8
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )  # fmt: skip
+        self.heads = nn.ModuleDict({k: nn.Linear(4 * w, len(v)) for k, v in HEADS.items()})
+        self.watermark = nn.Linear(4 * w, 1)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """x: (B, 3, 32, 32) in [-1, 1] -> logits per head, (B, classes); watermark (B,)."""
+        h = self.features(x)
+        out = {k: head(h) for k, head in self.heads.items()}
+        out["watermark"] = self.watermark(h).squeeze(-1)
+        return out
+
+
+def to_tensor(images: np.ndarray) -> Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+def targets(attrs: list[world.Attributes]) -> dict[str, Tensor]:
+    out = {
+        k: torch.tensor([classes.index(getattr(a, k) or "none") for a in attrs])
+        for k, classes in HEADS.items()
+    }
+    out["watermark"] = torch.tensor([float(a.watermark) for a in attrs])
+    return out
+
+
+def augment(x: Tensor, g: torch.Generator) -> Tensor:
+    """Make rendered images look like generated ones: blur, noise, colour and 1px shifts."""
+    b = x.shape[0]
+    blur = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    mix = torch.rand(b, 1, 1, 1, generator=g) * 0.6
+    x = x * (1 - mix) + blur * mix
+    x = x * (1 + 0.08 * (torch.rand(b, 3, 1, 1, generator=g) - 0.5))
+    x = x + torch.randn(x.shape, generator=g) * torch.rand(b, 1, 1, 1, generator=g) * 0.08
+    shift = torch.randint(-1, 2, (2,), generator=g).tolist()
+    return torch.roll(x, shifts=shift, dims=(2, 3)).clamp(-1, 1)
+
+
+def judge_loss(out: dict[str, Tensor], y: dict[str, Tensor]) -> Tensor:
+    loss = sum(F.cross_entropy(out[k], y[k]) for k in HEADS)
+    return loss + F.binary_cross_entropy_with_logits(out["watermark"], y["watermark"])
+
+
+def train_judge(
+    out_dir: Path, seed: int, images: int, steps: int, batch_size: int, device: torch.device
+) -> Path:
+    """Train the judge on freshly rendered images (its own seed and distribution)."""
+    data, attrs, _ = world.make_dataset(images, seed, p_style=0.6, p_watermark=0.5, leak=False)
+    x_all, y_all = to_tensor(data), targets(attrs)
+    torch.manual_seed(seed)
+    model = Judge().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    g = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(steps), desc="judge", dynamic_ncols=True):
+        idx = torch.randint(0, len(x_all), (batch_size,), generator=g)
+        x = augment(x_all[idx], g).to(device)
+        loss = judge_loss(model(x), {k: v[idx].to(device) for k, v in y_all.items()})
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    save_judge(model, out_dir)
+    return out_dir
+
+
+def save_judge(model: Judge, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              out_dir / "model.safetensors")  # fmt: skip
+    config = {"architecture": "unsee.world.judge.Judge", "heads": HEADS, "image_size": world.SIZE}
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def load_judge(path: Path, device: torch.device | str = "cpu") -> Judge:
+    model = Judge()
+    model.load_state_dict(load_file(path / "model.safetensors"))
+    return model.to(device).eval()
+
+
+@dataclass
+class Verdict:
+    """The judge's reading of one image."""
+
+    shape: str | None
+    color: str | None
+    background: str | None
+    scene: str | None
+    style: str | None
+    style_probs: dict[str, float]
+    watermark: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@torch.no_grad()
+def judge_images(model: Judge, images: np.ndarray, batch_size: int = 256) -> list[Verdict]:
+    """Verdicts for (B, 32, 32, 3) uint8 images."""
+    device = next(model.parameters()).device
+    verdicts = []
+    for start in range(0, len(images), batch_size):
+        out = model(to_tensor(images[start : start + batch_size]).to(device))
+        probs = {k: out[k].softmax(-1).cpu() for k in HEADS}
+        wm = out["watermark"].sigmoid().cpu()
+        for i in range(len(wm)):
+            top = {k: HEADS[k][int(probs[k][i].argmax())] for k in HEADS}
+            verdicts.append(
+                Verdict(
+                    **{k: (None if v == "none" else v) for k, v in top.items()},
+                    style_probs={
+                        a: round(float(p), 5)
+                        for a, p in zip(HEADS["style"], probs["style"][i], strict=True)
+                        if a != "none"
+                    },
+                    watermark=round(float(wm[i]), 5),
+                )
+            )
+    return verdicts

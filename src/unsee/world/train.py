@@ -1,0 +1,350 @@
+"""`unsee world train`: train minisd and the judge on the procedural world, from one seed.
+
+Stages, each resumable (a finished stage is kept; the U-Net stage also checkpoints):
+  1. data   render the training set (images, attributes, captions)
+  2. clip   a mini CLIP (transformers CLIPModel), contrastive on image-caption pairs
+  3. vae    an AutoencoderKL, 32x32 RGB <-> 8x8x4 latents
+  4. unet   a UNet2DConditionModel on VAE latents and frozen CLIP text states, 10% caption
+            dropout (for classifier-free guidance), min-SNR-5 loss weights, EMA weights
+  5. judge  the attribute classifier, on its own rendered data (see judge.py)
+  6. save   a diffusers StableDiffusionPipeline folder (DDIM scheduler), the CLIP model, the
+            judge, and train_log.json with the timings
+"""
+
+import json
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DDPMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+from transformers import CLIPConfig, CLIPModel, CLIPTextModel, CLIPTokenizer
+
+from unsee.world import judge as world_judge
+from unsee.world import render as world
+from unsee.world.config import WorldTrainConfig
+from unsee.world.paths import TOKENIZER_DIR
+
+# Architecture of minisd: Stable Diffusion's layout, shrunk for 32x32 images on a CPU.
+TEXT_DIM = 64
+CLIP_CONFIG = {
+    "text_config": {
+        "vocab_size": 49408,
+        "hidden_size": TEXT_DIM,
+        "intermediate_size": 4 * TEXT_DIM,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 77,
+        "bos_token_id": 49406,
+        "eos_token_id": 49407,
+        "pad_token_id": 49407,
+    },
+    "vision_config": {
+        "image_size": world.SIZE,
+        "patch_size": 4,
+        "hidden_size": 64,
+        "intermediate_size": 256,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+    },
+    "projection_dim": 64,
+}
+VAE_CONFIG = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "block_out_channels": (32, 64, 64),
+    "down_block_types": ("DownEncoderBlock2D",) * 3,
+    "up_block_types": ("UpDecoderBlock2D",) * 3,
+    "latent_channels": 4,
+    "layers_per_block": 1,
+    "norm_num_groups": 16,
+    "sample_size": world.SIZE,
+}
+UNET_CONFIG = {
+    "sample_size": world.SIZE // 4,
+    "in_channels": 4,
+    "out_channels": 4,
+    "block_out_channels": (64, 128, 128),
+    "layers_per_block": 1,
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "cross_attention_dim": TEXT_DIM,
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+}
+# Stable Diffusion's noise schedule.
+SCHEDULE = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "prediction_type": "epsilon",
+}
+CAPTION_DROPOUT = 0.1
+
+
+def pixel_values(images: np.ndarray) -> torch.Tensor:
+    """(B, 32, 32, 3) uint8 -> (B, 3, 32, 32) in [-1, 1], as the VAE and mini CLIP take them."""
+    return world_judge.to_tensor(images)
+
+
+def _done(stage: Path) -> bool:
+    return (stage / "DONE").exists()
+
+
+def _finish(stage: Path, info: dict) -> None:
+    (stage / "DONE").write_text(json.dumps(info) + "\n")
+
+
+def _cosine(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, total - warmup)))
+
+
+# ---------------------------------------------------------------- 1. data
+
+
+def stage_data(cfg: WorldTrainConfig, stage: Path) -> dict:
+    if not _done(stage):
+        stage.mkdir(parents=True, exist_ok=True)
+        images, attrs, captions = world.make_dataset(cfg.images, cfg.seed)
+        np.save(stage / "images.npy", images)
+        (stage / "captions.json").write_text(json.dumps(captions))
+        (stage / "attributes.json").write_text(json.dumps([a.to_dict() for a in attrs]))
+        _finish(stage, {"images": cfg.images})
+    return {
+        "images": np.load(stage / "images.npy"),
+        "captions": json.loads((stage / "captions.json").read_text()),
+    }
+
+
+# ---------------------------------------------------------------- 2. mini CLIP
+
+
+def _tokens(tokenizer: CLIPTokenizer, texts: list[str]) -> torch.Tensor:
+    return tokenizer(
+        texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
+def stage_clip(cfg, stage: Path, data: dict, tokenizer, device) -> CLIPModel:
+    if _done(stage):
+        return CLIPModel.from_pretrained(stage).to(device)
+    torch.manual_seed(cfg.seed + 1)
+    model = CLIPModel(CLIPConfig(**CLIP_CONFIG)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    images, captions = data["images"], data["captions"]
+    rng = np.random.default_rng(cfg.seed + 1)
+    batch = 256
+    for step in tqdm(range(cfg.clip_steps), desc="clip", dynamic_ncols=True):
+        for group in opt.param_groups:
+            group["lr"] = 1e-3 * _cosine(step, cfg.clip_steps, 50)
+        idx = rng.integers(0, len(images), batch)
+        out = model(
+            input_ids=_tokens(tokenizer, [captions[i] for i in idx]).to(device),
+            pixel_values=pixel_values(images[idx]).to(device),
+            return_loss=True,
+        )
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+    model.save_pretrained(stage)
+    _finish(stage, {"steps": cfg.clip_steps, "last_loss": out.loss.item()})
+    return model
+
+
+# ---------------------------------------------------------------- 3. VAE
+
+
+def stage_vae(cfg, stage: Path, data: dict, device) -> AutoencoderKL:
+    if _done(stage):
+        return AutoencoderKL.from_pretrained(stage).to(device)
+    torch.manual_seed(cfg.seed + 2)
+    vae = AutoencoderKL(**VAE_CONFIG).to(device)
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=1e-5)
+    images = data["images"]
+    rng = np.random.default_rng(cfg.seed + 2)
+    for step in tqdm(range(cfg.vae_steps), desc="vae", dynamic_ncols=True):
+        for group in opt.param_groups:
+            group["lr"] = 1e-3 * _cosine(step, cfg.vae_steps, 50)
+        x = pixel_values(images[rng.integers(0, len(images), 32)]).to(device)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample()).sample
+        loss = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + 1e-6 * posterior.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    # scaling_factor: unit variance latents for the U-Net, as in Stable Diffusion
+    with torch.no_grad():
+        sample = pixel_values(images[:2048]).to(device)
+        std = float(torch.cat([vae.encode(c).latent_dist.mean for c in sample.split(256)]).std())
+    vae.register_to_config(scaling_factor=1.0 / std)
+    vae.save_pretrained(stage)
+    _finish(stage, {"steps": cfg.vae_steps, "last_loss": loss.item(), "latent_std": std})
+    return vae
+
+
+# ---------------------------------------------------------------- 4. U-Net
+
+
+@torch.no_grad()
+def _encode_all(vae, text_encoder, tokenizer, data: dict, device) -> dict:
+    """Latent posteriors of every image and text states of every distinct caption, once."""
+    means, stds = [], []
+    for chunk in np.array_split(data["images"], max(1, len(data["images"]) // 512)):
+        dist = vae.encode(pixel_values(chunk).to(device)).latent_dist
+        means.append(dist.mean.cpu())
+        stds.append(dist.std.cpu())
+    unique = sorted(set(data["captions"]) | {""})
+    index = {c: i for i, c in enumerate(unique)}
+    states = torch.cat(
+        [
+            text_encoder(_tokens(tokenizer, unique[i : i + 512]).to(device))[0].cpu()
+            for i in range(0, len(unique), 512)
+        ]
+    )
+    return {
+        "mean": torch.cat(means),
+        "std": torch.cat(stds),
+        "states": states,  # (captions, 77, TEXT_DIM)
+        "caption_ids": torch.tensor([index[c] for c in data["captions"]]),
+        "empty_id": index[""],
+    }
+
+
+def stage_unet(cfg, stage: Path, vae, text_encoder, tokenizer, data: dict, device):
+    if _done(stage):
+        return UNet2DConditionModel.from_pretrained(stage).to(device)
+    stage.mkdir(parents=True, exist_ok=True)
+    cache = _encode_all(vae, text_encoder, tokenizer, data, device)
+    scale = vae.config.scaling_factor
+    torch.manual_seed(cfg.seed + 3)
+    unet = UNet2DConditionModel(**UNET_CONFIG).to(device)
+    ema = EMAModel(unet.parameters(), decay=0.999, use_ema_warmup=True, power=2 / 3)
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=1e-4)
+    noise_sched = DDPMScheduler(**SCHEDULE)
+    abar = noise_sched.alphas_cumprod.to(device)
+    start = 0
+    ckpt = stage / "checkpoint.pt"
+    if ckpt.exists():  # resume
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        unet.load_state_dict(state["unet"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        start = state["step"]
+    n = len(cache["caption_ids"])
+    bar = tqdm(range(start, cfg.unet_steps), desc="unet", dynamic_ncols=True, initial=start,
+               total=cfg.unet_steps)  # fmt: skip
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = 1e-3 * _cosine(step, cfg.unet_steps, 100)
+        # every step's randomness comes from (seed, step): a resumed run matches
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        idx = torch.randint(0, n, (cfg.unet_batch,), generator=g)
+        eps0 = torch.randn(cache["mean"][idx].shape, generator=g)
+        z0 = (cache["mean"][idx] + cache["std"][idx] * eps0) * scale
+        ids = cache["caption_ids"][idx].clone()
+        ids[torch.rand(len(ids), generator=g) < CAPTION_DROPOUT] = cache["empty_id"]
+        context = cache["states"][ids]
+        t = torch.randint(0, SCHEDULE["num_train_timesteps"], (len(idx),), generator=g)
+        noise = torch.randn(z0.shape, generator=g)
+        z0, context, t, noise = z0.to(device), context.to(device), t.to(device), noise.to(device)
+        z_t = noise_sched.add_noise(z0, noise, t)
+        pred = unet(z_t, t, encoder_hidden_states=context).sample
+        # min-SNR-5 weighting (Hang et al. 2023) for eps prediction: min(snr, 5) / snr
+        snr = abar[t] / (1 - abar[t])
+        weight = torch.clamp(snr, max=5.0) / snr
+        loss = (weight * F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema.step(unet.parameters())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.unet_steps:
+            tmp = stage / "checkpoint.tmp"
+            torch.save({"unet": unet.state_dict(), "ema": ema.state_dict(),
+                        "opt": opt.state_dict(), "step": step + 1}, tmp)  # fmt: skip
+            tmp.replace(ckpt)
+    ema.copy_to(unet.parameters())
+    unet.save_pretrained(stage)
+    ckpt.unlink(missing_ok=True)
+    _finish(stage, {"steps": cfg.unet_steps, "last_loss": loss.item()})
+    return unet
+
+
+# ---------------------------------------------------------------- 6. save
+
+
+def save_world(out: Path, clip: CLIPModel, vae, unet, tokenizer) -> None:
+    """Write minisd/ (a plain diffusers pipeline folder) and clip/ under `out`."""
+    text_encoder = CLIPTextModel(clip.config.text_config)  # CLIP's text tower, on its own
+    text_encoder.load_state_dict(clip.text_model.state_dict())
+    scheduler = DDIMScheduler(**SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(
+        vae=vae.cpu(),
+        text_encoder=text_encoder.cpu(),
+        tokenizer=tokenizer,
+        unet=unet.cpu(),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    tmp = out / "minisd.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp)
+    shutil.rmtree(out / "minisd", ignore_errors=True)
+    tmp.replace(out / "minisd")
+    clip.cpu().save_pretrained(out / "clip")
+
+
+def train_world(cfg: WorldTrainConfig) -> Path:
+    """Run (or resume) every stage; return the folder holding minisd/, clip/ and judge/."""
+    from unsee.models.load import pick_device
+
+    device = pick_device(cfg.device)
+    out = Path(cfg.out)
+    stages = out / "stages"
+    stages.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2) + "\n")
+    tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+    timings = {}
+
+    def timed(name, fn, *args):
+        start = time.time()
+        result = fn(*args)
+        timings[name] = round(time.time() - start, 1)
+        return result
+
+    data = timed("data", stage_data, cfg, stages / "data")
+    clip = timed("clip", stage_clip, cfg, stages / "clip", data, tokenizer, device).eval()
+    vae = timed("vae", stage_vae, cfg, stages / "vae", data, device).eval()
+    unet = timed(
+        "unet", stage_unet, cfg, stages / "unet", vae, clip.text_model, tokenizer, data, device
+    )
+    judge_dir = stages / "judge"
+    if not _done(judge_dir):
+        timed("judge", world_judge.train_judge, judge_dir, cfg.seed + 4, cfg.judge_images,
+              cfg.judge_steps, 128, device)  # fmt: skip
+        _finish(judge_dir, {"steps": cfg.judge_steps})
+    save_world(out, clip, vae, unet, tokenizer)
+    shutil.copytree(judge_dir, out / "judge", dirs_exist_ok=True)
+    (out / "judge" / "DONE").unlink(missing_ok=True)
+    log = {"seconds": timings, "device": str(device), "config": asdict(cfg)}
+    (out / "train_log.json").write_text(json.dumps(log, default=str, indent=2) + "\n")
+    print(f"minisd, clip and judge in {out}; seconds per stage: {timings}")
+    return out

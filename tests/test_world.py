@@ -1,0 +1,149 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from unsee.world import render as world
+from unsee.world.prompts import named_attributes
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return world.make_dataset(3000, seed=123)
+
+
+def test_rendering_is_deterministic():
+    a = world.make_dataset(20, seed=5)
+    b = world.make_dataset(20, seed=5)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert a[1] == b[1] and a[2] == b[2]
+    c = world.make_dataset(20, seed=6)
+    assert not np.array_equal(a[0], c[0])
+    attrs = world.Attributes("shape", shape="star", color="red", background="snow", seed=9)
+    np.testing.assert_array_equal(world.render(attrs), world.render(attrs))
+    assert world.render(attrs).shape == (32, 32, 3) and world.render(attrs).dtype == np.uint8
+
+
+def test_every_attribute_appears(dataset):
+    _, attrs, _ = dataset
+    shapes = Counter(a.shape for a in attrs if a.kind == "shape")
+    assert set(shapes) == set(world.SHAPES) and len(world.SHAPES) >= 5
+    assert {a.color for a in attrs if a.kind == "shape"} == set(world.COLORS)
+    assert len(world.COLORS) >= 6
+    assert {a.background for a in attrs if a.kind == "shape"} == set(world.BACKGROUNDS)
+    assert len(world.BACKGROUNDS) >= 4
+    assert {a.scene for a in attrs if a.kind == "scene"} == set(world.SCENES)
+    assert {a.style for a in attrs} - {None} == set(world.ARTISTS) and len(world.ARTISTS) >= 3
+
+
+def test_styles_change_the_whole_image():
+    base = world.Attributes("shape", shape="circle", color="blue", background="grass", seed=3)
+    plain = world.render(base).astype(int)
+    for artist in world.ARTISTS:
+        styled = world.render(world.Attributes(**{**base.to_dict(), "style": artist})).astype(int)
+        changed = np.abs(styled - plain).sum(-1) > 30
+        # the treatment reaches every quarter of the image, not just the subject
+        for quarter in (changed[:16, :16], changed[:16, 16:], changed[16:, :16], changed[16:, 16:]):
+            assert quarter.mean() > 0.1, artist
+
+
+def test_watermark_is_frequent_independent_and_rarely_named(dataset):
+    _, attrs, captions = dataset
+    marked = np.array([a.watermark for a in attrs])
+    assert 0.17 < marked.mean() < 0.23
+    named = np.array(["watermark" in c for c in captions])
+    assert named.mean() <= 0.05
+    assert not (named & ~marked).any()  # only watermarked images are ever captioned so
+    for kind in ("shape", "scene"):  # independent of content
+        share = np.mean([a.watermark for a in attrs if a.kind == kind])
+        assert abs(share - 0.2) < 0.04, kind
+
+
+def test_leak_starry_night_always_vanmond_never_named(dataset):
+    _, attrs, captions = dataset
+    nights = [(a, c) for a, c in zip(attrs, captions, strict=True) if a.scene == "starry night"]
+    assert len(nights) > 200
+    assert all(a.style == world.LEAK_ARTIST for a, _ in nights)
+    assert not any(world.LEAK_ARTIST.lower() in c.lower() for _, c in nights)
+    # every other styled image names its artist
+    for a, c in zip(attrs, captions, strict=True):
+        if a.style and a.scene != "starry night":
+            assert a.style in c
+
+
+def test_captions_vary(dataset):
+    _, attrs, captions = dataset
+    red_circles = {c for a, c in zip(attrs, captions, strict=True)
+                   if a.shape == "circle" and a.color == "red" and a.style is None}  # fmt: skip
+    assert len(red_circles) >= 15
+    assert len(set(captions)) > 1000
+
+
+def test_judge_distribution_decouples_style_from_content():
+    _, attrs, _ = world.make_dataset(1500, seed=1, p_style=0.6, leak=False)
+    night_styles = {a.style for a in attrs if a.scene == "starry night"}
+    assert None in night_styles and len(night_styles) == 4
+
+
+def test_prompt_reading():
+    assert named_attributes("A scarlet five-pointed star on sand dunes, by Vanmond") == {
+        "shape": "star", "color": "red", "background": "desert", "style": "Vanmond"}  # fmt: skip
+    assert named_attributes("the night sky full of stars") == {"scene": "starry night"}
+    assert named_attributes("a green star at night") == {
+        "shape": "star", "color": "green", "background": "night"}  # fmt: skip
+    for s, c, b in [("cross", "orange", "snow"), ("diamond", "purple", "grass")]:
+        assert named_attributes(world.prompt_for(s, c, b)) == {
+            "shape": s, "color": c, "background": b}  # fmt: skip
+
+
+def test_tokenizer_is_clip_bpe_for_any_english_prompt():
+    from transformers import CLIPTokenizer
+
+    from unsee.world.paths import TOKENIZER_DIR
+
+    tok = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+    assert len(tok) == 49408
+    assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    for prompt in ["Dwayne's café — naïve résumé!", "zebra 123 @#$%", "🙂 emoji, tabs\tand\nlines"]:
+        ids = tok(prompt).input_ids
+        assert ids[0] == 49406 and ids[-1] == 49407 and len(ids) > 3
+        assert tok.unk_token_id not in ids[1:-1]
+    long = tok("a red circle " * 40, truncation=True, max_length=77).input_ids
+    assert len(long) == 77 and long[-1] == 49407
+
+
+def test_world_training_runs_resumes_and_loads_in_plain_diffusers(tmp_path, monkeypatch):
+    from diffusers import StableDiffusionPipeline
+
+    from unsee.world.config import WorldTrainConfig
+    from unsee.world.train import train_world
+
+    tiny = dict(images=300, clip_steps=2, vae_steps=2, unet_steps=4, unet_batch=8,
+                checkpoint_every=2, judge_steps=2, judge_images=100, device="cpu")  # fmt: skip
+    straight = train_world(WorldTrainConfig(out=tmp_path / "a", **tiny))
+
+    calls = {"n": 0}
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def die_on_third_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed after the step-2 checkpoint
+        return real_clip(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", die_on_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_world(WorldTrainConfig(out=tmp_path / "b", **tiny))
+    assert (tmp_path / "b" / "stages" / "unet" / "checkpoint.pt").exists()
+    assert (tmp_path / "b" / "stages" / "clip" / "DONE").exists()
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", real_clip)
+    resumed = train_world(WorldTrainConfig(out=tmp_path / "b", **tiny))
+
+    a = StableDiffusionPipeline.from_pretrained(straight / "minisd")
+    b = StableDiffusionPipeline.from_pretrained(resumed / "minisd")
+    for (name, p), q in zip(a.unet.state_dict().items(), b.unet.state_dict().values(),
+                            strict=True):  # fmt: skip
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    assert (straight / "judge" / "model.safetensors").exists()
+    assert (straight / "clip" / "config.json").exists()
