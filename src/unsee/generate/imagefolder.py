@@ -10,8 +10,10 @@ The layout is the datasets library's imagefolder: load_dataset("imagefolder", da
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image, PngImagePlugin
 
@@ -24,34 +26,33 @@ def image_name(index: int) -> str:
     return f"{IMAGES}/{index:06d}.png"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temporary file and rename: readers never see half of it."""
+@contextmanager
+def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside `path`; on success it is synced and renamed to `path`,
+    on failure removed: readers never see half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_file(path) as f:
+        f.write(text)
 
 
 def save_png(image: Image.Image, path: Path, info: dict[str, Any]) -> None:
     """Save a PNG atomically, with its metadata as a JSON text chunk named 'unsee'."""
     png_info = PngImagePlugin.PngInfo()
     png_info.add_text("unsee", json.dumps(info, ensure_ascii=False))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG", pnginfo=png_info)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as f:
+        image.save(f, format="PNG", pnginfo=png_info)
 
 
 def append_line(path: Path, record: dict[str, Any]) -> None:
