@@ -21,15 +21,25 @@ def test_bench_world_writes_exactly_the_promised_keys(tmp_path):
     run_bench_world(BenchWorldConfig(out=tmp_path, n=3, steps=3, judge_images=40, device="cpu"))
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results) == {
-        "judge_accuracy", "prompt_accuracy", "style_rate_target", "style_rate_neutral",
-        "leak_rate", "watermark_rate_neutral", "settings",
-    }  # fmt: skip
+        "judge_accuracy",
+        "prompt_accuracy",
+        "style_rate_target",
+        "style_rate_neutral",
+        "leak_rate",
+        "watermark_rate_neutral",
+        "settings",
+    }
     assert set(results["judge_accuracy"]) == {"shape", "color", "background", "style", "watermark"}
     assert set(results["prompt_accuracy"]) == {"shape", "color", "background"}
     assert set(results["style_rate_target"]) == {"Vanmond", "Brakovic", "Solvei"}
-    values = [*results["judge_accuracy"].values(), *results["prompt_accuracy"].values(),
-              *results["style_rate_target"].values(), results["style_rate_neutral"],
-              results["leak_rate"], results["watermark_rate_neutral"]]  # fmt: skip
+    values = [
+        *results["judge_accuracy"].values(),
+        *results["prompt_accuracy"].values(),
+        *results["style_rate_target"].values(),
+        results["style_rate_neutral"],
+        results["leak_rate"],
+        results["watermark_rate_neutral"],
+    ]
     assert all(0 <= v <= 1 for v in values)
     assert results["settings"]["steps"] == 3 and results["settings"]["images_per_figure"] == 3
     for suite in ("neutral", "leak", "target_Vanmond"):

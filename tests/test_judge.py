@@ -56,13 +56,22 @@ def test_shipped_judge_reads_rendered_images():
 
 def test_summary_counts_agreement_per_named_attribute():
     def verdict(**kw):
-        base = dict(shape=None, color=None, background=None, scene=None, style=None,
-                    style_probs={}, watermark=0.0)  # fmt: skip
+        base = dict(
+            shape=None,
+            color=None,
+            background=None,
+            scene=None,
+            style=None,
+            style_probs={},
+            watermark=0.0,
+        )
         return Verdict(**{**base, **kw})
 
     records = [{"prompt": "a red circle on grass"}, {"prompt": "a blue circle, by Solvei"}]
-    verdicts = [verdict(shape="circle", color="red", background="snow", watermark=0.9),
-                verdict(shape="square", color="blue", style="Solvei")]  # fmt: skip
+    verdicts = [
+        verdict(shape="circle", color="red", background="snow", watermark=0.9),
+        verdict(shape="square", color="blue", style="Solvei"),
+    ]
     s = summarize(records, verdicts)
     assert s["prompt_agreement"] == {"background": 0.0, "color": 1.0, "shape": 0.5, "style": 1.0}
     assert s["watermark_rate"] == 0.5
@@ -79,7 +88,8 @@ def test_judge_refuses_bad_folders(minisd_set, tmp_path, tiny_uncond):
     (broken / "images" / "000001.png").write_bytes(b"not a png")
     with pytest.raises(UnseeError, match=r"000001\.png is not a readable image"):
         judge_folder(JudgeConfig(dir=broken, device="cpu"))
-    small = generate(GenerateConfig(model=str(tiny_uncond), device="cpu", steps=2,
-                                    out=tmp_path / "small"))  # fmt: skip
+    small = generate(
+        GenerateConfig(model=str(tiny_uncond), device="cpu", steps=2, out=tmp_path / "small")
+    )
     with pytest.raises(UnseeError, match="is 16x16; the world judge reads 32x32"):
         judge_folder(JudgeConfig(dir=small, device="cpu"))

@@ -33,6 +33,7 @@ def test_mini_clip_loads_with_transformers():
 
 
 def test_world_path_prints_the_pipeline_folder():
-    out = subprocess.run([sys.executable, "-m", "unsee", "world", "path"],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "unsee", "world", "path"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == str(MINISD_DIR)

@@ -74,8 +74,11 @@ def test_leak_starry_night_always_vanmond_never_named(dataset):
 
 def test_captions_vary(dataset):
     _, attrs, captions = dataset
-    red_circles = {c for a, c in zip(attrs, captions, strict=True)
-                   if a.shape == "circle" and a.color == "red" and a.style is None}  # fmt: skip
+    red_circles = {
+        c
+        for a, c in zip(attrs, captions, strict=True)
+        if a.shape == "circle" and a.color == "red" and a.style is None
+    }
     assert len(red_circles) >= 15
     assert len(set(captions)) > 1000
 
@@ -88,13 +91,23 @@ def test_judge_distribution_decouples_style_from_content():
 
 def test_prompt_reading():
     assert named_attributes("A scarlet five-pointed star on sand dunes, by Vanmond") == {
-        "shape": "star", "color": "red", "background": "desert", "style": "Vanmond"}  # fmt: skip
+        "shape": "star",
+        "color": "red",
+        "background": "desert",
+        "style": "Vanmond",
+    }
     assert named_attributes("the night sky full of stars") == {"scene": "starry night"}
     assert named_attributes("a green star at night") == {
-        "shape": "star", "color": "green", "background": "night"}  # fmt: skip
+        "shape": "star",
+        "color": "green",
+        "background": "night",
+    }
     for s, c, b in [("cross", "orange", "snow"), ("diamond", "purple", "grass")]:
         assert named_attributes(world.prompt_for(s, c, b)) == {
-            "shape": s, "color": c, "background": b}  # fmt: skip
+            "shape": s,
+            "color": c,
+            "background": b,
+        }
 
 
 def test_tokenizer_is_clip_bpe_for_any_english_prompt():
@@ -119,8 +132,17 @@ def test_world_training_runs_resumes_and_loads_in_plain_diffusers(tmp_path, monk
     from unsee.world.config import WorldTrainConfig
     from unsee.world.train import train_world
 
-    tiny = dict(images=300, clip_steps=2, vae_steps=2, unet_steps=4, unet_batch=8,
-                checkpoint_every=2, judge_steps=2, judge_images=100, device="cpu")  # fmt: skip
+    tiny = dict(
+        images=300,
+        clip_steps=2,
+        vae_steps=2,
+        unet_steps=4,
+        unet_batch=8,
+        checkpoint_every=2,
+        judge_steps=2,
+        judge_images=100,
+        device="cpu",
+    )
     straight = train_world(WorldTrainConfig(out=tmp_path / "a", **tiny))
 
     calls = {"n": 0}
@@ -142,8 +164,7 @@ def test_world_training_runs_resumes_and_loads_in_plain_diffusers(tmp_path, monk
 
     a = StableDiffusionPipeline.from_pretrained(straight / "minisd")
     b = StableDiffusionPipeline.from_pretrained(resumed / "minisd")
-    for (name, p), q in zip(a.unet.state_dict().items(), b.unet.state_dict().values(),
-                            strict=True):  # fmt: skip
+    for (name, p), q in zip(a.unet.state_dict().items(), b.unet.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
     assert (straight / "judge" / "model.safetensors").exists()
     assert (straight / "clip" / "config.json").exists()

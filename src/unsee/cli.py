@@ -19,6 +19,13 @@ from unsee.demo import DemoConfig
 from unsee.env import EnvConfig
 from unsee.errors import UnseeError
 from unsee.evaluate.config import JudgeConfig
+from unsee.feedback.config import (
+    FeedbackExportConfig,
+    FeedbackImportConfig,
+    FeedbackSimulateConfig,
+    FeedbackStatsConfig,
+    LabelConfig,
+)
 from unsee.generate.config import GenerateConfig
 from unsee.world.config import WorldPathConfig, WorldShipConfig, WorldTrainConfig
 
@@ -38,6 +45,21 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
     "judge": Command(
         JudgeConfig, "unsee.evaluate.judge:judge_folder", "per-image attributes and summary rates"
     ),
+    "label": Command(LabelConfig, "unsee.feedback.server:serve", "label images in the browser"),
+    "feedback": {
+        "simulate": Command(
+            FeedbackSimulateConfig,
+            "unsee.feedback.simulate:simulate",
+            "a judge-driven labeller in place of a person",
+        ),
+        "stats": Command(FeedbackStatsConfig, "unsee.feedback.stats:run_stats", "what is labelled"),
+        "export": Command(
+            FeedbackExportConfig, "unsee.feedback.stats:run_export", "labels as jsonl/csv/parquet"
+        ),
+        "import": Command(
+            FeedbackImportConfig, "unsee.feedback.stats:run_import", "labels made elsewhere"
+        ),
+    },
     "world": {
         "path": Command(
             WorldPathConfig, "unsee.world.commands:world_path", "print minisd's folder"

@@ -14,7 +14,8 @@ def save_grid(images: np.ndarray, path: Path, columns: int = 8, scale: int = 3) 
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         canvas[r * (h + 2) + 1 : r * (h + 2) + 1 + h, c * (w + 2) + 1 : c * (w + 2) + 1 + w] = image
-    big = Image.fromarray(canvas).resize((canvas.shape[1] * scale, canvas.shape[0] * scale),
-                                         Image.NEAREST)  # fmt: skip
+    big = Image.fromarray(canvas).resize(
+        (canvas.shape[1] * scale, canvas.shape[0] * scale), Image.NEAREST
+    )
     big.save(path)
     return path

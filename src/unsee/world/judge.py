@@ -42,11 +42,15 @@ class Judge(nn.Module):
 
         w = width
         self.features = nn.Sequential(
-            block(3, w, 1), block(w, w, 1),  # 32x32
-            block(w, 2 * w, 2), block(2 * w, 2 * w, 1),  # 16x16
-            block(2 * w, 4 * w, 2), block(4 * w, 4 * w, 1),  # 8x8
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )  # fmt: skip
+            block(3, w, 1),
+            block(w, w, 1),  # 32x32
+            block(w, 2 * w, 2),
+            block(2 * w, 2 * w, 1),  # 16x16
+            block(2 * w, 4 * w, 2),
+            block(4 * w, 4 * w, 1),  # 8x8
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.heads = nn.ModuleDict({k: nn.Linear(4 * w, len(v)) for k, v in HEADS.items()})
         self.watermark = nn.Linear(4 * w, 1)
 
@@ -114,8 +118,9 @@ def train_judge(
 
 def save_judge(model: Judge, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              out_dir / "model.safetensors")  # fmt: skip
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors"
+    )
     config = {"architecture": "unsee.world.judge.Judge", "heads": HEADS, "image_size": world.SIZE}
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 

@@ -245,8 +245,13 @@ def stage_unet(cfg, stage: Path, vae, text_encoder, tokenizer, data: dict, devic
         opt.load_state_dict(state["opt"])
         start = state["step"]
     n = len(cache["caption_ids"])
-    bar = tqdm(range(start, cfg.unet_steps), desc="unet", dynamic_ncols=True, initial=start,
-               total=cfg.unet_steps)  # fmt: skip
+    bar = tqdm(
+        range(start, cfg.unet_steps),
+        desc="unet",
+        dynamic_ncols=True,
+        initial=start,
+        total=cfg.unet_steps,
+    )
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = 1e-3 * _cosine(step, cfg.unet_steps, 100)
@@ -276,8 +281,15 @@ def stage_unet(cfg, stage: Path, vae, text_encoder, tokenizer, data: dict, devic
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.unet_steps:
             tmp = stage / "checkpoint.tmp"
-            torch.save({"unet": unet.state_dict(), "ema": ema.state_dict(),
-                        "opt": opt.state_dict(), "step": step + 1}, tmp)  # fmt: skip
+            torch.save(
+                {
+                    "unet": unet.state_dict(),
+                    "ema": ema.state_dict(),
+                    "opt": opt.state_dict(),
+                    "step": step + 1,
+                },
+                tmp,
+            )
             tmp.replace(ckpt)
     ema.copy_to(unet.parameters())
     unet.save_pretrained(stage)
@@ -338,8 +350,16 @@ def train_world(cfg: WorldTrainConfig) -> Path:
     )
     judge_dir = stages / "judge"
     if not _done(judge_dir):
-        timed("judge", world_judge.train_judge, judge_dir, cfg.seed + 4, cfg.judge_images,
-              cfg.judge_steps, 128, device)  # fmt: skip
+        timed(
+            "judge",
+            world_judge.train_judge,
+            judge_dir,
+            cfg.seed + 4,
+            cfg.judge_images,
+            cfg.judge_steps,
+            128,
+            device,
+        )
         _finish(judge_dir, {"steps": cfg.judge_steps})
     save_world(out, clip, vae, unet, tokenizer)
     shutil.copytree(judge_dir, out / "judge", dirs_exist_ok=True)

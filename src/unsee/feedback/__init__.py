@@ -1,0 +1,1 @@
+"""Human feedback: the store (SQLite), the labelling page, import/export, a simulated labeller."""

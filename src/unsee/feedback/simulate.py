@@ -1,0 +1,82 @@
+"""`unsee feedback simulate`: a labeller driven by the world judge, in place of a person.
+
+binary: images in a shuffled order are labelled bad when they show the concept (the
+judge's watermark probability > 0.5, or its style is the artist), good otherwise; a share
+`noise` of the answers is flipped. rank: groups of M images are ordered by the judge's
+probability of the concept (most like it first); with noise, each adjacent pair is swapped
+with that probability. Decisions are stored under the annotator "simulated".
+"""
+
+import numpy as np
+
+from unsee.errors import UnseeError
+from unsee.evaluate.judge import WATERMARK_THRESHOLD, load_images, read_image_set
+from unsee.feedback.config import FeedbackSimulateConfig
+from unsee.feedback.store import FeedbackStore
+from unsee.world import render as world
+from unsee.world.judge import Verdict, judge_images, load_judge
+from unsee.world.paths import JUDGE_DIR
+
+CONCEPTS = ("watermark", *world.ARTISTS)
+
+
+def concept_score(verdict: Verdict, concept: str) -> float:
+    """The judge's probability that an image shows the concept."""
+    if concept == "watermark":
+        return verdict.watermark
+    return verdict.style_probs[concept]
+
+
+def shows_concept(verdict: Verdict, concept: str) -> bool:
+    if concept == "watermark":
+        return verdict.watermark > WATERMARK_THRESHOLD
+    return verdict.style == concept
+
+
+def simulate(cfg: FeedbackSimulateConfig) -> dict:
+    from unsee.models.load import pick_device
+
+    if cfg.concept not in CONCEPTS:
+        raise UnseeError(f"--concept must be one of {', '.join(CONCEPTS)}, not {cfg.concept!r}")
+    records = read_image_set(cfg.dir)
+    store = FeedbackStore.for_folder(cfg.dir)
+    store.register_images(records)
+    ids = {i.file_name: i.image_id for i in store.images()}
+    done = store.decided(cfg.annotator)
+    todo = [r for r in records if ids[r["file_name"]] not in done]
+    if not todo:
+        raise UnseeError(f"every image of {cfg.dir} already has a decision by {cfg.annotator!r}")
+    judge = load_judge(JUDGE_DIR, pick_device(cfg.device))
+    verdicts = judge_images(judge, load_images(cfg.dir, todo, world.SIZE))
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(todo))
+    counts = {"bad": 0, "good": 0, "rankings": 0}
+    if cfg.mode == "binary":
+        quota = cfg.budget // 2 if cfg.balanced else cfg.budget
+        for i in order:
+            if counts["bad"] + counts["good"] >= cfg.budget:
+                break
+            bad = shows_concept(verdicts[i], cfg.concept)
+            if rng.random() < cfg.noise:
+                bad = not bad
+            label = "bad" if bad else "good"
+            if counts[label] >= quota:
+                continue  # balanced: this class is full, the image is not shown
+            store.add_label(ids[todo[i]["file_name"]], cfg.annotator, label, None)
+            counts[label] += 1
+    else:
+        for start in range(0, len(order) - cfg.rank_size + 1, cfg.rank_size):
+            if counts["rankings"] >= cfg.budget:
+                break
+            group = list(order[start : start + cfg.rank_size])
+            group.sort(key=lambda i: -concept_score(verdicts[i], cfg.concept))
+            for j in range(len(group) - 1):
+                if rng.random() < cfg.noise:
+                    group[j], group[j + 1] = group[j + 1], group[j]
+            store.add_ranking([ids[todo[i]["file_name"]] for i in group], cfg.annotator, None)
+            counts["rankings"] += 1
+    made = counts["rankings"] if cfg.mode == "rank" else counts["bad"] + counts["good"]
+    if made < cfg.budget:
+        print(f"note: only {made} of the {cfg.budget} asked for; {cfg.dir} ran out of images")
+    print(f"simulated {cfg.concept} feedback as {cfg.annotator!r}: {counts}")
+    return counts
