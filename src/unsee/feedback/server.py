@@ -320,3 +320,29 @@ def serve(cfg: LabelConfig) -> None:
         webbrowser.open(url)
     server = uvicorn.Server(uvicorn.Config(build_app(state), log_level="warning"))
     server.run(sockets=[sock])
+
+
+class BackgroundServer:
+    """The labelling server on a free local port, in a thread (tests and benchmarks)."""
+
+    def __init__(self, cfg: LabelConfig) -> None:
+        import uvicorn
+
+        self.state = open_state(cfg)
+        self.sock = bind(cfg.host, cfg.port)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(build_app(self.state), log_level="warning"))
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def __enter__(self) -> "BackgroundServer":
+        self.thread.start()
+        while not self.server.started:
+            threading.Event().wait(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()

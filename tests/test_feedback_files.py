@@ -1,0 +1,159 @@
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from unsee.errors import UnseeError
+from unsee.feedback.config import (
+    FeedbackExportConfig,
+    FeedbackImportConfig,
+    FeedbackSimulateConfig,
+    FeedbackStatsConfig,
+)
+from unsee.feedback.simulate import simulate
+from unsee.feedback.stats import run_export, run_import, run_stats
+from unsee.feedback.store import FeedbackStore
+from unsee.generate.config import GenerateConfig
+from unsee.generate.run import generate
+
+
+@pytest.fixture(scope="module")
+def labelled_set(tiny_sd, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("files") / "set"
+    generate(
+        GenerateConfig(
+            model=str(tiny_sd), device="cpu", prompt="a blue square", n=6, steps=2, out=out
+        )
+    )
+    labels = out.parent / "labels.jsonl"
+    rows = [
+        {"file_name": f"images/00000{i}.png", "label": lab, "annotator": who, "seconds": 2}
+        for i, lab, who in [
+            (0, "bad", "ann"),
+            (1, "good", "ann"),
+            (2, "skip", "ann"),
+            (0, "bad", "bob"),
+            (1, "bad", "bob"),
+        ]
+    ]
+    labels.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run_import(FeedbackImportConfig(dir=out, file=labels))
+    return out
+
+
+def test_import_and_stats(labelled_set, capsys):
+    stats = run_stats(FeedbackStatsConfig(dir=labelled_set, json=True))
+    assert stats["labels"] == {"bad": 3, "good": 1, "skip": 1}
+    assert stats["annotators"]["ann"]["bad"] == 1 and stats["annotators"]["bob"]["bad"] == 2
+    assert stats["median_seconds"] == 2
+    assert stats["agreement"]["ann ~ bob"] == {"images": 2, "agreement": 0.5}
+    assert json.loads(capsys.readouterr().out)["decisions"] == 5
+
+
+def test_export_jsonl_is_an_imagefolder_dataset(labelled_set, tmp_path):
+    path = run_export(FeedbackExportConfig(dir=labelled_set, out=tmp_path / "ds"))
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    by_name = {r["file_name"]: r for r in rows}
+    assert by_name["images/000000.png"]["label"] == "bad"
+    assert by_name["images/000001.png"]["label"] is None  # one bad, one good: a tie
+    assert by_name["images/000002.png"]["n_skip"] == 1
+    from datasets import load_dataset
+
+    ds = load_dataset("imagefolder", data_dir=str(tmp_path / "ds"), split="train")
+    assert len(ds) == 3 and set(ds.column_names) >= {"image", "label", "prompt"}
+
+
+def test_export_csv_and_parquet(labelled_set, tmp_path):
+    path = run_export(FeedbackExportConfig(dir=labelled_set, format="csv", out=tmp_path / "c"))
+    assert len(list(csv.DictReader(path.open()))) == 3
+    path = run_export(
+        FeedbackExportConfig(dir=labelled_set, format="parquet", decisions=True, out=tmp_path / "p")
+    )
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    assert table.num_rows == 5 and "annotator" in table.column_names
+
+
+def test_import_refuses_bad_rows_and_stores_nothing(labelled_set, tmp_path):
+    folder = tmp_path / "set"
+    shutil.copytree(labelled_set, folder)
+    before = len(FeedbackStore.for_folder(folder).decisions())
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file_name,label\nimages/000003.png,good\nimages/nope.png,bad\n")
+    with pytest.raises(UnseeError, match=r"bad\.csv:3: 'images/nope\.png' is not an image"):
+        run_import(FeedbackImportConfig(dir=folder, file=bad))
+    bad.write_text("file_name,label\nimages/000003.png,maybe\n")
+    with pytest.raises(UnseeError, match="label 'maybe'"):
+        run_import(FeedbackImportConfig(dir=folder, file=bad))
+    assert len(FeedbackStore.for_folder(folder).decisions()) == before
+
+
+def test_stats_without_a_store(tmp_path):
+    with pytest.raises(UnseeError, match=r"no feedback\.sqlite"):
+        run_stats(FeedbackStatsConfig(dir=tmp_path))
+
+
+@pytest.fixture(scope="module")
+def minisd_mixed(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sim") / "set"
+    prompts = out.parent / "p.txt"
+    prompts.write_text(
+        "a red circle on grass\na red circle on grass, in the style of Solvei\n"
+        "a starry night\na blue square in the snow\n"
+    )
+    return generate(GenerateConfig(prompts=prompts, n=6, steps=8, device="cpu", out=out))
+
+
+def test_simulated_binary_labels_follow_the_judge(minisd_mixed, tmp_path):
+    folder = tmp_path / "set"
+    shutil.copytree(minisd_mixed, folder)
+    counts = simulate(FeedbackSimulateConfig(dir=folder, concept="Solvei", budget=24, device="cpu"))
+    assert counts["bad"] + counts["good"] == 24
+    store = FeedbackStore.for_folder(folder)
+    labels = {d["file_name"]: d["label"] for d in store.decisions()}
+    assert {d["annotator"] for d in store.decisions()} == {"simulated"}
+    from unsee.evaluate.judge import load_images, read_image_set
+    from unsee.world.judge import judge_images, load_judge
+    from unsee.world.paths import JUDGE_DIR
+
+    records = read_image_set(folder)
+    verdicts = judge_images(load_judge(JUDGE_DIR), load_images(folder, records, 32))
+    for record, verdict in zip(records, verdicts, strict=True):
+        expected = "bad" if verdict.style == "Solvei" else "good"
+        assert labels[record["file_name"]] == expected
+
+
+def test_simulated_noise_balance_and_rankings(minisd_mixed, tmp_path):
+    folder = tmp_path / "noisy"
+    shutil.copytree(minisd_mixed, folder)
+    clean = simulate(
+        FeedbackSimulateConfig(
+            dir=folder, concept="Solvei", budget=24, annotator="clean", device="cpu"
+        )
+    )
+    noisy = simulate(
+        FeedbackSimulateConfig(
+            dir=folder, concept="Solvei", budget=24, noise=1.0, annotator="noisy", device="cpu"
+        )
+    )
+    assert noisy["bad"] == clean["good"] and noisy["good"] == clean["bad"]
+    balanced = simulate(
+        FeedbackSimulateConfig(
+            dir=folder, concept="Solvei", budget=4, balanced=True, annotator="bal", device="cpu"
+        )
+    )
+    assert balanced["bad"] == 2 and balanced["good"] == 2
+    ranked = simulate(
+        FeedbackSimulateConfig(
+            dir=folder, concept="Vanmond", mode="rank", budget=3, annotator="ranker", device="cpu"
+        )
+    )
+    assert ranked["rankings"] == 3
+    store = FeedbackStore.for_folder(folder)
+    ranks = [d for d in store.decisions() if d["annotator"] == "ranker"]
+    assert len(ranks) == 15 and sorted({d["rank"] for d in ranks}) == [1, 2, 3, 4, 5]
+    with pytest.raises(UnseeError, match="--concept must be one of"):
+        simulate(FeedbackSimulateConfig(dir=folder, concept="nudity", budget=2, device="cpu"))
