@@ -270,3 +270,14 @@ def test_store_schema_version_is_checked(fresh_set):
     db.close()
     with pytest.raises(UnseeError, match="schema 99"):
         FeedbackStore.for_folder(fresh_set)
+
+
+def test_bench_label_measures_round_trips(tmp_path):
+    from unsee.bench.config import BenchLabelConfig
+    from unsee.bench.label import run_bench_label
+
+    results = run_bench_label(BenchLabelConfig(out=tmp_path, decisions=20, browser=False))
+    assert results["round_trip"]["decisions"] == 20
+    assert 0 < results["round_trip"]["p50_ms"] <= results["round_trip"]["p95_ms"]
+    stored = FeedbackStore.for_folder(tmp_path / "image-set").decisions()
+    assert len(stored) == 20

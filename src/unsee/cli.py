@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 
 from unsee import __version__
-from unsee.bench.config import BenchGenerateConfig, BenchWorldConfig
+from unsee.bench.config import BenchGenerateConfig, BenchLabelConfig, BenchWorldConfig
 from unsee.config import add_dataclass_arguments, dataclass_from_namespace
 from unsee.demo import DemoConfig
 from unsee.env import EnvConfig
@@ -78,6 +78,11 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
             BenchGenerateConfig,
             "unsee.bench.generate:run_bench_generate",
             "time image generation with a tiny pipeline",
+        ),
+        "label": Command(
+            BenchLabelConfig,
+            "unsee.bench.label:run_bench_label",
+            "decision round trip and keyboard speed of the labelling page",
         ),
         "world": Command(
             BenchWorldConfig,

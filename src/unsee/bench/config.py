@@ -29,3 +29,11 @@ class BenchWorldConfig:
     judge_images: int = arg(2000, help="fresh rendered images for the judge's accuracy")
     batch_size: int = arg(16, help="images per batch")
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+
+
+@dataclass(kw_only=True)
+class BenchLabelConfig:
+    out: Path = arg(help="folder for results.json (and the image set it labels)")
+    decisions: int = arg(300, help="API decisions to time")
+    browser: bool = arg(True, help="also time keyboard labelling in headless Chromium")
+    browser_decisions: int = arg(120, help="decisions made with keys in the browser")
