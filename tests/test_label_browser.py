@@ -5,12 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from unsee.bench.label import make_world_set
 from unsee.feedback.browser import find_chromium, open_browser, press, screenshot, wait_for
 from unsee.feedback.config import LabelConfig
 from unsee.feedback.server import BackgroundServer
 from unsee.feedback.store import FeedbackStore
-from unsee.generate.config import GenerateConfig
-from unsee.generate.run import generate
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "runs" / "screenshots"
 
@@ -24,13 +23,8 @@ if find_chromium() is None:
 
 
 @pytest.fixture(scope="module")
-def image_set(tiny_sd, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("browser") / "set"
-    prompts = out.parent / "p.txt"
-    prompts.write_text("a red circle\na blue square\n")
-    return generate(
-        GenerateConfig(model=str(tiny_sd), device="cpu", prompts=prompts, n=10, steps=2, out=out)
-    )
+def image_set(tmp_path_factory) -> Path:
+    return make_world_set(tmp_path_factory.mktemp("browser") / "set", 20)
 
 
 @pytest.fixture(scope="module")
