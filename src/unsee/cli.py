@@ -13,7 +13,12 @@ import sys
 from dataclasses import dataclass
 
 from unsee import __version__
-from unsee.bench.config import BenchGenerateConfig, BenchLabelConfig, BenchWorldConfig
+from unsee.bench.config import (
+    BenchGenerateConfig,
+    BenchLabelConfig,
+    BenchRewardConfig,
+    BenchWorldConfig,
+)
 from unsee.config import add_dataclass_arguments, dataclass_from_namespace
 from unsee.demo import DemoConfig
 from unsee.env import EnvConfig
@@ -27,6 +32,7 @@ from unsee.feedback.config import (
     LabelConfig,
 )
 from unsee.generate.config import GenerateConfig
+from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
 from unsee.world.config import WorldPathConfig, WorldShipConfig, WorldTrainConfig
 
 
@@ -60,6 +66,14 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
             FeedbackImportConfig, "unsee.feedback.stats:run_import", "labels made elsewhere"
         ),
     },
+    "reward": {
+        "train": Command(
+            RewardTrainConfig, "unsee.reward.train:train_reward", "train a reward on feedback"
+        ),
+        "score": Command(
+            RewardScoreConfig, "unsee.reward.score:score_folder", "score an image set"
+        ),
+    },
     "world": {
         "path": Command(
             WorldPathConfig, "unsee.world.commands:world_path", "print minisd's folder"
@@ -83,6 +97,11 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
             BenchLabelConfig,
             "unsee.bench.label:run_bench_label",
             "decision round trip and keyboard speed of the labelling page",
+        ),
+        "reward": Command(
+            BenchRewardConfig,
+            "unsee.bench.reward:run_bench_reward",
+            "rewards from a few simulated labels: AUC and training time",
         ),
         "world": Command(
             BenchWorldConfig,

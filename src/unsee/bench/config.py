@@ -37,3 +37,13 @@ class BenchLabelConfig:
     decisions: int = arg(300, help="API decisions to time")
     browser: bool = arg(True, help="also time keyboard labelling in headless Chromium")
     browser_decisions: int = arg(120, help="decisions made with keys in the browser")
+
+
+@dataclass(kw_only=True)
+class BenchRewardConfig:
+    out: Path = arg(help="folder for results.json, the image sets and the rewards")
+    eval_images: int = arg(1000, help="fresh generated images each AUC is measured on")
+    artist: str = arg("Vanmond", help="the artist whose style the ranking reward learns")
+    steps: int = arg(25, help="DDIM steps of the generated sets")
+    seed: int = arg(2_000_000, help="first seed of the generated sets")
+    device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")

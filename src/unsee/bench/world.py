@@ -12,17 +12,15 @@ and a PNG grid per prompt suite, so a person can look.
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from unsee.bench.config import BenchWorldConfig
+from unsee.bench.sets import make_set
 from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import WATERMARK_THRESHOLD, load_images, read_image_set
-from unsee.generate.config import GenerateConfig
+from unsee.evaluate.judge import WATERMARK_THRESHOLD
 from unsee.generate.imagefolder import atomic_write_text
-from unsee.generate.run import generate
 from unsee.models.load import pick_device
 from unsee.world import render as world
 from unsee.world.judge import HEADS, judge_images, load_judge, targets
@@ -57,25 +55,16 @@ def judge_accuracy(model, n: int, seed: int) -> dict[str, float]:
 
 
 def _suite(cfg: BenchWorldConfig, name: str, prompts: list[str], seed: int, judge) -> list:
-    folder = Path(cfg.out) / "suites" / name
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    (folder / "prompts.txt").write_text("\n".join(prompts) + "\n")
-    generate(
-        GenerateConfig(
-            model=cfg.model,
-            device=cfg.device,
-            prompts=folder / "prompts.txt",
-            n=1,
-            seed=seed,
-            steps=cfg.steps,
-            guidance=cfg.guidance,
-            batch_size=cfg.batch_size,
-            out=folder / "images",
-        )
+    _, images = make_set(
+        Path(cfg.out) / "suites" / name,
+        prompts,
+        seed,
+        model=cfg.model,
+        steps=cfg.steps,
+        guidance=cfg.guidance,
+        batch_size=cfg.batch_size,
+        device=cfg.device,
     )
-    records = read_image_set(folder / "images")
-    images = load_images(folder / "images", records, world.SIZE)
     save_grid(images[:64], Path(cfg.out) / f"grid_{name}.png")
     return judge_images(judge, images)
 

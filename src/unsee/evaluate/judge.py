@@ -47,21 +47,26 @@ def read_image_set(folder: Path) -> list[dict]:
     return records
 
 
-def load_images(folder: Path, records: list[dict], size: int) -> np.ndarray:
-    """(N, size, size, 3) uint8; a corrupt file or another size is a clear error."""
+def load_images(folder: Path, records: list[dict], size: int | None) -> np.ndarray:
+    """(N, H, W, 3) uint8; a missing or corrupt file, or (with `size`) another size than
+    size x size, is a clear error. Without `size`, all images must share one size."""
     images = []
     for record in records:
         path = folder / record["file_name"]
+        if not path.is_file():
+            raise UnseeError(f"image {path} is missing")
         try:
             with Image.open(path) as im:
                 image = im.convert("RGB")
         except (UnidentifiedImageError, OSError) as e:
             raise UnseeError(f"{path} is not a readable image ({e})") from None
-        if image.size != (size, size):
+        if size is not None and image.size != (size, size):
             raise UnseeError(
                 f"{path} is {image.size[0]}x{image.size[1]}; the world judge reads"
                 f" {size}x{size} images from minisd"
             )
+        if images and image.size != images[0].shape[1::-1]:
+            raise UnseeError(f"{path} is {image.size[0]}x{image.size[1]}, unlike the others")
         images.append(np.asarray(image))
     return np.stack(images)
 

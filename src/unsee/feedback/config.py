@@ -22,7 +22,11 @@ class LabelConfig:
     token: str | None = arg(
         None, help="access token required on every request (generated when --host is not local)"
     )
-    order: Literal["shuffled", "sequential"] = arg("shuffled", help="order images are served in")
+    order: Literal["shuffled", "sequential", "uncertain", "bad-first"] = arg(
+        "shuffled",
+        help="order images are served in; uncertain / bad-first read DIR/reward.jsonl"
+        " (`unsee reward score R DIR`): the reward's least certain, or likeliest bad, first",
+    )
     rank_size: int = arg(5, help="images per ranking (rank mode)")
     grid_size: int = arg(16, help="images per page (grid mode)")
     until_bad: int | None = arg(None, help="stop once this many images are labelled bad")

@@ -64,12 +64,29 @@ class LabelState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _order(ids: list[int], cfg: LabelConfig) -> list[int]:
+def _order(ids: dict[str, int], cfg: LabelConfig) -> list[int]:
+    """Image ids (by file name) in serving order."""
     if cfg.order == "sequential":
-        return sorted(ids)
-    shuffled = sorted(ids)
-    random.Random(cfg.seed).shuffle(shuffled)
-    return shuffled
+        return sorted(ids.values())
+    if cfg.order == "shuffled":
+        shuffled = sorted(ids.values())
+        random.Random(cfg.seed).shuffle(shuffled)
+        return shuffled
+    path = Path(cfg.dir) / "reward.jsonl"
+    if not path.is_file():
+        raise UnseeError(
+            f"--order {cfg.order} needs {path}: run `unsee reward score REWARD {cfg.dir}` first"
+        )
+    p_bad = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        p_bad[row["file_name"]] = row["p_bad"]
+    key = (
+        (lambda f: abs(p_bad.get(f, 0.5) - 0.5))
+        if cfg.order == "uncertain"
+        else (lambda f: -p_bad.get(f, 0.0))
+    )
+    return [ids[f] for f in sorted(ids, key=key)]
 
 
 def _bad(message: str, status: int = 400) -> JSONResponse:
@@ -275,7 +292,7 @@ def open_state(cfg: LabelConfig) -> LabelState:
     store = FeedbackStore.for_folder(folder)
     store.register_images(records)
     names = {r["file_name"] for r in records}
-    ids = [i.image_id for i in store.images() if i.file_name in names]
+    ids = {i.file_name: i.image_id for i in store.images() if i.file_name in names}
     return LabelState(store=store, folder=folder, cfg=cfg, order=_order(ids, cfg))
 
 

@@ -1,0 +1,127 @@
+"""A reward ensemble: K members, saved as model.safetensors + config.json.
+
+The Python API guidance and inversion call:
+    reward = load_reward(path, device)
+    reward.log_prob(x)             # (B,) sum_i log sigmoid(r_i(x)), x in [-1, 1], differentiable
+    reward.logits(x)               # (B, K) per-member rewards
+    reward.log_prob_latents(z, vae)  # decode latents (scaled, as the U-Net sees them) first
+    reward.log_prob(x_t, t=t)      # noise-aware rewards take the timestep
+    reward.score_images(uint8)     # numpy (N, H, W, 3) -> (N, K) logits, no gradient
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from unsee.errors import UnseeError
+from unsee.reward.clip import ClipFeatures, ClipHead
+from unsee.reward.cnn import CnnReward
+from unsee.reward.noise_aware import NoiseAwareReward
+
+BACKBONES = ("clip", "cnn", "noise-aware")
+
+
+def clip_path(name: str) -> Path:
+    """`minisd` names the embedded mini CLIP; anything else is a folder."""
+    if name == "minisd":
+        from unsee.world.paths import CLIP_DIR
+
+        return CLIP_DIR
+    return Path(name).expanduser()
+
+
+def make_member(config: dict, feature_dim: int | None) -> nn.Module:
+    if config["backbone"] == "clip":
+        return ClipHead(feature_dim)
+    if config["backbone"] == "cnn":
+        return CnnReward(config["image_size"])
+    return NoiseAwareReward(config["sample_shape"][0])
+
+
+class RewardModel(nn.Module):
+    def __init__(
+        self, config: dict, members: list[nn.Module], features: ClipFeatures | None = None
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(members)
+        self.features = features
+
+    @property
+    def backbone(self) -> str:
+        return self.config["backbone"]
+
+    def logits(self, x: Tensor, t: Tensor | None = None) -> Tensor:
+        """Per-member rewards (B, K) of images x in [-1, 1] (or noisy samples x_t at t)."""
+        if self.backbone == "noise-aware":
+            if t is None:
+                raise ValueError("a noise-aware reward needs the timestep t")
+            return torch.stack([m(x, t) for m in self.members], dim=-1)
+        inputs = self.features(x) if self.backbone == "clip" else x
+        return torch.stack([m(inputs) for m in self.members], dim=-1)
+
+    def log_prob(self, x: Tensor, t: Tensor | None = None) -> Tensor:
+        """sum_i log sigmoid(r_i(x)): log of the members' joint probability that x is benign."""
+        return torch.nn.functional.logsigmoid(self.logits(x, t)).sum(-1)
+
+    def log_prob_latents(self, z: Tensor, vae: nn.Module) -> Tensor:
+        """log_prob of the images that latents z (as the U-Net sees them) decode to."""
+        image = vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1)
+        return self.log_prob(image.float())
+
+    @torch.no_grad()
+    def score_images(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """(N, H, W, 3) uint8 -> (N, K) member logits."""
+        if self.backbone == "noise-aware":
+            raise UnseeError("a noise-aware reward scores noisy samples, not finished images")
+        device = next(self.parameters()).device
+        out = []
+        for start in range(0, len(images), batch_size):
+            chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+            x = chunk.permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
+            out.append(self.logits(x).cpu())
+        return torch.cat(out).numpy()
+
+    def check_model(self, pipe) -> None:
+        """Refuse a model this reward cannot read (noise-aware: other sample space)."""
+        if self.backbone != "noise-aware":
+            return
+        unet = pipe.unet
+        shape = [unet.config.in_channels, unet.config.sample_size, unet.config.sample_size]
+        if shape != list(self.config["sample_shape"]):
+            raise UnseeError(
+                f"this noise-aware reward reads samples of shape {self.config['sample_shape']}"
+                f" from {self.config.get('model')!r}; the model gives {shape}. Train a reward"
+                " on this model's samples, or use the clip or cnn backbone"
+            )
+
+    def save(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {f"members.{k}": v.contiguous() for k, v in self.members.state_dict().items()}
+        save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+        (out / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
+
+
+def load_reward(path: str | Path, device: torch.device | str = "cpu") -> RewardModel:
+    path = Path(path)
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise UnseeError(f"{path} is not a reward folder (config.json + model.safetensors)")
+    config = json.loads((path / "config.json").read_text())
+    if config.get("backbone") not in BACKBONES:
+        raise UnseeError(f"{path}/config.json names an unknown backbone {config.get('backbone')!r}")
+    features = None
+    dim = None
+    if config["backbone"] == "clip":
+        features = ClipFeatures(clip_path(config["clip_model"]))
+        dim = features.dim
+    members = [make_member(config, dim) for _ in range(config["ensemble"])]
+    model = RewardModel(config, members, features)
+    state = {
+        k.removeprefix("members."): v for k, v in load_file(path / "model.safetensors").items()
+    }
+    model.members.load_state_dict(state)
+    return model.to(device).eval().requires_grad_(False)

@@ -1,0 +1,44 @@
+"""`unsee reward score R DIR`: DIR/reward.jsonl, one line per image.
+
+{"file_name", "score": sum_i log sigmoid(r_i) (log P(benign), higher is better),
+ "p_bad": 1 - mean_i sigmoid(r_i), "scores": [r_i]}; the labelling page orders by it
+(`unsee label DIR --order uncertain|bad-first`).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from unsee.evaluate.judge import load_images, read_image_set
+from unsee.generate.imagefolder import atomic_write_text
+from unsee.reward.config import RewardScoreConfig
+from unsee.reward.model import load_reward
+
+SCORES = "reward.jsonl"
+
+
+def score_folder(cfg: RewardScoreConfig) -> Path:
+    from unsee.models.load import pick_device
+
+    reward = load_reward(cfg.reward, pick_device(cfg.device))
+    records = read_image_set(cfg.dir)
+    logits = reward.score_images(load_images(cfg.dir, records, None))  # (N, K)
+    log_prob = -np.logaddexp(0, -logits)  # log sigmoid
+    p_bad = 1 - (1 / (1 + np.exp(-logits))).mean(-1)
+    lines = [
+        json.dumps(
+            {
+                "file_name": r["file_name"],
+                "score": round(float(lp.sum()), 5),
+                "p_bad": round(float(pb), 5),
+                "scores": [round(float(x), 5) for x in lg],
+            }
+        )
+        + "\n"
+        for r, lp, pb, lg in zip(records, log_prob, p_bad, logits, strict=True)
+    ]
+    path = Path(cfg.dir) / SCORES
+    atomic_write_text(path, "".join(lines))
+    print(f"scored {len(lines)} images: {path} (mean p_bad {float(p_bad.mean()):.3f})")
+    return path
