@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import CLIPVisionModelWithProjection
+from transformers import CLIPModel
 
 from unsee.errors import UnseeError
 
@@ -27,10 +27,10 @@ class ClipFeatures(nn.Module):
         path = Path(path)
         if not (path / "config.json").is_file():
             raise UnseeError(f"{path} is not a transformers CLIP model folder (no config.json)")
-        self.model = (
-            CLIPVisionModelWithProjection.from_pretrained(path).eval().requires_grad_(False)
-        )
-        size = self.model.config.image_size
+        clip = CLIPModel.from_pretrained(path)
+        self.vision = clip.vision_model.eval().requires_grad_(False)  # the text tower is dropped
+        self.projection = clip.visual_projection.eval().requires_grad_(False)
+        size = clip.config.vision_config.image_size
         mean, std = OPENAI_MEAN, OPENAI_STD
         processor = path / "preprocessor_config.json"
         if processor.is_file():
@@ -44,7 +44,7 @@ class ClipFeatures(nn.Module):
 
     @property
     def dim(self) -> int:
-        return self.model.config.projection_dim
+        return self.projection.out_features
 
     def forward(self, x: Tensor) -> Tensor:
         x = (x + 1) / 2  # [-1, 1] -> [0, 1]
@@ -53,8 +53,8 @@ class ClipFeatures(nn.Module):
                 x, size=(self.size, self.size), mode="bicubic", antialias=True, align_corners=False
             )
         x = (x - self.mean) / self.std
-        emb = self.model(pixel_values=x.to(self.model.dtype)).image_embeds
-        return F.normalize(emb.float(), dim=-1)
+        pooled = self.vision(pixel_values=x.to(self.projection.weight.dtype)).pooler_output
+        return F.normalize(self.projection(pooled).float(), dim=-1)
 
 
 class ClipHead(nn.Module):

@@ -22,7 +22,7 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
 class CnnReward(nn.Module):
     """Images in [-1, 1] (B, 3, H, W) -> reward logit (B,)."""
 
-    def __init__(self, image_size: int = 32, width: int = 32) -> None:
+    def __init__(self, image_size: int = 32, width: int = 16) -> None:
         super().__init__()
         self.image_size = image_size
         w = width

@@ -24,7 +24,7 @@ def timestep_embedding(t: Tensor, dim: int) -> Tensor:
 class NoiseAwareReward(nn.Module):
     """(x_t (B, C, h, w), t (B,)) -> reward logit (B,)."""
 
-    def __init__(self, channels: int, width: int = 32) -> None:
+    def __init__(self, channels: int, width: int = 16) -> None:
         super().__init__()
         w = width
         self.t_embed = nn.Sequential(nn.Linear(64, 2 * w), nn.SiLU(), nn.Linear(2 * w, 2 * w))

@@ -32,7 +32,7 @@ from unsee.reward.data import Feedback, load_feedback, ranking_pairs
 from unsee.reward.metrics import accuracy, auc
 from unsee.reward.model import RewardModel, clip_path, make_member
 
-DEFAULT_STEPS = {"clip": 300, "cnn": 600, "noise-aware": 1500}
+DEFAULT_STEPS = {"clip": 300, "cnn": 400, "noise-aware": 1000}
 VIEWS = 8  # augmented views per image for the clip backbone
 
 
@@ -170,7 +170,7 @@ def fit(
         return member(x_t.to(device), t.to(device))
 
     if data.kind == "binary":
-        batch = min(128, len(idx_all))
+        batch = min(128 if cfg.backbone == "clip" else 32, len(idx_all))
 
         def forward(step: int):
             pick = idx_all[torch.randint(0, len(idx_all), (batch,), generator=g)]
@@ -250,7 +250,13 @@ def cross_validate(cfg, loss_name, data, inputs, extra, device) -> dict:
             )
             scores[test] = _predict(member, data, inputs, test, cfg, device)
         bad = data.y == 0
-        return {"folds": folds, "accuracy": accuracy(scores, ~bad), "auc": auc(-scores, bad)}
+        # the decision boundary p(benign) = 1/2 sits at logit log(alpha) under weighted BCE
+        threshold = float(np.log(cfg.alpha)) if loss_name == "bce" else 0.0
+        return {
+            "folds": folds,
+            "accuracy": accuracy(scores, ~bad, threshold),
+            "auc": auc(-scores, bad),
+        }
     folds = min(cfg.cv_folds, len(data.rankings))
     if folds < 2:
         return {}

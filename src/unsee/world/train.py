@@ -49,6 +49,7 @@ CLIP_CONFIG = {
         "bos_token_id": 49406,
         "eos_token_id": 49407,
         "pad_token_id": 49407,
+        "projection_dim": 64,
     },
     "vision_config": {
         "image_size": world.SIZE,
@@ -57,6 +58,7 @@ CLIP_CONFIG = {
         "intermediate_size": 256,
         "num_hidden_layers": 3,
         "num_attention_heads": 4,
+        "projection_dim": 64,
     },
     "projection_dim": 64,
 }
