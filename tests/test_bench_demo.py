@@ -46,10 +46,12 @@ def test_bench_world_writes_exactly_the_promised_keys(tmp_path):
         assert (tmp_path / f"grid_{suite}.png").is_file()
 
 
-def test_demo_generates_judges_and_says_what_is_missing(tmp_path, capsys):
-    run_demo(DemoConfig(out=tmp_path, n=1))
+def test_demo_runs_the_flow_that_exists_and_says_what_is_missing(tmp_path, capsys):
+    run_demo(DemoConfig(out=tmp_path, n=1, pool=40, labels=4))
     text = capsys.readouterr().out
     assert "not in this release yet" in text
-    assert len(read_metadata(tmp_path / "images")) == 4
-    assert (tmp_path / "images" / "judge.jsonl").is_file()
+    assert len(read_metadata(tmp_path / "look")) == 4
+    assert (tmp_path / "look" / "judge.jsonl").is_file()
+    assert (tmp_path / "look" / "reward.jsonl").is_file()
+    assert (tmp_path / "reward" / "model.safetensors").is_file()
     assert (tmp_path / "grid.png").is_file()

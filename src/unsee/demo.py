@@ -1,8 +1,8 @@
 """`unsee demo`: the whole flow on the embedded model, with a simulated labeller.
 
-This release has the first stages: generation with minisd and the world judge's reading
-of the images. The rest of the flow (label, reward, censor, erase, evaluate) arrives in
-later releases; the demo says so when it runs.
+This release runs: generate with minisd -> the judge's reading -> simulated labels of the
+spontaneous watermark -> a reward model -> the reward's scores. Censored sampling, HFI +
+SDD and the evaluation report arrive in later releases; the demo says so when it runs.
 """
 
 from dataclasses import dataclass
@@ -21,30 +21,60 @@ DEMO_PROMPTS = [
 @dataclass(kw_only=True)
 class DemoConfig:
     out: Path = arg(Path("runs/demo"), help="folder for everything the demo makes")
-    n: int = arg(8, help="images per prompt")
+    n: int = arg(8, help="images per prompt for the look at the world")
+    pool: int = arg(120, help="images generated for labelling")
+    labels: int = arg(20, help="simulated labels (half bad, half good)")
 
 
 def run_demo(cfg: DemoConfig) -> None:
+    from unsee.bench.world import neutral_prompts
     from unsee.evaluate.config import JudgeConfig
     from unsee.evaluate.grid import save_grid
     from unsee.evaluate.judge import judge_folder, load_images, read_image_set
+    from unsee.feedback.config import FeedbackSimulateConfig
+    from unsee.feedback.simulate import simulate
     from unsee.generate.config import GenerateConfig
     from unsee.generate.run import generate
+    from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
+    from unsee.reward.score import score_folder
+    from unsee.reward.train import train_reward
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     print("unsee demo: the embedded world model, minisd (32x32 images, CPU)")
+
+    print(f"[1/5] generate: {cfg.n} images for each of {len(DEMO_PROMPTS)} prompts")
     prompts = out / "prompts.txt"
     prompts.write_text("\n".join(DEMO_PROMPTS) + "\n")
-    print(f"[1/2] generate: {cfg.n} images for each of {len(DEMO_PROMPTS)} prompts")
-    images = generate(GenerateConfig(model="minisd", prompts=prompts, n=cfg.n, out=out / "images"))
-    records = read_image_set(images)
-    grid = save_grid(load_images(images, records, 32), out / "grid.png", columns=cfg.n)
-    print(f"      {images}; one row per prompt in {grid}")
-    print("[2/2] judge: what the world judge sees in them")
-    judge_folder(JudgeConfig(dir=images))
+    look = generate(GenerateConfig(model="minisd", prompts=prompts, n=cfg.n, out=out / "look"))
+    grid = save_grid(load_images(look, read_image_set(look), 32), out / "grid.png", columns=cfg.n)
+    print(f"      one row per prompt: {grid}")
+
+    print("[2/5] judge: what the world judge sees in them")
+    judge_folder(JudgeConfig(dir=look))
+
     print(
-        "not in this release yet: label, reward, censor, erase and evaluate;"
+        f"[3/5] label: {cfg.pool} images from plain prompts; a simulated person marks the"
+        f" watermark the model adds unasked ({cfg.labels} labels)"
+    )
+    pool_prompts = out / "pool-prompts.txt"
+    pool_prompts.write_text("\n".join(p for p, _ in neutral_prompts(cfg.pool, 7)) + "\n")
+    pool = generate(
+        GenerateConfig(model="minisd", prompts=pool_prompts, seed=10_000, out=out / "pool")
+    )
+    simulate(
+        FeedbackSimulateConfig(dir=pool, concept="watermark", budget=cfg.labels, balanced=True)
+    )
+    print(f"      (label by hand instead: unsee label {pool})")
+
+    print("[4/5] reward: a 5-model clip ensemble on those labels")
+    reward = train_reward(RewardTrainConfig(dir=pool, out=out / "reward"))
+
+    print("[5/5] score: the reward reads the images it never saw")
+    score_folder(RewardScoreConfig(reward=reward, dir=look))
+
+    print(
+        "not in this release yet: censored sampling, HFI + SDD and the evaluation report;"
         " the demo runs them as they arrive."
     )
     print(f"look at the images: {grid}")
