@@ -224,7 +224,28 @@ def _predict(member, data: Feedback, inputs: Tensor, idx: np.ndarray, cfg, devic
     return member(inputs[idx].to(device), t).cpu().numpy()
 
 
+def _held_out(cfg, loss_name, data, inputs, extra, fold_of: np.ndarray, device):
+    """For each fold: (held-out indices, a member trained on the other folds)."""
+    folds = int(fold_of.max()) + 1
+    for k in range(folds):
+        train, test = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
+        member, _ = fit(
+            cfg,
+            loss_name,
+            data,
+            inputs,
+            extra,
+            train,
+            cfg.seed + 100 + k,
+            device,
+            f"cv {k + 1}/{folds}",
+        )
+        yield test, member
+
+
 def cross_validate(cfg, loss_name, data, inputs, extra, device) -> dict:
+    """k-fold estimates: accuracy and AUC (binary, stratified folds), or the share of
+    held-out ranking pairs in the right order (rank, folds of rankings)."""
     rng = np.random.default_rng(cfg.seed + 1)
     if data.kind == "binary":
         folds = min(cfg.cv_folds, int(min((data.y == 0).sum(), (data.y == 1).sum())))
@@ -235,19 +256,7 @@ def cross_validate(cfg, loss_name, data, inputs, extra, device) -> dict:
             members = rng.permutation(np.flatnonzero(data.y == cls))
             fold_of[members] = np.arange(len(members)) % folds
         scores = np.empty(len(data.y))
-        for k in range(folds):
-            train, test = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
-            member, _ = fit(
-                cfg,
-                loss_name,
-                data,
-                inputs,
-                extra,
-                train,
-                cfg.seed + 100 + k,
-                device,
-                f"cv {k + 1}/{folds}",
-            )
+        for test, member in _held_out(cfg, loss_name, data, inputs, extra, fold_of, device):
             scores[test] = _predict(member, data, inputs, test, cfg, device)
         bad = data.y == 0
         # the decision boundary p(benign) = 1/2 sits at logit log(alpha) under weighted BCE
@@ -262,21 +271,9 @@ def cross_validate(cfg, loss_name, data, inputs, extra, device) -> dict:
         return {}
     fold_of = rng.permutation(len(data.rankings)) % folds
     correct = total = 0
-    for k in range(folds):
-        train, test = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
-        member, _ = fit(
-            cfg,
-            loss_name,
-            data,
-            inputs,
-            extra,
-            train,
-            cfg.seed + 100 + k,
-            device,
-            f"cv {k + 1}/{folds}",
-        )
-        all_idx = np.arange(len(data.file_names))
-        r = _predict(member, data, inputs, all_idx, cfg, device)
+    everything = np.arange(len(data.file_names))
+    for test, member in _held_out(cfg, loss_name, data, inputs, extra, fold_of, device):
+        r = _predict(member, data, inputs, everything, cfg, device)
         better, worse, _ = ranking_pairs([data.rankings[i] for i in test])
         correct += int((r[better] > r[worse]).sum())
         total += len(better)
