@@ -26,6 +26,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -183,8 +184,8 @@ def build_app(state: LabelState) -> Starlette:
         image_id = _image_id(state, data.get("image_id"))
         if data.get("label") not in LABELS:
             return _bad(f"label must be one of {', '.join(LABELS)}")
-        decision_id = store.add_label(
-            image_id, annotator, data["label"], _seconds(data.get("seconds"))
+        decision_id = await run_in_threadpool(
+            store.add_label, image_id, annotator, data["label"], _seconds(data.get("seconds"))
         )
         return JSONResponse({"saved": True, "decision_id": decision_id})
 
@@ -199,13 +200,15 @@ def build_app(state: LabelState) -> Starlette:
         ids = [_image_id(state, i) for i in ids]
         if len(set(ids)) != len(ids):
             return _bad("a ranking cannot hold an image twice (ties are refused)")
-        ranking_id = store.add_ranking(ids, annotator, _seconds(data.get("seconds")))
+        ranking_id = await run_in_threadpool(
+            store.add_ranking, ids, annotator, _seconds(data.get("seconds"))
+        )
         return JSONResponse({"saved": True, "ranking_id": ranking_id})
 
     async def undo(request: Request) -> Response:
         data = await _json_body(request)
         annotator = _annotator(data.get("annotator"))
-        undone = store.undo(annotator)
+        undone = await run_in_threadpool(store.undo, annotator)
         if undone is not None:  # serve the undone images again
             with state.lock:
                 served = state.served.setdefault(annotator, set())

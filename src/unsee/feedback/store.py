@@ -81,7 +81,9 @@ class FeedbackStore:
         return cls(Path(folder) / STORE_NAME)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A connection in one transaction: IMMEDIATE (the write lock up front) for writes,
+        deferred for reads, which then never wait for a writer (WAL)."""
         try:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         except sqlite3.OperationalError as e:
@@ -90,7 +92,7 @@ class FeedbackStore:
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = FULL")
             db.execute("PRAGMA foreign_keys = ON")
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield db
             if db.in_transaction:  # executescript() commits on its own
                 db.execute("COMMIT")
@@ -114,12 +116,12 @@ class FeedbackStore:
             return db.total_changes - before
 
     def images(self) -> list[Image]:
-        with self._connect() as db:
+        with self._connect(write=False) as db:
             rows = db.execute("SELECT image_id, file_name, prompt FROM images ORDER BY image_id")
             return [Image(*row) for row in rows]
 
     def image(self, image_id: int) -> Image | None:
-        with self._connect() as db:
+        with self._connect(write=False) as db:
             row = db.execute(
                 "SELECT image_id, file_name, prompt FROM images WHERE image_id = ?", (image_id,)
             ).fetchone()
@@ -190,7 +192,7 @@ class FeedbackStore:
     def decisions(self, include_undone: bool = False) -> list[dict]:
         """Every decision, oldest first, joined with its image's file name and prompt."""
         where = "" if include_undone else "WHERE d.undone_at IS NULL"
-        with self._connect() as db:
+        with self._connect(write=False) as db:
             db.row_factory = sqlite3.Row
             rows = db.execute(
                 "SELECT d.*, i.file_name, i.prompt FROM decisions d"
@@ -200,7 +202,7 @@ class FeedbackStore:
 
     def current_labels(self) -> dict[tuple[int, str], str]:
         """(image_id, annotator) -> the label in force (the latest live binary decision)."""
-        with self._connect() as db:
+        with self._connect(write=False) as db:
             rows = db.execute(
                 "SELECT image_id, annotator, label FROM decisions WHERE decision_id IN ("
                 " SELECT MAX(decision_id) FROM decisions WHERE kind = 'label'"
@@ -210,7 +212,7 @@ class FeedbackStore:
 
     def decided(self, annotator: str) -> set[int]:
         """Images the annotator has a live decision on (labelled, skipped or ranked)."""
-        with self._connect() as db:
+        with self._connect(write=False) as db:
             rows = db.execute(
                 "SELECT DISTINCT image_id FROM decisions WHERE annotator = ? AND undone_at IS NULL",
                 (annotator,),
@@ -219,7 +221,7 @@ class FeedbackStore:
 
     def recent(self, annotator: str, limit: int = 10) -> list[dict]:
         """The annotator's latest live binary decisions, newest first, one per image."""
-        with self._connect() as db:
+        with self._connect(write=False) as db:
             db.row_factory = sqlite3.Row
             rows = db.execute(
                 "SELECT d.decision_id, d.image_id, d.label, d.created_at, i.file_name, i.prompt"
