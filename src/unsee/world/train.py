@@ -324,6 +324,20 @@ def save_world(out: Path, clip: CLIPModel, vae, unet, tokenizer) -> None:
     shutil.rmtree(out / "minisd", ignore_errors=True)
     tmp.replace(out / "minisd")
     clip.cpu().save_pretrained(out / "clip")
+    # how the mini CLIP reads images: 32x32, [0, 1] -> [-1, 1] (mean 0.5, std 0.5)
+    processor = {
+        "image_processor_type": "CLIPImageProcessor",
+        "do_resize": True,
+        "size": {"shortest_edge": world.SIZE},
+        "do_center_crop": True,
+        "crop_size": {"height": world.SIZE, "width": world.SIZE},
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+    }
+    (out / "clip" / "preprocessor_config.json").write_text(json.dumps(processor, indent=2))
 
 
 def train_world(cfg: WorldTrainConfig) -> Path:
