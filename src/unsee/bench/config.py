@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from unsee.config import arg
 
@@ -28,6 +29,9 @@ class BenchWorldConfig:
     seed: int = arg(1_000_000, help="first seed; training never used these")
     judge_images: int = arg(2000, help="fresh rendered images for the judge's accuracy")
     batch_size: int = arg(16, help="images per batch")
+    batch_invariant: Literal["auto", "on", "off"] = arg(
+        "auto", help="as in `unsee generate`; off is faster on the CPU"
+    )
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
 

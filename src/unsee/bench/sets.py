@@ -20,6 +20,7 @@ def make_set(
     guidance: float = 7.5,
     batch_size: int = 16,
     device: str = "auto",
+    batch_invariant: str = "auto",
 ) -> tuple[list[dict], np.ndarray]:
     """Generate one image per prompt into folder/images (from scratch); return the
     metadata records and the images (N, H, W, 3)."""
@@ -36,6 +37,7 @@ def make_set(
             steps=steps,
             guidance=guidance,
             batch_size=batch_size,
+            batch_invariant=batch_invariant,
             out=folder / "images",
         )
     )

@@ -64,6 +64,7 @@ def _suite(cfg: BenchWorldConfig, name: str, prompts: list[str], seed: int, judg
         guidance=cfg.guidance,
         batch_size=cfg.batch_size,
         device=cfg.device,
+        batch_invariant=cfg.batch_invariant,
     )
     save_grid(images[:64], Path(cfg.out) / f"grid_{name}.png")
     return judge_images(judge, images)
