@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from unsee.errors import UnseeError
+from unsee.images import to_model_range
 from unsee.reward.clip import ClipFeatures, ClipHead
 from unsee.reward.cnn import CnnReward
 from unsee.reward.noise_aware import NoiseAwareReward
@@ -81,8 +82,7 @@ class RewardModel(nn.Module):
         device = next(self.parameters()).device
         out = []
         for start in range(0, len(images), batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
-            x = chunk.permute(0, 3, 1, 2).float().to(device) / 127.5 - 1
+            x = to_model_range(images[start : start + batch_size]).to(device)
             out.append(self.logits(x).cpu())
         return torch.cat(out).numpy()
 

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from unsee import __version__
 from unsee.errors import UnseeError
+from unsee.images import to_model_range
 from unsee.reward import losses
 from unsee.reward.clip import ClipFeatures
 from unsee.reward.config import RewardTrainConfig
@@ -47,10 +48,6 @@ def augment(x: Tensor, g: torch.Generator) -> Tensor:
     return x.clamp(-1, 1)
 
 
-def to_pixels(images: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 # ---------------------------------------------------------------- inputs
 
 
@@ -65,7 +62,7 @@ def clip_inputs(cfg: RewardTrainConfig, data: Feedback, features: ClipFeatures) 
     if cache.is_file():
         return load_file(cache)["features"]
     g = torch.Generator().manual_seed(cfg.seed)
-    pixels = to_pixels(data.images)
+    pixels = to_model_range(data.images)
     out = []
     device = next(features.parameters()).device
     with torch.no_grad():
@@ -83,7 +80,7 @@ def noise_inputs(cfg: RewardTrainConfig, data: Feedback, device) -> tuple[Tensor
     from unsee.models.load import is_conditional, load_pipeline
 
     pipe = load_pipeline(cfg.model, str(device), "fp32")
-    pixels = to_pixels(data.images).to(device)
+    pixels = to_model_range(data.images).to(device)
     with torch.no_grad():
         if is_conditional(pipe):
             z = torch.cat([pipe.vae.encode(c).latent_dist.mean for c in pixels.split(64)])
@@ -295,7 +292,7 @@ def train_reward(cfg: RewardTrainConfig) -> Path:
         features = ClipFeatures(clip_path(cfg.clip_model)).to(device)
         inputs = clip_inputs(cfg, data, features)
     elif cfg.backbone == "cnn":
-        inputs = to_pixels(data.images)
+        inputs = to_model_range(data.images)
     else:
         inputs, extra = noise_inputs(cfg, data, device)
     rng = np.random.default_rng(cfg.seed)

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from unsee.images import to_model_range
 from unsee.world import render as world
 
 # Class lists of each head; "none" where the attribute does not apply or is absent.
@@ -62,11 +63,6 @@ class Judge(nn.Module):
         return out
 
 
-def to_tensor(images: np.ndarray) -> Tensor:
-    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-
 def targets(attrs: list[world.Attributes]) -> dict[str, Tensor]:
     out = {
         k: torch.tensor([classes.index(getattr(a, k) or "none") for a in attrs])
@@ -98,7 +94,7 @@ def train_judge(
 ) -> Path:
     """Train the judge on freshly rendered images (its own seed and distribution)."""
     data, attrs, _ = world.make_dataset(images, seed, p_style=0.6, p_watermark=0.5, leak=False)
-    x_all, y_all = to_tensor(data), targets(attrs)
+    x_all, y_all = to_model_range(data), targets(attrs)
     torch.manual_seed(seed)
     model = Judge().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
@@ -153,7 +149,7 @@ def judge_images(model: Judge, images: np.ndarray, batch_size: int = 256) -> lis
     device = next(model.parameters()).device
     verdicts = []
     for start in range(0, len(images), batch_size):
-        out = model(to_tensor(images[start : start + batch_size]).to(device))
+        out = model(to_model_range(images[start : start + batch_size]).to(device))
         probs = {k: out[k].softmax(-1).cpu() for k in HEADS}
         wm = out["watermark"].sigmoid().cpu()
         for i in range(len(wm)):

@@ -31,6 +31,7 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPTextModel, CLIPTokenizer
 
+from unsee.images import to_model_range
 from unsee.world import judge as world_judge
 from unsee.world import render as world
 from unsee.world.config import WorldTrainConfig
@@ -96,11 +97,6 @@ SCHEDULE = {
 CAPTION_DROPOUT = 0.1
 
 
-def pixel_values(images: np.ndarray) -> torch.Tensor:
-    """(B, 32, 32, 3) uint8 -> (B, 3, 32, 32) in [-1, 1], as the VAE and mini CLIP take them."""
-    return world_judge.to_tensor(images)
-
-
 def _done(stage: Path) -> bool:
     return (stage / "DONE").exists()
 
@@ -156,7 +152,7 @@ def stage_clip(cfg, stage: Path, data: dict, tokenizer, device) -> CLIPModel:
         idx = rng.integers(0, len(images), batch)
         out = model(
             input_ids=_tokens(tokenizer, [captions[i] for i in idx]).to(device),
-            pixel_values=pixel_values(images[idx]).to(device),
+            pixel_values=to_model_range(images[idx]).to(device),
             return_loss=True,
         )
         opt.zero_grad(set_to_none=True)
@@ -181,7 +177,7 @@ def stage_vae(cfg, stage: Path, data: dict, device) -> AutoencoderKL:
     for step in tqdm(range(cfg.vae_steps), desc="vae", dynamic_ncols=True):
         for group in opt.param_groups:
             group["lr"] = 1e-3 * _cosine(step, cfg.vae_steps, 50)
-        x = pixel_values(images[rng.integers(0, len(images), 32)]).to(device)
+        x = to_model_range(images[rng.integers(0, len(images), 32)]).to(device)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
         loss = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + 1e-6 * posterior.kl().mean()
@@ -190,7 +186,7 @@ def stage_vae(cfg, stage: Path, data: dict, device) -> AutoencoderKL:
         opt.step()
     # scaling_factor: unit variance latents for the U-Net, as in Stable Diffusion
     with torch.no_grad():
-        sample = pixel_values(images[:2048]).to(device)
+        sample = to_model_range(images[:2048]).to(device)
         std = float(torch.cat([vae.encode(c).latent_dist.mean for c in sample.split(256)]).std())
     vae.register_to_config(scaling_factor=1.0 / std)
     vae.save_pretrained(stage)
@@ -206,7 +202,7 @@ def _encode_all(vae, text_encoder, tokenizer, data: dict, device) -> dict:
     """Latent posteriors of every image and text states of every distinct caption, once."""
     means, stds = [], []
     for chunk in np.array_split(data["images"], max(1, len(data["images"]) // 512)):
-        dist = vae.encode(pixel_values(chunk).to(device)).latent_dist
+        dist = vae.encode(to_model_range(chunk).to(device)).latent_dist
         means.append(dist.mean.cpu())
         stds.append(dist.std.cpu())
     unique = sorted(set(data["captions"]) | {""})
