@@ -16,7 +16,7 @@ class WorldTrainConfig:
     unet_steps: int = arg(2400, help="U-Net steps")
     unet_batch: int = arg(128, help="U-Net batch size")
     checkpoint_every: int = arg(400, help="U-Net steps between checkpoints (for resuming)")
-    judge_steps: int = arg(1200, help="judge steps (batch 128)")
+    judge_steps: int = arg(3000, help="judge steps (batch 128)")
     judge_images: int = arg(20000, help="images rendered for the judge (its own seed)")
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 

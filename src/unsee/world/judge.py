@@ -89,20 +89,46 @@ def judge_loss(out: dict[str, Tensor], y: dict[str, Tensor]) -> Tensor:
     return loss + F.binary_cross_entropy_with_logits(out["watermark"], y["watermark"])
 
 
+@torch.no_grad()
+def vae_round_trip(x: Tensor, vae, g: torch.Generator, batch_size: int = 500) -> Tensor:
+    """x (B, 3, H, W) in [-1, 1] through a VAE and back, with a little noise on the latents:
+    rendered images made to look like decoded, generated ones (soft edges, lost detail)."""
+    out = []
+    for chunk in x.split(batch_size):
+        z = vae.encode(chunk.to(vae.device)).latent_dist.mean
+        sigma = torch.rand(len(z), 1, 1, 1, generator=g) * 0.25 * z.std()
+        z = z + (torch.randn(z.shape, generator=g) * sigma).to(z.device)
+        out.append(vae.decode(z).sample.clamp(-1, 1).cpu())
+    return torch.cat(out)
+
+
 def train_judge(
-    out_dir: Path, seed: int, images: int, steps: int, batch_size: int, device: torch.device
+    out_dir: Path,
+    seed: int,
+    images: int,
+    steps: int,
+    batch_size: int,
+    device: torch.device,
+    vae=None,
 ) -> Path:
-    """Train the judge on freshly rendered images (its own seed and distribution)."""
+    """Train the judge on freshly rendered images (its own seed and distribution).
+
+    With a VAE, every image also exists as a VAE round trip, and each draw takes one of the
+    two at random: the judge must read decoded images as well as it reads renders. Only the
+    pixels change; the labels stay the ground truth of the render.
+    """
     data, attrs, _ = world.make_dataset(images, seed, p_style=0.6, p_watermark=0.5, leak=False)
     x_all, y_all = to_model_range(data), targets(attrs)
+    g = torch.Generator().manual_seed(seed)
+    x_rt = vae_round_trip(x_all, vae, g) if vae is not None else x_all
     torch.manual_seed(seed)
     model = Judge().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    g = torch.Generator().manual_seed(seed)
     for _ in tqdm(range(steps), desc="judge", dynamic_ncols=True):
         idx = torch.randint(0, len(x_all), (batch_size,), generator=g)
-        x = augment(x_all[idx], g).to(device)
+        decoded = torch.rand(batch_size, 1, 1, 1, generator=g) < 0.5
+        x = augment(torch.where(decoded, x_rt[idx], x_all[idx]), g).to(device)
         loss = judge_loss(model(x), {k: v[idx].to(device) for k, v in y_all.items()})
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -371,6 +371,7 @@ def train_world(cfg: WorldTrainConfig) -> Path:
             cfg.judge_steps,
             128,
             device,
+            vae,
         )
         _finish(judge_dir, {"steps": cfg.judge_steps})
     save_world(out, clip, vae, unet, tokenizer)
