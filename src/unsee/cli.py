@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from unsee import __version__
 from unsee.bench.config import (
+    BenchCensorConfig,
     BenchGenerateConfig,
     BenchLabelConfig,
     BenchRewardConfig,
@@ -32,6 +33,7 @@ from unsee.feedback.config import (
     LabelConfig,
 )
 from unsee.generate.config import GenerateConfig
+from unsee.guidance.config import CensorConfig
 from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
 from unsee.world.config import WorldPathConfig, WorldShipConfig, WorldTrainConfig
 
@@ -47,6 +49,11 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
     "demo": Command(DemoConfig, "unsee.demo:run_demo", "run the whole flow on the embedded model"),
     "generate": Command(
         GenerateConfig, "unsee.generate.run:generate", "generate an image set from prompts"
+    ),
+    "censor": Command(
+        CensorConfig,
+        "unsee.guidance.censor:censor",
+        "generate with reward guidance (or rejection sampling) away from flagged images",
     ),
     "judge": Command(
         JudgeConfig, "unsee.evaluate.judge:judge_folder", "per-image attributes and summary rates"
@@ -88,6 +95,11 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
         ),
     },
     "bench": {
+        "censor": Command(
+            BenchCensorConfig,
+            "unsee.bench.censor:run_bench_censor",
+            "censored sampling of the watermark: rates, accuracy, time, rejection's cost",
+        ),
         "generate": Command(
             BenchGenerateConfig,
             "unsee.bench.generate:run_bench_generate",

@@ -11,7 +11,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from accelerate import PartialState
@@ -27,10 +27,23 @@ from unsee.models.load import is_conditional, load_pipeline
 from unsee.sampling.denoiser import exact_cpu_kernels, text_denoiser, unconditional_denoiser
 from unsee.sampling.loop import decode, initial_noise, make_scheduler, sample
 
+if TYPE_CHECKING:
+    from unsee.guidance.censor import Censor
+
 log = logging.getLogger("unsee")
 
 # Settings that must agree between a folder's existing images and a resumed run.
-_MATCH = ("prompt", "negative_prompt", "seed", "guidance", "steps", "scheduler", "height", "width")
+_MATCH = (
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "guidance",
+    "steps",
+    "scheduler",
+    "height",
+    "width",
+    "censor",
+)
 
 
 @dataclass(frozen=True)
@@ -82,10 +95,10 @@ def _check_resume(finished: dict[int, dict], expected: dict[int, dict], out: Pat
                 f"{out} holds image {index}, which this run would not make; use another --out"
             )
         for key in _MATCH:
-            if record.get(key) != want[key]:
+            if record.get(key) != want.get(key):
                 raise UnseeError(
                     f"{out} was made with other settings (image {index}: {key} "
-                    f"{record.get(key)!r} here, {want[key]!r} now); use another --out"
+                    f"{record.get(key)!r} here, {want.get(key)!r} now); use another --out"
                 )
 
 
@@ -102,8 +115,13 @@ def _warn_long_prompts(tokenizer, rows: list[PromptRow]) -> None:
             )
 
 
-def generate(cfg: GenerateConfig) -> Path:
-    """Make the images `cfg` asks for in cfg.out (skipping finished ones); return cfg.out."""
+def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
+    """Make the images `cfg` asks for in cfg.out (skipping finished ones); return cfg.out.
+
+    censor: reward guidance for the sampler (`unsee censor`); each image's metadata then
+    also holds its reward score. Guided images are made one at a time when batch
+    invariance is on, so their gradients never mix.
+    """
     state = PartialState()
     pipe = load_pipeline(cfg.model, cfg.device, cfg.dtype)
     conditional = is_conditional(pipe)
@@ -135,6 +153,8 @@ def generate(cfg: GenerateConfig) -> Path:
         "width": width,
         "unsee_version": __version__,
     }
+    if censor is not None:
+        common["censor"] = censor.settings()
     expected = {
         j.index: {
             "file_name": folder.image_name(j.index),
@@ -156,9 +176,10 @@ def generate(cfg: GenerateConfig) -> Path:
         _check_resume(finished, expected, out)
         folder.rewrite_metadata(out, finished)
         run = {
-            "command": "generate",
+            "command": "generate" if censor is None else "censor",
             "unsee_version": __version__,
-            "settings": _jsonable(dataclasses.asdict(cfg)),
+            "settings": _jsonable(dataclasses.asdict(cfg))
+            | ({} if censor is None else {"censor": censor.settings()}),
             "images": len(jobs),
             "complete": False,
         }
@@ -187,8 +208,9 @@ def generate(cfg: GenerateConfig) -> Path:
         dynamic_ncols=True,
     )
     started = time.time()
+    batch_size = 1 if censor is not None and per_sample else cfg.batch_size
     with exact_cpu_kernels() if per_sample and device.type == "cpu" else nullcontext():
-        for batch in batches(mine, cfg.batch_size):
+        for batch in batches(mine, batch_size):
             generators = [torch.Generator("cpu").manual_seed(j.seed) for j in batch]
             x_T = initial_noise(shape, generators, device, unet.dtype)
             guidance = batch[0].guidance
@@ -204,10 +226,15 @@ def generate(cfg: GenerateConfig) -> Path:
             else:
                 denoiser = unconditional_denoiser(unet, per_sample)
                 vae = None
-            x0 = sample(denoiser, scheduler, x_T, cfg.steps, generators)
+            recurrence = 1
+            if censor is not None:
+                denoiser = censor.wrap(denoiser, pipe, conditional)
+                recurrence = censor.recurrence
+            x0 = sample(denoiser, scheduler, x_T, cfg.steps, generators, recurrence=recurrence)
             images = decode(vae, x0, per_sample)
-            for job, pixels in zip(batch, images, strict=True):
-                record = expected[job.index]
+            scores = censor.score(images) if censor is not None else [{}] * len(batch)
+            for job, pixels, score in zip(batch, images, scores, strict=True):
+                record = expected[job.index] | score
                 folder.save_png(Image.fromarray(pixels.numpy()), out / record["file_name"], record)
                 folder.append_line(out / folder.METADATA, record)
             bar.update(len(batch) * state.num_processes)

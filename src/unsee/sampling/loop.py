@@ -1,6 +1,7 @@
 """The reverse-diffusion loop over any denoiser, and decoding to pixels."""
 
 from collections.abc import Callable
+from inspect import signature
 
 import torch
 from diffusers import (
@@ -42,24 +43,48 @@ def sample(
     num_steps: int,
     generators: list[torch.Generator],
     on_step: Callable[[int], None] | None = None,
+    recurrence: int = 1,
 ) -> Tensor:
     """Run the reverse process from x_T (B, C, h, w) to x_0 with `num_steps` scheduler steps.
 
-    generators: one per image, for stochastic schedulers (DDPM, eta > 0), so each image's
-    randomness is its own whatever the batch.
+    generators: one per image, for stochastic schedulers (DDPM, eta > 0) and recurrence, so
+    each image's randomness is its own whatever the batch.
+    recurrence: R passes per step (Yoon et al. 2023): after x_t -> x_{t-1}, re-noise x_{t-1}
+    back to x_t with fresh noise and step again, R - 1 times (not on the last step).
     """
+    if recurrence > 1 and not isinstance(scheduler, DDIMScheduler | DDPMScheduler):
+        raise ValueError("recurrence needs a DDIM or DDPM scheduler (stateless steps)")
     scheduler.set_timesteps(num_steps, device=x_T.device)
+    timesteps = scheduler.timesteps
+    # PNDM and some others take no generator (they are deterministic)
+    extra = {"generator": generators} if "generator" in signature(scheduler.step).parameters else {}
     x = x_T * scheduler.init_noise_sigma
-    for i, t in enumerate(scheduler.timesteps):
-        # 1. scale the input as the scheduler expects (identity for DDIM/DDPM)
-        x_in = scheduler.scale_model_input(x, t)
-        # 2. predict the noise eps_theta(x_t, t)
-        eps = denoiser(x_in, t)
-        # 3. x_t -> x_{t-1}
-        x = scheduler.step(eps, t, x, generator=generators).prev_sample
+    for i, t in enumerate(timesteps):
+        passes = recurrence if i + 1 < len(timesteps) else 1
+        for r in range(passes):
+            # 1. scale the input as the scheduler expects (identity for DDIM/DDPM)
+            x_in = scheduler.scale_model_input(x, t)
+            # 2. predict the noise eps_theta(x_t, t)
+            eps = denoiser(x_in, t)
+            # 3. x_t -> x_{t-1}
+            x_prev = scheduler.step(eps, t, x, **extra).prev_sample
+            if r + 1 < passes:
+                # 4. recurrence: x_{t-1} -> x_t with fresh noise, then step again
+                abar = scheduler.alphas_cumprod.to(x.device)
+                noise = initial_noise(x.shape[1:], generators, x.device, x.dtype)
+                x = renoise(x_prev, abar[t], abar[timesteps[i + 1]], noise)
+            else:
+                x = x_prev
         if on_step is not None:
             on_step(i)
     return x
+
+
+def renoise(x_prev: Tensor, abar_t: Tensor, abar_prev: Tensor, noise: Tensor) -> Tensor:
+    """Recurrence ("time travel"): take x_{t-1} back to x_t with fresh noise z,
+    x_t = sqrt(abar_t / abar_prev) x_{t-1} + sqrt(1 - abar_t / abar_prev) z."""
+    alpha = abar_t / abar_prev
+    return alpha.sqrt() * x_prev + (1 - alpha).sqrt() * noise
 
 
 @torch.no_grad()
