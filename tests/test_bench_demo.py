@@ -55,3 +55,22 @@ def test_demo_runs_the_flow_that_exists_and_says_what_is_missing(tmp_path, capsy
     assert (tmp_path / "look" / "reward.jsonl").is_file()
     assert (tmp_path / "reward" / "model.safetensors").is_file()
     assert (tmp_path / "grid.png").is_file()
+
+
+def test_bench_censor_writes_the_promised_keys(tmp_path):
+    from unsee.bench.censor import run_bench_censor
+    from unsee.bench.config import BenchCensorConfig
+
+    cfg = BenchCensorConfig(
+        out=tmp_path, n=4, pool=48, labels=4, table=["2:1:2"], table_n=2, steps=3,
+        batch_size=4, device="cpu",
+    )  # fmt: skip
+    results = run_bench_censor(cfg)
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    for key in ("base_watermark_rate", "censored_watermark_rate", "prompt_accuracy_drop",
+                "overhead_ratio", "reject_overhead_ratio"):  # fmt: skip
+        assert on_disk[key] == results[key]
+    assert 0 <= results["censored_watermark_rate"] <= 1 and results["overhead_ratio"] > 0
+    assert [row["setting"] for row in results["table"]] == ["plain", "2:1:2"]
+    assert (tmp_path / "table.md").read_text().count("\n") == 4
+    assert sum(results["settings"]["reward"]["labels"].values()) == 4

@@ -51,3 +51,27 @@ class BenchRewardConfig:
     steps: int = arg(25, help="DDIM steps of the generated sets")
     seed: int = arg(2_000_000, help="first seed of the generated sets")
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+
+
+@dataclass(kw_only=True)
+class BenchCensorConfig:
+    out: Path = arg(help="folder for results.json, table.md, the image sets and grids")
+    n: int = arg(500, help="neutral prompts (one image each) for the base and chosen setting")
+    pool: int = arg(160, help="generated images the simulated person labels from")
+    labels: int = arg(20, help="simulated binary labels, half bad and half good")
+    scale: float = arg(8.0, help="chosen setting: forward guidance scale")
+    backward_steps: int = arg(0, help="chosen setting: backward guidance steps")
+    recurrence: int = arg(1, help="chosen setting: recurrence")
+    table: list[str] = arg(
+        ["2:0:1", "4:0:1", "8:0:1", "4:3:1", "4:0:2"],
+        help="settings SCALE:BACKWARD:RECURRENCE for the rate-vs-time table",
+    )
+    table_n: int = arg(100, help="images per table setting")
+    reject_budget: float = arg(10.0, help="rejection sampling: samples per image at most")
+    steps: int = arg(25, help="DDIM steps")
+    seed: int = arg(3_000_000, help="first seed; training never used these")
+    batch_size: int = arg(16, help="images per batch")
+    batch_invariant: Literal["auto", "on", "off"] = arg(
+        "off", help="as in `unsee generate`; off batches guided images (faster on the CPU)"
+    )
+    device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")

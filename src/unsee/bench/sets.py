@@ -21,9 +21,10 @@ def make_set(
     batch_size: int = 16,
     device: str = "auto",
     batch_invariant: str = "auto",
+    censor=None,
 ) -> tuple[list[dict], np.ndarray]:
     """Generate one image per prompt into folder/images (from scratch); return the
-    metadata records and the images (N, H, W, 3)."""
+    metadata records and the images (N, H, W, 3). censor: reward guidance (`unsee censor`)."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     (folder / "prompts.txt").write_text("\n".join(prompts) + "\n")
@@ -39,7 +40,8 @@ def make_set(
             batch_size=batch_size,
             batch_invariant=batch_invariant,
             out=folder / "images",
-        )
+        ),
+        censor=censor,
     )
     records = read_image_set(out)
     return records, load_images(out, records, None)

@@ -1,0 +1,205 @@
+"""`unsee bench censor`: censored sampling of minisd's watermark, measured by the judge.
+
+1. a cnn reward from `labels` simulated binary labels (half bad, half good) on a pool of
+   generated neutral images (the judge plays the person);
+2. `n` fresh neutral prompts, plain: base watermark rate, prompt accuracy, wall time;
+3. the same prompts and seeds with guidance at the chosen setting: censored rate, the
+   prompt-accuracy drop, overhead_ratio = guided time / plain time;
+4. a table of watermark rate vs time for several (scale, backward steps, recurrence) on
+   the first `table_n` prompts;
+5. rejection sampling with the same reward until every image passes: its rate and cost
+   (reject_overhead_ratio = its time / plain time, samples per image).
+"""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from unsee.bench.config import BenchCensorConfig
+from unsee.bench.sets import make_set
+from unsee.bench.world import neutral_prompts
+from unsee.errors import UnseeError
+from unsee.evaluate.grid import save_grid
+from unsee.evaluate.judge import WATERMARK_THRESHOLD, load_images, read_image_set
+from unsee.feedback.config import FeedbackSimulateConfig
+from unsee.feedback.simulate import simulate
+from unsee.generate.imagefolder import atomic_write_text
+from unsee.guidance.censor import make_censor
+from unsee.guidance.config import CensorConfig
+from unsee.guidance.reject import reject_sample
+from unsee.models.load import pick_device
+from unsee.reward.config import RewardTrainConfig
+from unsee.reward.train import train_reward
+from unsee.world.judge import judge_images, load_judge
+from unsee.world.paths import JUDGE_DIR
+
+HEADS = ("shape", "color", "background")
+
+
+def _measure(verdicts, truths) -> dict:
+    acc = {
+        k: float(np.mean([getattr(v, k) == t[k] for v, t in zip(verdicts, truths, strict=True)]))
+        for k in HEADS
+    }
+    rate = float(np.mean([v.watermark > WATERMARK_THRESHOLD for v in verdicts]))
+    return {"watermark_rate": rate, "prompt_accuracy": acc}
+
+
+def run_bench_censor(cfg: BenchCensorConfig) -> dict:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(cfg.device)
+    judge = load_judge(JUDGE_DIR, device)
+    gen = {
+        "steps": cfg.steps,
+        "device": cfg.device,
+        "batch_size": cfg.batch_size,
+        "batch_invariant": cfg.batch_invariant,
+    }
+
+    # 1. the reward, from a few simulated labels
+    pool = out / "pool"
+    make_set(pool, [p for p, _ in neutral_prompts(cfg.pool, cfg.seed)], cfg.seed, **gen)
+    counts = simulate(
+        FeedbackSimulateConfig(
+            dir=pool / "images",
+            concept="watermark",
+            budget=cfg.labels,
+            balanced=True,
+            annotator="bench",
+            device=cfg.device,
+        )
+    )
+    reward_dir = train_reward(
+        RewardTrainConfig(
+            dir=pool / "images",
+            out=out / "reward",
+            backbone="cnn",
+            augment=True,
+            annotator="bench",
+            cv_folds=0,
+            device=cfg.device,
+        )
+    )
+
+    prompts_truths = neutral_prompts(cfg.n, cfg.seed + 1)
+    prompts = [p for p, _ in prompts_truths]
+    truths = [t for _, t in prompts_truths]
+    seed = cfg.seed + 10_000
+
+    def run(name: str, n: int, scale: float, backward: int, recurrence: int) -> dict:
+        censor = None
+        if name != "plain":
+            censor = make_censor(
+                CensorConfig(
+                    out=out,
+                    reward=reward_dir,
+                    prompt="",
+                    scale=scale,
+                    backward_steps=backward,
+                    recurrence=recurrence,
+                    device=cfg.device,
+                ),
+                device,
+            )
+        start = time.perf_counter()
+        _, images = make_set(out / "sets" / name, prompts[:n], seed, censor=censor, **gen)
+        seconds = time.perf_counter() - start
+        save_grid(images[:64], out / f"grid_{name}.png")
+        row = _measure(judge_images(judge, images), truths[:n])
+        return {**row, "seconds": round(seconds, 2), "images": n}
+
+    # 2-3. plain and the chosen setting on all n prompts
+    plain = run("plain", cfg.n, 0, 0, 1)
+    chosen = run("censored", cfg.n, cfg.scale, cfg.backward_steps, cfg.recurrence)
+
+    # 4. the table, on the first table_n prompts (plain timing on the same images)
+    table = [{"setting": "plain", **run("plain-table", cfg.table_n, 0, 0, 1)}]
+    for setting in cfg.table:
+        scale, backward, recurrence = setting.split(":")
+        row = run(f"table-{setting.replace(':', '-')}", cfg.table_n, float(scale),
+                  int(backward), int(recurrence))  # fmt: skip
+        table.append({"setting": setting, **row})
+    for row in table:
+        row["overhead_ratio"] = round(row["seconds"] / table[0]["seconds"], 3)
+
+    # 5. rejection sampling to the same prompts and seeds
+    reject_out = out / "sets" / "reject"
+    (reject_out.parent).mkdir(parents=True, exist_ok=True)
+    prompts_file = out / "sets" / "prompts.txt"
+    prompts_file.write_text("\n".join(prompts) + "\n")
+    shutil.rmtree(reject_out, ignore_errors=True)
+    start = time.perf_counter()
+    reject_cfg = CensorConfig(
+        out=reject_out,
+        reward=reward_dir,
+        prompts=prompts_file,
+        seed=seed,
+        reject=True,
+        budget=cfg.reject_budget,
+        **gen,
+    )
+    try:
+        reject_sample(reject_cfg)
+    except UnseeError as e:  # the budget ran out: report what it cost and what passed
+        print(f"rejection sampling: {e}")
+    reject_seconds = time.perf_counter() - start
+    records = read_image_set(reject_out)
+    kept = {r["index"] for r in records}
+    reject_row = _measure(
+        judge_images(judge, load_images(reject_out, records, None)),
+        [t for i, t in enumerate(truths) if i in kept],
+    )
+    reject_run = json.loads((reject_out / "run.json").read_text())
+
+    drop = max(plain["prompt_accuracy"][k] - chosen["prompt_accuracy"][k] for k in HEADS)
+    results = {
+        "base_watermark_rate": plain["watermark_rate"],
+        "censored_watermark_rate": chosen["watermark_rate"],
+        "prompt_accuracy_drop": round(drop, 4),
+        "overhead_ratio": round(chosen["seconds"] / plain["seconds"], 3),
+        "reject_overhead_ratio": round(reject_seconds / plain["seconds"], 3),
+        "reject_watermark_rate": reject_row["watermark_rate"],
+        "reject_samples_per_image": reject_run["samples_per_image"],
+        "plain": plain,
+        "censored": chosen,
+        "reject": {
+            **reject_row,
+            "seconds": round(reject_seconds, 2),
+            "passed": len(records),
+            "complete": reject_run["complete"],
+        },
+        "table": table,
+        "settings": {
+            "model": "minisd",
+            "steps": cfg.steps,
+            "guidance_cfg": 7.5,
+            "images": cfg.n,
+            "table_images": cfg.table_n,
+            "reward": {"backbone": "cnn", "ensemble": 5, "labels": counts, "augment": True},
+            "chosen": {
+                "scale": cfg.scale,
+                "backward_steps": cfg.backward_steps,
+                "recurrence": cfg.recurrence,
+            },
+            "seeds": {"pool": cfg.seed, "prompts": cfg.seed + 1, "images": seed},
+            "batch_invariant": cfg.batch_invariant,
+            "device": str(device),
+            "watermark_threshold": WATERMARK_THRESHOLD,
+        },
+    }
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    lines = ["| setting (scale:B:R) | watermark rate | seconds | overhead |", "|---|---|---|---|"]
+    for row in table:
+        lines.append(
+            f"| {row['setting']} | {row['watermark_rate']:.3f} | {row['seconds']:.1f} |"
+            f" {row['overhead_ratio']:.2f}x |"
+        )
+    atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
+    headline = {k: v for k, v in results.items() if not isinstance(v, dict | list)}
+    print(json.dumps(headline, indent=2))
+    print("\n".join(lines))
+    return results
