@@ -24,7 +24,12 @@ from unsee.generate import imagefolder as folder
 from unsee.generate.config import GenerateConfig
 from unsee.generate.prompts import PromptRow, read_prompts
 from unsee.models.load import is_conditional, load_pipeline
-from unsee.sampling.denoiser import exact_cpu_kernels, text_denoiser, unconditional_denoiser
+from unsee.sampling.denoiser import (
+    INVARIANT_CHUNK,
+    exact_cpu_kernels,
+    text_denoiser,
+    unconditional_denoiser,
+)
 from unsee.sampling.loop import decode, initial_noise, make_scheduler, sample
 
 if TYPE_CHECKING:
@@ -191,9 +196,11 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
 
     # 3. sample, batch by batch
     device = pipe.device
-    per_sample = cfg.batch_invariant == "on" or (
+    invariant = cfg.batch_invariant == "on" or (
         cfg.batch_invariant == "auto" and device.type == "cpu"
     )
+    # guided images go one by one (their gradients run through the reward and the VAE too)
+    chunk = (1 if censor is not None else INVARIANT_CHUNK) if invariant else None
     scheduler = make_scheduler(cfg.scheduler, pipe.scheduler.config)
     unet = pipe.unet
     channels = unet.config.in_channels
@@ -208,8 +215,8 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
         dynamic_ncols=True,
     )
     started = time.time()
-    batch_size = 1 if censor is not None and per_sample else cfg.batch_size
-    with exact_cpu_kernels() if per_sample and device.type == "cpu" else nullcontext():
+    batch_size = 1 if censor is not None and invariant else cfg.batch_size
+    with exact_cpu_kernels() if invariant and device.type == "cpu" else nullcontext():
         for batch in batches(mine, batch_size):
             generators = [torch.Generator("cpu").manual_seed(j.seed) for j in batch]
             x_T = initial_noise(shape, generators, device, unet.dtype)
@@ -221,17 +228,17 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
                     if guidance > 1
                     else None
                 )
-                denoiser = text_denoiser(unet, cond, uncond, guidance, per_sample)
+                denoiser = text_denoiser(unet, cond, uncond, guidance, chunk)
                 vae = pipe.vae
             else:
-                denoiser = unconditional_denoiser(unet, per_sample)
+                denoiser = unconditional_denoiser(unet, chunk)
                 vae = None
             recurrence = 1
             if censor is not None:
                 denoiser = censor.wrap(denoiser, pipe, conditional)
                 recurrence = censor.recurrence
             x0 = sample(denoiser, scheduler, x_T, cfg.steps, generators, recurrence=recurrence)
-            images = decode(vae, x0, per_sample)
+            images = decode(vae, x0, chunk)
             scores = censor.score(images) if censor is not None else [{}] * len(batch)
             for job, pixels, score in zip(batch, images, scores, strict=True):
                 record = expected[job.index] | score

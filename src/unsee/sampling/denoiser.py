@@ -1,11 +1,12 @@
 """Denoisers: callables eps(x_t, t) -> predicted noise, built from a pipeline's parts.
 
-Batch invariance: with `per_sample=True` every image goes through the networks on its
-own (a text-to-image U-Net call holds one image's unconditional/conditional pair), so an
-image's pixels depend only on its prompt and seed, never on what else is in the batch.
-Together with `exact_cpu_kernels()` this makes CPU results bit-identical for any batch
-size, thread count or number of processes. On a GPU, batching is faster and differs
-only in the last bits; turn per_sample off there.
+Batch invariance: with `chunk=K` the networks always see exactly K images per call (the
+last call padded with copies of its last image, whose outputs are dropped). With the
+native CPU kernels of `exact_cpu_kernels()`, an image's result in a call of fixed size
+does not depend on its position or its companions, nor on the thread count (measured
+bit for bit), so its pixels depend only on its prompt and seed: bit-identical for any
+batch size, thread count or number of processes, at batched speed. chunk=None passes the
+whole batch (fastest; on a GPU batching differs only in the last bits).
 """
 
 import warnings
@@ -31,10 +32,21 @@ def exact_cpu_kernels() -> Iterator[None]:
             yield
 
 
-def _per_sample(fn: Callable[[slice], Tensor], batch: int, per_sample: bool) -> Tensor:
-    if not per_sample:
-        return fn(slice(0, batch))
-    return torch.cat([fn(slice(i, i + 1)) for i in range(batch)])
+INVARIANT_CHUNK = 8  # images per network call in batch-invariant mode
+
+
+def in_chunks(fn: Callable[[Tensor], Tensor], batch: int, chunk: int | None) -> Tensor:
+    """fn(rows) over the batch, `chunk` rows per call (padded by repeating the last row)."""
+    rows = torch.arange(batch)
+    if chunk is None:
+        return fn(rows)
+    out = []
+    for start in range(0, batch, chunk):
+        idx = rows[start : start + chunk]
+        n = len(idx)
+        idx = torch.cat([idx, idx[-1:].expand(chunk - n)])
+        out.append(fn(idx)[:n])
+    return torch.cat(out)
 
 
 def text_denoiser(
@@ -42,7 +54,7 @@ def text_denoiser(
     cond: Tensor,
     uncond: Tensor | None,
     guidance: float,
-    per_sample: bool = False,
+    chunk: int | None = None,
 ) -> Denoiser:
     """Classifier-free guided eps for a text-conditioned U-Net.
 
@@ -52,25 +64,28 @@ def text_denoiser(
     """
 
     def eps(x: Tensor, t: Tensor) -> Tensor:
-        def run(s: slice) -> Tensor:
+        def run(i: Tensor) -> Tensor:
+            i_cond = i.to(cond.device)
             if uncond is None:
-                return unet(x[s], t, encoder_hidden_states=cond[s]).sample
+                return unet(x[i], t, encoder_hidden_states=cond[i_cond]).sample
             # 1. the unconditional/conditional pair in one forward: (2b, C, h, w)
             e_uncond, e_cond = unet(
-                torch.cat([x[s], x[s]]), t, encoder_hidden_states=torch.cat([uncond[s], cond[s]])
+                torch.cat([x[i], x[i]]),
+                t,
+                encoder_hidden_states=torch.cat([uncond[i_cond], cond[i_cond]]),
             ).sample.chunk(2)
             # 2. guided noise estimate
             return e_uncond + guidance * (e_cond - e_uncond)
 
-        return _per_sample(run, x.shape[0], per_sample)
+        return in_chunks(run, x.shape[0], chunk)
 
     return eps
 
 
-def unconditional_denoiser(unet: torch.nn.Module, per_sample: bool = False) -> Denoiser:
+def unconditional_denoiser(unet: torch.nn.Module, chunk: int | None = None) -> Denoiser:
     """eps(x, t) of an unconditional UNet2DModel."""
 
     def eps(x: Tensor, t: Tensor) -> Tensor:
-        return _per_sample(lambda s: unet(x[s], t).sample, x.shape[0], per_sample)
+        return in_chunks(lambda i: unet(x[i], t).sample, x.shape[0], chunk)
 
     return eps

@@ -13,7 +13,7 @@ from diffusers import (
 )
 from torch import Tensor
 
-from unsee.sampling.denoiser import Denoiser
+from unsee.sampling.denoiser import Denoiser, in_chunks
 
 SCHEDULERS: dict[str, type[SchedulerMixin]] = {
     "ddim": DDIMScheduler,
@@ -88,13 +88,11 @@ def renoise(x_prev: Tensor, abar_t: Tensor, abar_prev: Tensor, noise: Tensor) ->
 
 
 @torch.no_grad()
-def decode(vae: torch.nn.Module | None, x0: Tensor, per_sample: bool = False) -> Tensor:
-    """Latents (or pixels, when vae is None) -> uint8 images (B, H, W, 3)."""
+def decode(vae: torch.nn.Module | None, x0: Tensor, chunk: int | None = None) -> Tensor:
+    """Latents (or pixels, when vae is None) -> uint8 images (B, H, W, 3); chunk: images
+    per VAE call (fixed for batch invariance, see sampling.denoiser)."""
     if vae is not None:
         z = x0 / vae.config.scaling_factor
-        if per_sample:
-            x0 = torch.cat([vae.decode(z[i : i + 1]).sample for i in range(z.shape[0])])
-        else:
-            x0 = vae.decode(z).sample
+        x0 = in_chunks(lambda i: vae.decode(z[i]).sample, z.shape[0], chunk)
     images = (x0.float() / 2 + 0.5).clamp(0, 1)
     return (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
