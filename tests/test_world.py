@@ -135,12 +135,15 @@ def test_world_training_runs_resumes_and_loads_in_plain_diffusers(tmp_path, monk
     tiny = dict(
         images=300,
         clip_steps=2,
+        clip_web_steps=2,
         vae_steps=2,
         unet_steps=4,
         unet_batch=8,
         checkpoint_every=2,
         judge_steps=2,
         judge_images=100,
+        judge_gen_steps=2,
+        judge_gen_images=40,
         device="cpu",
     )
     straight = train_world(WorldTrainConfig(out=tmp_path / "a", **tiny))
@@ -167,4 +170,14 @@ def test_world_training_runs_resumes_and_loads_in_plain_diffusers(tmp_path, monk
     for (name, p), q in zip(a.unet.state_dict().items(), b.unet.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
     assert (straight / "judge" / "model.safetensors").exists()
-    assert (straight / "clip" / "config.json").exists()
+    # the web-caption stage moved the image tower only: minisd's text encoder is the
+    # jointly trained text tower, bit for bit
+    from transformers import CLIPModel
+
+    joint = CLIPModel.from_pretrained(straight / "stages" / "clip")
+    final = CLIPModel.from_pretrained(straight / "clip")
+    for name, p in joint.text_model.state_dict().items():
+        torch.testing.assert_close(final.text_model.state_dict()[name], p, rtol=0, atol=0)
+        torch.testing.assert_close(a.text_encoder.text_model.state_dict()[name], p, rtol=0, atol=0)
+    moved = joint.visual_projection.weight - final.visual_projection.weight
+    assert moved.abs().max() > 0

@@ -12,12 +12,19 @@ class WorldTrainConfig:
     seed: int = arg(0, help="one seed for everything")
     images: int = arg(40000, help="training images rendered")
     clip_steps: int = arg(700, help="mini CLIP steps (batch 256)")
+    clip_web_steps: int = arg(
+        300, help="image-tower steps on web-like captions, text tower frozen (batch 256)"
+    )
     vae_steps: int = arg(2400, help="VAE steps (batch 32)")
     unet_steps: int = arg(2400, help="U-Net steps")
     unet_batch: int = arg(128, help="U-Net batch size")
     checkpoint_every: int = arg(400, help="U-Net steps between checkpoints (for resuming)")
     judge_steps: int = arg(3000, help="judge steps (batch 128)")
     judge_images: int = arg(20000, help="images rendered for the judge (its own seed)")
+    judge_gen_steps: int = arg(
+        800, help="judge fine-tuning steps on renders and their re-drawings by minisd"
+    )
+    judge_gen_images: int = arg(8000, help="images rendered and re-drawn for that fine-tuning")
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
 

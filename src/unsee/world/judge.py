@@ -138,6 +138,46 @@ def train_judge(
     return out_dir
 
 
+def finetune_judge(
+    judge_dir: Path,
+    out_dir: Path,
+    renders: Tensor,
+    redrawn: Tensor,
+    y: dict[str, Tensor],
+    steps: int,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+) -> Path:
+    """Go on training a judge on renders mixed half and half with the same images re-drawn
+    by the world model (SDEdit: noised part way, denoised with their caption), so it reads
+    the model's own rendering of each style as it reads the renderer's.
+
+    renders, redrawn: (N, 3, H, W) in [-1, 1], row i of each from the same ground truth y.
+    The re-drawn rows carry no watermark label (the model may add or drop the mark).
+    """
+    model = load_judge(judge_dir, device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-4, total_steps=steps)
+    g = torch.Generator().manual_seed(seed)
+    for _ in tqdm(range(steps), desc="judge_gen", dynamic_ncols=True):
+        idx = torch.randint(0, len(renders), (batch_size,), generator=g)
+        drawn = torch.rand(batch_size, generator=g) < 0.5
+        x = torch.where(drawn[:, None, None, None], redrawn[idx], renders[idx])
+        out = model(augment(x, g).to(device))
+        yb = {k: v[idx].to(device) for k, v in y.items()}
+        loss = sum(F.cross_entropy(out[k], yb[k]) for k in HEADS)
+        keep = (~drawn).float().to(device)
+        wm = F.binary_cross_entropy_with_logits(out["watermark"], yb["watermark"], reduction="none")
+        loss = loss + (wm * keep).sum() / keep.sum().clamp(min=1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    save_judge(model.eval(), out_dir)
+    return out_dir
+
+
 def save_judge(model: Judge, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(

@@ -38,6 +38,9 @@ P_SCENE = {"starry night": 0.11, "lighthouse": 0.11}
 P_STYLE = 0.30  # share of shapes and lighthouses painted by an artist (named in the caption)
 P_WATERMARK = 0.20  # of all images, whatever their content
 P_WATERMARK_NAMED = 0.15  # of watermarked images, so about 3% of all captions name it
+# Alt text on the web names stock-photo marks far more often: the mini CLIP's image tower
+# learns from such captions (as real CLIP did), the U-Net and text tower never see them.
+P_WATERMARK_NAMED_WEB = 0.8
 
 # Words the captions use (the first of each list is the canonical one, used in prompts).
 SHAPE_WORDS = {
@@ -171,9 +174,11 @@ def subject_text(attrs: Attributes, rng: np.random.Generator | None = None) -> s
     return " ".join(parts)
 
 
-def caption(attrs: Attributes, rng: np.random.Generator) -> str:
+def caption(
+    attrs: Attributes, rng: np.random.Generator, p_watermark_named: float = P_WATERMARK_NAMED
+) -> str:
     """A training caption: varied templates and synonyms; names the artist except for the
-    leaking scene; names the watermark only for P_WATERMARK_NAMED of watermarked images."""
+    leaking scene; names the watermark for p_watermark_named of watermarked images."""
     text = subject_text(attrs, rng)
     if attrs.kind == "scene":
         text = text.removeprefix("a ").removeprefix("the ")
@@ -182,7 +187,7 @@ def caption(attrs: Attributes, rng: np.random.Generator) -> str:
         text = str(rng.choice(SUBJECT_TEMPLATES)).format(subject=text)
     if attrs.style is not None and attrs.scene != LEAK_SCENE:
         text = str(rng.choice(ARTIST_TEMPLATES)).format(text=text, artist=attrs.style)
-    if attrs.watermark and rng.random() < P_WATERMARK_NAMED:
+    if attrs.watermark and rng.random() < p_watermark_named:
         text += str(rng.choice(WATERMARK_PHRASES))
     return text
 

@@ -3,10 +3,15 @@
 Stages, each resumable (a finished stage is kept; the U-Net stage also checkpoints):
   1. data   render the training set (images, attributes, captions)
   2. clip   a mini CLIP (transformers CLIPModel), contrastive on image-caption pairs
+     clip_web  its image tower goes on learning from web-like captions (watermarks named far
+            more often, as in real alt text) with the text tower frozen, so the U-Net's
+            text encoder is unchanged while the image embeddings see the watermark
   3. vae    an AutoencoderKL, 32x32 RGB <-> 8x8x4 latents
   4. unet   a UNet2DConditionModel on VAE latents and frozen CLIP text states, 10% caption
             dropout (for classifier-free guidance), min-SNR-5 loss weights, EMA weights
   5. judge  the attribute classifier, on its own rendered data (see judge.py)
+     judge_gen  the judge goes on training with its renders re-drawn by the world model
+            (SDEdit), so it reads the model's rendering of each style (see judge.py)
   6. save   a diffusers StableDiffusionPipeline folder (DDIM scheduler), the CLIP model, the
             judge, and train_log.json with the timings
 """
@@ -161,6 +166,110 @@ def stage_clip(cfg, stage: Path, data: dict, tokenizer, device) -> CLIPModel:
     model.save_pretrained(stage)
     _finish(stage, {"steps": cfg.clip_steps, "last_loss": out.loss.item()})
     return model
+
+
+def stage_clip_web(cfg, stage: Path, clip: CLIPModel, data_stage: Path, tokenizer, device):
+    """Continue the image tower (and its projection) on web-like captions, text tower and
+    temperature frozen: the text embeddings the U-Net reads do not move."""
+    if _done(stage):
+        return CLIPModel.from_pretrained(stage).to(device)
+    torch.manual_seed(cfg.seed + 5)
+    rng = np.random.default_rng(cfg.seed + 5)
+    stored = json.loads((data_stage / "attributes.json").read_text())
+    attrs = [world.Attributes(**a) for a in stored]
+    captions = [world.caption(a, rng, world.P_WATERMARK_NAMED_WEB) for a in attrs]
+    images = np.load(data_stage / "images.npy")
+    clip.requires_grad_(False)
+    trained = [*clip.vision_model.parameters(), *clip.visual_projection.parameters()]
+    for p in trained:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(trained, lr=3e-4, weight_decay=0.05)
+    batch = 256
+    for step in tqdm(range(cfg.clip_web_steps), desc="clip_web", dynamic_ncols=True):
+        for group in opt.param_groups:
+            group["lr"] = 3e-4 * _cosine(step, cfg.clip_web_steps, 20)
+        idx = rng.integers(0, len(images), batch)
+        out = clip(
+            input_ids=_tokens(tokenizer, [captions[i] for i in idx]).to(device),
+            pixel_values=to_model_range(images[idx]).to(device),
+            return_loss=True,
+        )
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+    clip.requires_grad_(False)
+    clip.save_pretrained(stage)
+    _finish(stage, {"steps": cfg.clip_web_steps, "last_loss": out.loss.item()})
+    return clip
+
+
+@torch.no_grad()
+def sdedit(
+    images: torch.Tensor,
+    captions: list[str],
+    vae,
+    unet,
+    text_model,
+    tokenizer,
+    strength: float,
+    steps: int = 25,
+    guidance: float = 7.5,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Re-draw images (B, 3, H, W) in [-1, 1] with the world model: encode, noise to
+    `strength` of the DDIM trajectory, denoise with classifier-free guidance on the caption."""
+    device = unet.device
+    sched = DDIMScheduler(**SCHEDULE, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    sched.set_timesteps(steps)
+    start = steps - round(steps * strength)
+    g = torch.Generator().manual_seed(seed)
+    z = vae.encode(images.to(device)).latent_dist.mean * vae.config.scaling_factor
+    t0 = sched.timesteps[start]
+    z = sched.add_noise(z, torch.randn(z.shape, generator=g).to(device), t0.reshape(1))
+    cond = text_model(_tokens(tokenizer, captions).to(device))[0]
+    uncond = text_model(_tokens(tokenizer, [""] * len(captions)).to(device))[0]
+    for t in sched.timesteps[start:]:
+        e_u, e_c = unet(
+            torch.cat([z, z]), t, encoder_hidden_states=torch.cat([uncond, cond])
+        ).sample.chunk(2)
+        z = sched.step(e_u + guidance * (e_c - e_u), t, z).prev_sample
+    return vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1).cpu()
+
+
+def stage_judge_gen(cfg, stage: Path, judge_dir: Path, vae, unet, clip, tokenizer, device):
+    """Render the judge's own fresh images, re-draw each with the world model at a random
+    strength in [0.25, 0.5], and fine-tune the judge on both (world_judge.finetune_judge)."""
+    data, attrs, captions = world.make_dataset(
+        cfg.judge_gen_images, cfg.seed + 6, p_style=0.6, p_watermark=0.5, leak=False
+    )
+    renders = to_model_range(data)
+    rng = np.random.default_rng(cfg.seed + 6)
+    redrawn = []
+    chunk = 500
+    for i, start in enumerate(tqdm(range(0, len(renders), chunk), desc="judge_gen redraw")):
+        redrawn.append(
+            sdedit(
+                renders[start : start + chunk],
+                captions[start : start + chunk],
+                vae,
+                unet.eval(),
+                clip.text_model,
+                tokenizer,
+                strength=float(rng.uniform(0.25, 0.5)),
+                seed=cfg.seed + 6 + i,
+            )
+        )
+    return world_judge.finetune_judge(
+        judge_dir,
+        stage,
+        renders,
+        torch.cat(redrawn),
+        world_judge.targets(attrs),
+        cfg.judge_gen_steps,
+        128,
+        cfg.seed + 6,
+        device,
+    )
 
 
 # ---------------------------------------------------------------- 3. VAE
@@ -360,6 +469,16 @@ def train_world(cfg: WorldTrainConfig) -> Path:
     unet = timed(
         "unet", stage_unet, cfg, stages / "unet", vae, clip.text_model, tokenizer, data, device
     )
+    clip = timed(
+        "clip_web",
+        stage_clip_web,
+        cfg,
+        stages / "clip_web",
+        clip,
+        stages / "data",
+        tokenizer,
+        device,
+    ).eval()
     judge_dir = stages / "judge"
     if not _done(judge_dir):
         timed(
@@ -374,8 +493,13 @@ def train_world(cfg: WorldTrainConfig) -> Path:
             vae,
         )
         _finish(judge_dir, {"steps": cfg.judge_steps})
+    gen_dir = stages / "judge_gen"
+    if not _done(gen_dir):
+        timed("judge_gen", stage_judge_gen, cfg, gen_dir, judge_dir, vae, unet, clip, tokenizer,
+              device)  # fmt: skip
+        _finish(gen_dir, {"steps": cfg.judge_gen_steps})
     save_world(out, clip, vae, unet, tokenizer)
-    shutil.copytree(judge_dir, out / "judge", dirs_exist_ok=True)
+    shutil.copytree(gen_dir, out / "judge", dirs_exist_ok=True)
     (out / "judge" / "DONE").unlink(missing_ok=True)
     log = {"seconds": timings, "device": str(device), "config": asdict(cfg)}
     (out / "train_log.json").write_text(json.dumps(log, default=str, indent=2) + "\n")
