@@ -47,9 +47,12 @@ def test_bench_world_writes_exactly_the_promised_keys(tmp_path):
 
 
 def test_demo_runs_the_flow_that_exists_and_says_what_is_missing(tmp_path, capsys):
-    run_demo(DemoConfig(out=tmp_path, n=1, pool=40, labels=4))
+    run_demo(DemoConfig(out=tmp_path, n=1, pool=40, labels=4, censor_n=4))
     text = capsys.readouterr().out
     assert "not in this release yet" in text
+    assert text.count("the judge sees a watermark on") == 2
+    censored = read_metadata(tmp_path / "censored")
+    assert len(censored) == 4 and all("reward_prob" in r for r in censored)
     assert len(read_metadata(tmp_path / "look")) == 4
     assert (tmp_path / "look" / "judge.jsonl").is_file()
     assert (tmp_path / "look" / "reward.jsonl").is_file()

@@ -23,6 +23,7 @@ from unsee.guidance.reward_guidance import (
     x0_from_eps,
 )
 from unsee.reward.model import RewardModel
+from unsee.sampling.denoiser import exact_cpu_kernels
 from unsee.sampling.loop import renoise
 
 
@@ -107,6 +108,13 @@ def test_guidance_outside_its_window_changes_nothing():
     x = torch.randn(2, 3, 4, 4)
     torch.testing.assert_close(guided(x, torch.tensor(100)), denoiser(x, 0))
     assert not torch.allclose(guided(x, torch.tensor(900)), denoiser(x, 0))
+
+
+@pytest.fixture(autouse=True)
+def native_kernels():
+    """oneDNN's first call per shape costs seconds on the CPU; tiny models run faster without."""
+    with exact_cpu_kernels():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,9 @@
 """`unsee demo`: the whole flow on the embedded model, with a simulated labeller.
 
 This release runs: generate with minisd -> the judge's reading -> simulated labels of the
-spontaneous watermark -> a reward model -> the reward's scores. Censored sampling, HFI +
-SDD and the evaluation report arrive in later releases; the demo says so when it runs.
+spontaneous watermark -> reward models -> the reward's scores -> censored sampling, with
+the judge's watermark rate before and after. HFI + SDD and the evaluation report arrive
+in later releases; the demo says so when it runs.
 """
 
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ class DemoConfig:
     n: int = arg(8, help="images per prompt for the look at the world")
     pool: int = arg(120, help="images generated for labelling")
     labels: int = arg(20, help="simulated labels (half bad, half good)")
+    censor_n: int = arg(48, help="fresh plain prompts generated with and without censoring")
+    scale: float = arg(8.0, help="censored sampling: forward guidance scale")
 
 
 def run_demo(cfg: DemoConfig) -> None:
@@ -35,6 +38,8 @@ def run_demo(cfg: DemoConfig) -> None:
     from unsee.feedback.simulate import simulate
     from unsee.generate.config import GenerateConfig
     from unsee.generate.run import generate
+    from unsee.guidance.censor import censor
+    from unsee.guidance.config import CensorConfig
     from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
     from unsee.reward.score import score_folder
     from unsee.reward.train import train_reward
@@ -43,18 +48,18 @@ def run_demo(cfg: DemoConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
     print("unsee demo: the embedded world model, minisd (32x32 images, CPU)")
 
-    print(f"[1/5] generate: {cfg.n} images for each of {len(DEMO_PROMPTS)} prompts")
+    print(f"[1/6] generate: {cfg.n} images for each of {len(DEMO_PROMPTS)} prompts")
     prompts = out / "prompts.txt"
     prompts.write_text("\n".join(DEMO_PROMPTS) + "\n")
     look = generate(GenerateConfig(model="minisd", prompts=prompts, n=cfg.n, out=out / "look"))
     grid = save_grid(load_images(look, read_image_set(look), 32), out / "grid.png", columns=cfg.n)
     print(f"      one row per prompt: {grid}")
 
-    print("[2/5] judge: what the world judge sees in them")
+    print("[2/6] judge: what the world judge sees in them")
     judge_folder(JudgeConfig(dir=look))
 
     print(
-        f"[3/5] label: {cfg.pool} images from plain prompts; a simulated person marks the"
+        f"[3/6] label: {cfg.pool} images from plain prompts; a simulated person marks the"
         f" watermark the model adds unasked ({cfg.labels} labels)"
     )
     pool_prompts = out / "pool-prompts.txt"
@@ -67,14 +72,27 @@ def run_demo(cfg: DemoConfig) -> None:
     )
     print(f"      (label by hand instead: unsee label {pool})")
 
-    print("[4/5] reward: a 5-model clip ensemble on those labels")
+    print("[4/6] reward: 5-model ensembles on those labels, clip (HFI) and cnn (guidance)")
     reward = train_reward(RewardTrainConfig(dir=pool, out=out / "reward"))
+    cnn = train_reward(
+        RewardTrainConfig(dir=pool, out=out / "reward-cnn", backbone="cnn", augment=True)
+    )
 
-    print("[5/5] score: the reward reads the images it never saw")
+    print("[5/6] score: the reward reads the images it never saw")
     score_folder(RewardScoreConfig(reward=reward, dir=look))
 
+    print(f"[6/6] censor: {cfg.censor_n} fresh plain prompts, without and with the cnn reward")
+    fresh = out / "censor-prompts.txt"
+    fresh.write_text("\n".join(p for p, _ in neutral_prompts(cfg.censor_n, 8)) + "\n")
+    common = {"model": "minisd", "prompts": fresh, "seed": 20_000}
+    plain = generate(GenerateConfig(**common, out=out / "plain"))
+    censored = censor(CensorConfig(**common, reward=cnn, scale=cfg.scale, out=out / "censored"))
+    for name, folder in (("plain", plain), ("censored", censored)):
+        rate = judge_folder(JudgeConfig(dir=folder))["watermark_rate"]
+        print(f"      {name}: the judge sees a watermark on {rate:.1%} of the images")
+
     print(
-        "not in this release yet: censored sampling, HFI + SDD and the evaluation report;"
+        "not in this release yet: HFI + SDD and the evaluation report;"
         " the demo runs them as they arrive."
     )
     print(f"look at the images: {grid}")

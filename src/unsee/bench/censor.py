@@ -8,7 +8,9 @@
 4. a table of watermark rate vs time for several (scale, backward steps, recurrence) on
    the first `table_n` prompts;
 5. rejection sampling with the same reward until every image passes: its rate and cost
-   (reject_overhead_ratio = its time / plain time, samples per image).
+   (reject_overhead_ratio = its time / plain time, samples per image);
+6. on a GPU: peak memory of forward-guided sampling at Stable Diffusion 1.5 size, batch 4
+   (random weights built from config), next to plain sampling.
 """
 
 import json
@@ -46,6 +48,41 @@ def _measure(verdicts, truths) -> dict:
     }
     rate = float(np.mean([v.watermark > WATERMARK_THRESHOLD for v in verdicts]))
     return {"watermark_rate": rate, "prompt_accuracy": acc}
+
+
+def sd15_guided_memory(batch: int = 4, steps: int = 5) -> dict:
+    """Peak GPU memory and time per step of forward-guided sampling at Stable Diffusion 1.5
+    size (random weights, fp16, 512x512, gradient checkpointing), against plain sampling."""
+    import torch
+
+    from unsee.guidance.pipelines import CensoredStableDiffusionPipeline
+    from unsee.models.tiny import sd15_sized_pipeline
+    from unsee.reward.cnn import CnnReward
+    from unsee.reward.model import RewardModel
+
+    with torch.device("cuda"):
+        base = sd15_sized_pipeline()
+    pipe = CensoredStableDiffusionPipeline.from_pipe(base).to(torch.float16)
+    reward = RewardModel(
+        {"backbone": "cnn", "ensemble": 5, "image_size": 256},
+        [CnnReward(256) for _ in range(5)],
+    ).to("cuda")
+    out = {"batch": batch, "steps": steps, "dtype": "fp16", "size": 512}
+    for name, kw in (("plain", {}), ("forward", {"reward": reward, "reward_scale": 4.0})):
+        if kw:
+            pipe.unet.enable_gradient_checkpointing()
+            pipe.vae.enable_gradient_checkpointing()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        pipe(["a photo of a human"] * batch, num_inference_steps=steps, output_type="np", **kw)
+        torch.cuda.synchronize()
+        out[name] = {
+            "peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+            "seconds_per_step": round((time.perf_counter() - start) / steps, 3),
+        }
+    out["device"] = torch.cuda.get_device_name()
+    return out
 
 
 def run_bench_censor(cfg: BenchCensorConfig) -> dict:
@@ -155,6 +192,11 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
     )
     reject_run = json.loads((reject_out / "run.json").read_text())
 
+    # 6. memory at Stable Diffusion size, where a GPU is at hand
+    import torch
+
+    gpu = sd15_guided_memory() if torch.cuda.is_available() else None
+
     drop = max(plain["prompt_accuracy"][k] - chosen["prompt_accuracy"][k] for k in HEADS)
     results = {
         "base_watermark_rate": plain["watermark_rate"],
@@ -173,6 +215,7 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
             "complete": reject_run["complete"],
         },
         "table": table,
+        "sd15_gpu_memory": gpu if gpu else "no GPU in this run",
         "settings": {
             "model": "minisd",
             "steps": cfg.steps,

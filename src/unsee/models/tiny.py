@@ -1,4 +1,4 @@
-"""Tiny, randomly initialised pipelines built from config in code.
+"""Tiny (and Stable Diffusion 1.5 sized) randomly initialised pipelines built from config.
 
 They run every code path of a real Stable Diffusion (or unconditional DDPM/DDIM)
 pipeline in milliseconds: tests, `unsee bench generate` and the demo use them.
@@ -93,3 +93,52 @@ def tiny_unconditional_pipeline(seed: int = 0, image_size: int = 16) -> DDIMPipe
         norm_num_groups=8,
     )
     return DDIMPipeline(unet=unet, scheduler=DDIMScheduler())
+
+
+def sd15_sized_pipeline(seed: int = 0) -> StableDiffusionPipeline:
+    """Randomly initialised components of Stable Diffusion 1.5's sizes (U-Net 860M, VAE 84M,
+    CLIP ViT-L/14 text tower 123M), for speed and memory benchmarks where no weights can be
+    downloaded. Build it under `with torch.device("cuda"):` to initialise on the GPU."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=512,
+    )
+    tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=tokenizer.model_max_length,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            projection_dim=768,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
