@@ -23,6 +23,7 @@ from unsee.bench.config import (
 from unsee.config import add_dataclass_arguments, dataclass_from_namespace
 from unsee.demo import DemoConfig
 from unsee.env import EnvConfig
+from unsee.erase.config import EraseConfig
 from unsee.errors import UnseeError
 from unsee.evaluate.config import JudgeConfig
 from unsee.feedback.config import (
@@ -59,6 +60,9 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
         JudgeConfig, "unsee.evaluate.judge:judge_folder", "per-image attributes and summary rates"
     ),
     "label": Command(LabelConfig, "unsee.feedback.server:serve", "label images in the browser"),
+    "erase": Command(
+        EraseConfig, "unsee.erase.run:erase", "remove concepts from the weights (SDD, ESD)"
+    ),
     "feedback": {
         "simulate": Command(
             FeedbackSimulateConfig,

@@ -1,0 +1,254 @@
+"""`unsee erase`: remove concepts from a model's weights with SDD or ESD.
+
+SDD (Kim et al. 2023; PAPERS.md section 2), per step, for B trajectories at once:
+  1. z_T ~ N(0, I); each trajectory stops after k_b DDIM steps (Beta(3, 3) or uniform)
+  2. the EMA teacher samples z_t with CFG on the joined concepts c_p (no gradient)
+  3. t inside the DDPM interval of the stop step
+  4. loss = mean((eps(z_t, t, "") - eps(z_t, t, c_s))^2), c_s one concept per trajectory
+  5. AdamW on the chosen parameters, grad-norm clip 1, EMA update; the EMA is saved
+ESD (Gandikota et al. 2023; section 4): z_t from the student with CFG on c, and
+  eps_student(z_t, t, c) -> eps_orig(z_t, t) - eta (eps_orig(z_t, t, c) - eps_orig(z_t, t))
+with the frozen original as teacher; the student itself is saved.
+
+Runs under `accelerate launch` (each process its own trajectories, gradients averaged);
+checkpoints every N steps, and `--resume` continues to the same result as an unbroken run.
+"""
+
+import copy
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers import DDIMScheduler
+from tqdm.auto import tqdm
+
+from unsee import __version__
+from unsee.erase.config import EraseConfig
+from unsee.erase.esd import esd_target
+from unsee.erase.params import select_parameters
+from unsee.erase.sdd import ema_update, sdd_loss, stop_steps, teacher_latents, train_timesteps
+from unsee.errors import UnseeError
+from unsee.generate.imagefolder import atomic_file, atomic_write_text
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def _mixed_precision(cfg: EraseConfig) -> str:
+    if cfg.dtype == "fp16":
+        return "fp16"
+    if cfg.dtype == "bf16" or (cfg.dtype == "auto" and torch.cuda.is_available()):
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def load_concepts(pipe, cfg: EraseConfig) -> list[str]:
+    """The texts to remove: --concept texts, then the tokens of each --embedding file."""
+    from safetensors.torch import load_file
+
+    concepts = list(cfg.concept)
+    for path in cfg.embedding:
+        if not path.is_file():
+            raise UnseeError(f"embedding file {path} does not exist")
+        tokens = [k for k in load_file(path) if k not in ("string_to_param", "emb_params")]
+        if len(tokens) != 1:
+            raise UnseeError(f"{path} holds {len(tokens)} tokens; give one token per file")
+        pipe.load_textual_inversion(str(path))
+        concepts.append(tokens[0])
+    return concepts
+
+
+def _encode(pipe, texts: list[str], device) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([pipe.encode_prompt(t, device, 1, False)[0] for t in texts])
+
+
+def erase(cfg: EraseConfig) -> Path:
+    from unsee.models.load import is_conditional, load_pipeline
+
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), cpu=cfg.device == "cpu")
+    device = accelerator.device
+    pipe = load_pipeline(cfg.model, str(device), "fp32")  # fp32 master weights
+    if not is_conditional(pipe):
+        raise UnseeError(f"{cfg.model!r} takes no text: erasing needs a text-to-image model")
+    out = cfg.out
+    ckpt = out / CHECKPOINT
+    if not cfg.resume and (out / "erase.json").exists():
+        raise UnseeError(f"{out} already holds an erased model; use another --out")
+    if cfg.resume and not ckpt.exists():
+        raise UnseeError(f"nothing to resume in {out} (no {CHECKPOINT})")
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 1. texts: c_0 = "", c_p = the joined concepts, c_s = each concept
+    text_encoder, tokenizer = copy.deepcopy(pipe.text_encoder), copy.deepcopy(pipe.tokenizer)
+    concepts = load_concepts(pipe, cfg)
+    c0 = _encode(pipe, [""], device)  # (1, L, D)
+    cp = _encode(pipe, [", ".join(concepts)], device)
+    cs = _encode(pipe, concepts, device)  # (n, L, D)
+
+    # 2. student, teacher, optimiser
+    unet = pipe.unet
+    sdd = cfg.method == "sdd"
+    if not sdd:
+        original = copy.deepcopy(unet).requires_grad_(False).eval()  # ESD's frozen teacher
+    params = select_parameters(unet, cfg.params, cfg.lora_rank)
+    names = list(params)
+    if sdd:
+        teacher = copy.deepcopy(unet).requires_grad_(False).eval()  # the EMA
+        teacher_params = dict(teacher.named_parameters())
+        ema = [teacher_params[n] for n in names]
+    if cfg.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=1e-4)
+    unet.train()
+    unet, opt = accelerator.prepare(unet, opt)
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(cfg.sample_steps, device=device)
+    train_steps = scheduler.config.num_train_timesteps
+    config = accelerator.unwrap_model(unet).config
+    shape = (cfg.batch, config.in_channels, config.sample_size, config.sample_size)
+    g = torch.Generator().manual_seed(cfg.seed + accelerator.process_index)
+
+    start, losses = 0, []
+    if cfg.resume:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(state["params"][n])
+            if sdd:
+                for n, p in zip(names, ema, strict=True):
+                    p.copy_(state["ema"][n])
+        opt.load_state_dict(state["optimizer"])
+        g.set_state(state["generators"][accelerator.process_index])
+        start, losses = state["step"], state["losses"]
+
+    # 3. the loop
+    started = time.time()
+    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="erase",
+               disable=not accelerator.is_main_process, dynamic_ncols=True)  # fmt: skip
+    for step in bar:
+        z_T = torch.randn(shape, generator=g).to(device)
+        stops = stop_steps(cfg.batch, cfg.sample_steps, cfg.timesteps, tuple(cfg.beta), g)
+        which = torch.tensor([(step * cfg.batch + b) % len(concepts) for b in range(cfg.batch)])
+        c_s = cs[which.to(cs.device)]
+        c_0 = c0.expand(cfg.batch, -1, -1)
+        with accelerator.autocast():
+            if sdd:  # teacher trajectories under CFG on the joined concepts
+                c_p = cp.expand(cfg.batch, -1, -1)
+                z = teacher_latents(teacher, scheduler, c_p, c_0, stops, cfg.cfg_scale, z_T)
+            else:  # ESD samples from the student itself, CFG on the concept
+                z = teacher_latents(unet, scheduler, c_s, c_0, stops, cfg.cfg_scale, z_T)
+            t = train_timesteps(scheduler.timesteps, stops, train_steps, g).to(device)
+            if sdd:
+                with torch.no_grad():
+                    e_0 = unet(z, t, encoder_hidden_states=c_0).sample
+                e_s = unet(z, t, encoder_hidden_states=c_s).sample
+                loss = sdd_loss(e_0.float(), e_s.float())
+            else:
+                with torch.no_grad():
+                    both = torch.cat([c_0, c_s])
+                    o_0, o_c = original(
+                        torch.cat([z, z]), torch.cat([t, t]), encoder_hidden_states=both
+                    ).sample.chunk(2)
+                    target = esd_target(o_0, o_c, cfg.eta)
+                e_s = unet(z, t, encoder_hidden_states=c_s).sample
+                loss = F.mse_loss(e_s.float(), target.float())
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(list(params.values()), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if sdd:
+            ema_update(ema, list(params.values()), cfg.ema)
+        losses.append(round(loss.item(), 6))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        done = step + 1
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
+            ema_state = ema if sdd else None
+            _checkpoint(accelerator, ckpt, params, names, ema_state, opt, g, done, losses)
+    bar.close()
+
+    # 4. the result: the EMA (SDD) or the student (ESD), in the original text encoder
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(unet)
+        if sdd:
+            with torch.no_grad():
+                for n, p in zip(names, ema, strict=True):
+                    params[n].copy_(p)
+        pipe.unet = final.eval()
+        pipe.text_encoder, pipe.tokenizer = text_encoder, tokenizer
+        info = {
+            "unsee_version": __version__,
+            "method": cfg.method,
+            "concepts": concepts,
+            "settings": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+            "seconds": round(time.time() - started, 2),
+            "processes": accelerator.num_processes,
+            "loss_first": losses[:10],
+            "loss_last": losses[-10:],
+        }
+        _save(pipe, final, cfg, out, info)
+        ckpt.unlink(missing_ok=True)
+    return out
+
+
+def _checkpoint(accelerator, path, params, names, ema, opt, g, step, losses) -> None:
+    generators = accelerator.gather_for_metrics([g.get_state()], use_gather_object=True)
+    if not accelerator.is_main_process:
+        return
+    state = {
+        "step": step,
+        "params": {n: p.detach().cpu() for n, p in params.items()},
+        "ema": None if ema is None else {n: p.cpu() for n, p in zip(names, ema, strict=True)},
+        "optimizer": opt.state_dict(),
+        "generators": generators,
+        "losses": losses,
+    }
+    with atomic_file(path, "wb") as f:
+        torch.save(state, f)
+
+
+MODEL_CARD = """---
+library_name: diffusers
+tags: [unsee, concept-erasure, {method}]
+---
+# {name}
+
+`{model}` with {what} removed by unsee {version} ({method}, {iterations} steps).
+
+Load it with plain diffusers:
+
+    {load}
+
+Settings:
+
+```json
+{settings}
+```
+"""
+
+
+def _save(pipe, unet, cfg: EraseConfig, out: Path, info: dict) -> None:
+    what = ", ".join(f"`{c}`" for c in info["concepts"])
+    if cfg.save == "lora":
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+
+        state = get_peft_model_state_dict(unet, adapter_name="unsee")
+        layers = convert_state_dict_to_diffusers(state)
+        StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=layers)
+        load = f'pipe.load_lora_weights("{out}")  # on the pipeline of {cfg.model}'
+    else:
+        pipe.save_pretrained(out, safe_serialization=True)
+        load = f'pipe = StableDiffusionPipeline.from_pretrained("{out}")'
+    card = MODEL_CARD.format(
+        name=out.name, model=cfg.model, what=what, version=__version__, method=cfg.method,
+        iterations=cfg.iterations, load=load, settings=json.dumps(info["settings"], indent=2),
+    )  # fmt: skip
+    atomic_write_text(out / "README.md", card)
+    atomic_write_text(out / "erase.json", json.dumps(info, indent=2) + "\n")
+    print(f"erased {what} in {info['seconds']:.0f} s: {out}")

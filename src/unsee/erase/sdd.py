@@ -1,0 +1,91 @@
+"""SDD, safe self-distillation diffusion (Kim et al. 2023), as plain tensor functions.
+
+The student U-Net learns to give, for the removal concept c_s, the noise estimate it
+gives unconditionally:
+
+    loss = || eps_student(z_t, t, c_0) - eps_student(z_t, t, c_s) ||^2     (c_0 = "", no grad
+                                                                          on the first term)
+
+on latents z_t that the EMA teacher reaches by DDIM sampling with classifier-free guidance
+on the joined concepts c_p, stopped at a random step. The EMA of the student is the
+teacher and the output. Here many trajectories run side by side: each stops at its own
+step (a mask freezes the finished ones), so one batched forward serves them all.
+"""
+
+import torch
+from torch import Tensor
+
+
+def sdd_loss(eps_uncond: Tensor, eps_concept: Tensor) -> Tensor:
+    """mean((eps(z_t, t, "") - eps(z_t, t, c_s))^2); the unconditional term is a target."""
+    return torch.mean((eps_uncond.detach() - eps_concept) ** 2)
+
+
+def stop_steps(
+    n: int,
+    num_steps: int,
+    distribution: str,
+    beta: tuple[float, float],
+    generator: torch.Generator,
+) -> Tensor:
+    """Where each of n trajectories stops, as a count of DDIM steps in [1, num_steps - 1].
+
+    uniform: every step alike (SDD); beta: Beta(a, b) over the trajectory, mid-trajectory
+    emphasis with (3, 3) (HFI). Never 0: a trajectory always takes at least one step.
+    """
+    if distribution == "uniform":
+        u = torch.rand(n, generator=generator)
+    else:
+        # Beta(a, b) from two Gamma draws, on the CPU generator for reproducibility
+        a = torch._standard_gamma(torch.full((n,), float(beta[0])), generator=generator)
+        b = torch._standard_gamma(torch.full((n,), float(beta[1])), generator=generator)
+        u = a / (a + b)
+    return (1 + (u * (num_steps - 1)).floor().long()).clamp(1, num_steps - 1)
+
+
+def train_timesteps(
+    timesteps: Tensor, stops: Tensor, num_train_timesteps: int, generator: torch.Generator
+) -> Tensor:
+    """For trajectories stopped after k DDIM steps (latents at timesteps[k]), a training
+    timestep drawn inside that DDIM step's DDPM interval: (timesteps[k] - stride, timesteps[k]]."""
+    stride = num_train_timesteps // len(timesteps)
+    top = timesteps[stops].cpu()
+    offset = torch.randint(0, stride, (len(stops),), generator=generator)
+    return (top - offset).clamp(0, num_train_timesteps - 1)
+
+
+def ema_update(ema: list[Tensor], params: list[Tensor], momentum: float) -> None:
+    """theta_ema <- m theta_ema + (1 - m) theta, in place."""
+    with torch.no_grad():
+        torch._foreach_mul_(ema, momentum)
+        torch._foreach_add_(ema, [p.detach() for p in params], alpha=1 - momentum)
+
+
+@torch.no_grad()
+def teacher_latents(
+    unet: torch.nn.Module,
+    scheduler,
+    cond: Tensor,
+    uncond: Tensor,
+    stops: Tensor,
+    cfg_scale: float,
+    z_T: Tensor,
+) -> Tensor:
+    """DDIM (eta = 0) with classifier-free guidance from z_T (B, C, h, w), each trajectory
+    stopped after stops[b] steps: returns z at timesteps[stops[b]] for every b.
+
+    cond, uncond: (B, L, D) text states. At step i only the trajectories still running go
+    through the U-Net, their unconditional and conditional halves in one forward.
+    """
+    z = z_T.clone()
+    for i, t in enumerate(scheduler.timesteps[: int(stops.max())]):
+        run = (stops > i).nonzero().squeeze(1).to(z.device)  # trajectories still going
+        x = z[run]
+        # 1. the CFG pair in one forward: (2b, C, h, w)
+        e_u, e_c = unet(
+            torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond[run], cond[run]])
+        ).sample.chunk(2)
+        eps = e_u + cfg_scale * (e_c - e_u)
+        # 2. z_t -> z_{t-1} for those
+        z[run] = scheduler.step(eps, t, x).prev_sample
+    return z

@@ -1,0 +1,182 @@
+import torch
+
+from unsee.erase.sdd import ema_update, sdd_loss, stop_steps, train_timesteps
+
+
+def test_sdd_loss_is_the_hand_computed_mean_square_and_only_moves_the_concept_term():
+    e0 = torch.tensor([[1.0, 2.0], [0.0, -1.0]], requires_grad=True)
+    es = torch.tensor([[0.0, 2.0], [1.0, 1.0]], requires_grad=True)
+    loss = sdd_loss(e0, es)
+    assert loss.item() == (1 + 0 + 1 + 4) / 4
+    loss.backward()
+    assert e0.grad is None  # the unconditional estimate is the target
+    torch.testing.assert_close(es.grad, 2 * (es - e0).detach() / 4)
+
+
+def test_stop_steps_stay_inside_the_trajectory_and_beta_favours_the_middle():
+    g = torch.Generator().manual_seed(0)
+    uniform = stop_steps(20000, 50, "uniform", (3, 3), g)
+    beta = stop_steps(20000, 50, "beta", (3, 3), g)
+    for s in (uniform, beta):
+        assert s.min() >= 1 and s.max() <= 49
+    middle = lambda s: ((s >= 17) & (s <= 33)).float().mean()  # noqa: E731
+    assert middle(beta) > middle(uniform) + 0.2
+    assert abs(beta.float().mean() - 25) < 0.5
+
+
+def test_training_timesteps_fall_inside_the_ddim_interval():
+    timesteps = torch.arange(980, -1, -20)  # 50 DDIM steps over 1000
+    stops = torch.tensor([1, 10, 49])
+    t = train_timesteps(timesteps, stops, 1000, torch.Generator().manual_seed(0))
+    for ti, k in zip(t, stops, strict=True):
+        assert timesteps[k] - 20 < ti <= timesteps[k]
+
+
+def test_ema_update():
+    ema, p = [torch.zeros(3)], [torch.ones(3)]
+    ema_update(ema, p, 0.9)
+    torch.testing.assert_close(ema[0], torch.full((3,), 0.1))
+
+
+def test_parameter_scopes_on_a_tiny_unet():
+    import pytest
+
+    from unsee.erase.params import select_parameters
+    from unsee.models.tiny import tiny_sd_pipeline
+
+    unet = tiny_sd_pipeline().unet
+    total = sum(p.numel() for p in unet.parameters())
+    cross = select_parameters(unet, "cross-attention")
+    assert cross and all(".attn2." in n for n in cross)
+    assert sum(p.requires_grad for p in unet.parameters()) == len(cross)
+    rest = select_parameters(unet, "all-but-cross-attention")
+    assert sum(p.numel() for p in rest.values()) + sum(p.numel() for p in cross.values()) == total
+    assert not any(".attn2." in n for n in rest)
+    lora = select_parameters(unet, "lora", lora_rank=2)
+    assert lora and all("lora_" in n and ".attn2." in n for n in lora)
+    assert sum(p.requires_grad for p in unet.parameters()) == len(lora)
+    with pytest.raises(ValueError, match="unknown"):
+        select_parameters(unet, "everything")
+
+
+def test_teacher_trajectories_stop_where_asked_and_match_one_by_one():
+    from diffusers import DDIMScheduler
+
+    from unsee.erase.sdd import teacher_latents
+    from unsee.models.tiny import tiny_sd_pipeline
+    from unsee.sampling.denoiser import exact_cpu_kernels
+
+    pipe = tiny_sd_pipeline()
+    sched = DDIMScheduler.from_config(pipe.scheduler.config)
+    sched.set_timesteps(6)
+    cond = pipe.encode_prompt(["a red circle"] * 3, "cpu", 1, False)[0]
+    uncond = pipe.encode_prompt([""] * 3, "cpu", 1, False)[0]
+    z_T = torch.randn(3, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    stops = torch.tensor([1, 3, 5])
+    with exact_cpu_kernels():
+        together = teacher_latents(pipe.unet, sched, cond, uncond, stops, 3.0, z_T)
+        for b in range(3):
+            alone = teacher_latents(
+                pipe.unet, sched, cond[b : b + 1], uncond[b : b + 1], stops[b : b + 1], 3.0,
+                z_T[b : b + 1],
+            )  # fmt: skip
+            torch.testing.assert_close(together[b : b + 1], alone, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(together[0], together[1])
+
+
+def _erase_cfg(tiny_sd, out, **kw):
+    from unsee.erase.config import EraseConfig
+
+    base = dict(model=str(tiny_sd), out=out, concept=["a red square"], iterations=4, batch=2,
+                sample_steps=4, lr=1e-3, checkpoint_every=2, device="cpu", seed=1)  # fmt: skip
+    return EraseConfig(**{**base, **kw})
+
+
+def _unet(path):
+    from diffusers import UNet2DConditionModel
+
+    return dict(UNet2DConditionModel.from_pretrained(path / "unet").named_parameters())
+
+
+def test_sdd_changes_only_cross_attention_and_saves_the_ema(tiny_sd, tmp_path):
+    from unsee.erase.run import erase
+
+    before = _unet(tiny_sd)
+    slow = _unet(erase(_erase_cfg(tiny_sd, tmp_path / "ema", ema=0.999)))
+    fast = _unet(erase(_erase_cfg(tiny_sd, tmp_path / "student", ema=0.0)))
+    moved = {n for n in before if not torch.equal(before[n], fast[n])}
+    assert moved and all(".attn2." in n for n in moved)
+    # the saved weights are the EMA: with momentum 0.999 they barely leave the original
+    drift_ema = sum((slow[n] - before[n]).abs().sum() for n in moved)
+    drift_student = sum((fast[n] - before[n]).abs().sum() for n in moved)
+    assert 0 < drift_ema < 0.01 * drift_student
+    card = (tmp_path / "ema" / "README.md").read_text()
+    assert "a red square" in card and '"method": "sdd"' in card
+
+
+def test_killed_erase_resumes_to_the_same_weights(tiny_sd, tmp_path, monkeypatch):
+    import pytest
+
+    from unsee.erase import run
+
+    straight = _unet(run.erase(_erase_cfg(tiny_sd, tmp_path / "a")))
+    real = run.ema_update
+    calls = {"n": 0}
+
+    def die_on_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run, "ema_update", die_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run.erase(_erase_cfg(tiny_sd, tmp_path / "b"))
+    assert (tmp_path / "b" / run.CHECKPOINT).exists()
+    monkeypatch.setattr(run, "ema_update", real)
+    resumed = _unet(run.erase(_erase_cfg(tiny_sd, tmp_path / "b", resume=True)))
+    for n, p in straight.items():
+        torch.testing.assert_close(resumed[n], p, rtol=0, atol=0, msg=n)
+    assert not (tmp_path / "b" / run.CHECKPOINT).exists()
+
+
+def test_esd_target_and_esd_u_trains_outside_cross_attention(tiny_sd, tmp_path):
+    from unsee.erase.esd import esd_target
+    from unsee.erase.run import erase
+
+    e0, ec = torch.tensor([1.0, 0.0]), torch.tensor([3.0, -1.0])
+    torch.testing.assert_close(esd_target(e0, ec, 1.0), torch.tensor([-1.0, 1.0]))
+    before = _unet(tiny_sd)
+    after = _unet(erase(_erase_cfg(tiny_sd, tmp_path / "u", method="esd-u", iterations=2)))
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    assert moved and not any(".attn2." in n for n in moved)
+
+
+def test_lora_erase_loads_in_plain_diffusers(tiny_sd, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    from unsee.erase.run import erase
+
+    out = erase(_erase_cfg(tiny_sd, tmp_path / "lora", save="lora", iterations=2, ema=0.0))
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd)
+    base = pipe(
+        "x", num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(0)
+    ).images
+    pipe.load_lora_weights(out)
+    erased = pipe(
+        "x", num_inference_steps=2, output_type="np", generator=torch.Generator().manual_seed(0)
+    ).images
+    assert not (base == erased).all()
+
+
+def test_erase_refuses_bad_input(tiny_sd, tmp_path):
+    import pytest
+
+    from unsee.errors import UnseeError
+
+    with pytest.raises(UnseeError, match="what to remove"):
+        _erase_cfg(tiny_sd, tmp_path / "x", concept=[])
+    with pytest.raises(UnseeError, match="nothing to resume"):
+        from unsee.erase.run import erase
+
+        erase(_erase_cfg(tiny_sd, tmp_path / "y", resume=True))
