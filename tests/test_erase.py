@@ -1,3 +1,5 @@
+import json
+
 import torch
 
 from unsee.erase.sdd import ema_update, sdd_loss, stop_steps, train_timesteps
@@ -180,3 +182,24 @@ def test_erase_refuses_bad_input(tiny_sd, tmp_path):
         from unsee.erase.run import erase
 
         erase(_erase_cfg(tiny_sd, tmp_path / "y", resume=True))
+
+
+def test_erase_runs_on_two_processes_under_accelerate(tiny_sd, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", "unsee", "erase", "--model", str(tiny_sd), "--concept", "a red square",
+        "--iterations", "4", "--batch", "2", "--sample-steps", "4", "--lr", "1e-3",
+        "--checkpoint-every", "2", "--device", "cpu", "--out", str(tmp_path / "multi"),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads((tmp_path / "multi" / "erase.json").read_text())
+    assert info["processes"] == 2
+    before, after = _unet(tiny_sd), _unet(tmp_path / "multi")
+    assert any(not torch.equal(before[n], after[n]) for n in before)

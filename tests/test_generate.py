@@ -77,7 +77,7 @@ def test_same_pixels_under_accelerate_with_two_processes(tiny_sd, tmp_path):
         sys.executable,
         "-m",
         "accelerate.commands.launch",
-        "--cpu",
+        "--multi_gpu",  # accelerate's torchrun launcher; on a CPU it forms a gloo group
         "--num_processes",
         "2",
         "--num_machines",
@@ -107,6 +107,7 @@ def test_same_pixels_under_accelerate_with_two_processes(tiny_sd, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     multi = pixels(tmp_path / "multi")
+    assert json.loads((tmp_path / "multi" / "run.json").read_text())["processes"] == 2
     assert list(multi) == list(single)  # sorted, one line per image, no duplicates
     for name in single:
         np.testing.assert_array_equal(single[name], multi[name], err_msg=name)

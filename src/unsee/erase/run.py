@@ -67,9 +67,10 @@ def _encode(pipe, texts: list[str], device) -> torch.Tensor:
 
 
 def erase(cfg: EraseConfig) -> Path:
-    from unsee.models.load import is_conditional, load_pipeline
+    from unsee.models.load import is_conditional, load_pipeline, process_state
 
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), cpu=cfg.device == "cpu")
+    cpu = process_state(cfg.device).device.type == "cpu"
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), cpu=cpu)
     device = accelerator.device
     pipe = load_pipeline(cfg.model, str(device), "fp32")  # fp32 master weights
     if not is_conditional(pipe):

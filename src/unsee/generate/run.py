@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from accelerate import PartialState
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -23,7 +22,7 @@ from unsee.errors import UnseeError
 from unsee.generate import imagefolder as folder
 from unsee.generate.config import GenerateConfig
 from unsee.generate.prompts import PromptRow, read_prompts
-from unsee.models.load import is_conditional, load_pipeline
+from unsee.models.load import is_conditional, load_pipeline, process_state
 from unsee.sampling.denoiser import (
     INVARIANT_CHUNK,
     exact_cpu_kernels,
@@ -127,7 +126,7 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     also holds its reward score. Guided images are made one at a time when batch
     invariance is on, so their gradients never mix.
     """
-    state = PartialState()
+    state = process_state(cfg.device)
     pipe = load_pipeline(cfg.model, cfg.device, cfg.dtype)
     conditional = is_conditional(pipe)
 
@@ -186,6 +185,7 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
             "settings": _jsonable(dataclasses.asdict(cfg))
             | ({} if censor is None else {"censor": censor.settings()}),
             "images": len(jobs),
+            "processes": state.num_processes,
             "complete": False,
         }
         folder.write_run_file(out, run)

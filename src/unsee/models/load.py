@@ -27,12 +27,20 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+def process_state(device: str = "auto"):
+    """accelerate's PartialState for this process. Processes started by `accelerate launch`
+    (torchrun) on a machine without a GPU, or with --device cpu, join a CPU process group
+    (gloo): accelerate forms one only when told the run is on the CPU."""
+    from accelerate import PartialState
+
+    gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
+    return PartialState(cpu=device == "cpu" or (device == "auto" and not gpu))
+
+
 def pick_device(device: str = "auto") -> torch.device:
     """auto: the accelerate process's device (cuda > mps > cpu); otherwise as named."""
     if device == "auto":
-        from accelerate import PartialState
-
-        return PartialState().device
+        return process_state(device).device
     try:
         dev = torch.device(device)
     except RuntimeError as e:
