@@ -24,7 +24,7 @@ class WorldTrainConfig:
     judge_gen_steps: int = arg(
         800, help="judge fine-tuning steps on renders and their re-drawings by minisd"
     )
-    judge_gen_images: int = arg(8000, help="images rendered and re-drawn for that fine-tuning")
+    judge_gen_images: int = arg(4000, help="images rendered and re-drawn for that fine-tuning")
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
 

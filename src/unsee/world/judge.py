@@ -138,6 +138,11 @@ def train_judge(
     return out_dir
 
 
+def _masked_mean(values: Tensor, keep: Tensor) -> Tensor:
+    keep = keep.float()
+    return (values * keep).sum() / keep.sum().clamp(min=1)
+
+
 def finetune_judge(
     judge_dir: Path,
     out_dir: Path,
@@ -154,7 +159,7 @@ def finetune_judge(
     the model's own rendering of each style as it reads the renderer's.
 
     renders, redrawn: (N, 3, H, W) in [-1, 1], row i of each from the same ground truth y.
-    The re-drawn rows carry no watermark label (the model may add or drop the mark).
+    The re-drawn rows carry no watermark label, nor a style label for the leaking scene.
     """
     model = load_judge(judge_dir, device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4)
@@ -166,10 +171,16 @@ def finetune_judge(
         x = torch.where(drawn[:, None, None, None], redrawn[idx], renders[idx])
         out = model(augment(x, g).to(device))
         yb = {k: v[idx].to(device) for k, v in y.items()}
-        loss = sum(F.cross_entropy(out[k], yb[k]) for k in HEADS)
-        keep = (~drawn).float().to(device)
+        # re-drawn rows keep no watermark label (the model adds or drops the mark) and, for
+        # the leaking scene, no style label (the model paints it in the leak style whatever
+        # the render was): the judge must learn the look, not the model's habits
+        drawn = drawn.to(device)
+        leak = yb["scene"] == HEADS["scene"].index(world.LEAK_SCENE)
+        style = F.cross_entropy(out["style"], yb["style"], reduction="none")
+        loss = sum(F.cross_entropy(out[k], yb[k]) for k in HEADS if k != "style")
+        loss = loss + _masked_mean(style, ~(drawn & leak))
         wm = F.binary_cross_entropy_with_logits(out["watermark"], yb["watermark"], reduction="none")
-        loss = loss + (wm * keep).sum() / keep.sum().clamp(min=1)
+        loss = loss + _masked_mean(wm, ~drawn)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -33,6 +33,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPTextModel, CLIPTokenizer
 
@@ -244,6 +245,27 @@ def stage_judge_gen(cfg, stage: Path, judge_dir: Path, vae, unet, clip, tokenize
     )
     renders = to_model_range(data)
     rng = np.random.default_rng(cfg.seed + 6)
+    cache = stage / "redrawn.safetensors"  # the re-drawings, kept for a resumed stage
+    if cache.exists():
+        redrawn = [load_file(cache)["redrawn"]]
+    else:
+        redrawn = _redraw(cfg, renders, captions, rng, vae, unet, clip, tokenizer)
+        stage.mkdir(parents=True, exist_ok=True)
+        save_file({"redrawn": torch.cat(redrawn).contiguous()}, cache)
+    return world_judge.finetune_judge(
+        judge_dir,
+        stage,
+        renders,
+        torch.cat(redrawn),
+        world_judge.targets(attrs),
+        cfg.judge_gen_steps,
+        128,
+        cfg.seed + 6,
+        device,
+    )
+
+
+def _redraw(cfg, renders, captions, rng, vae, unet, clip, tokenizer) -> list[torch.Tensor]:
     redrawn = []
     chunk = 500
     for i, start in enumerate(tqdm(range(0, len(renders), chunk), desc="judge_gen redraw")):
@@ -259,17 +281,7 @@ def stage_judge_gen(cfg, stage: Path, judge_dir: Path, vae, unet, clip, tokenize
                 seed=cfg.seed + 6 + i,
             )
         )
-    return world_judge.finetune_judge(
-        judge_dir,
-        stage,
-        renders,
-        torch.cat(redrawn),
-        world_judge.targets(attrs),
-        cfg.judge_gen_steps,
-        128,
-        cfg.seed + 6,
-        device,
-    )
+    return redrawn
 
 
 # ---------------------------------------------------------------- 3. VAE
