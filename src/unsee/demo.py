@@ -26,7 +26,7 @@ class DemoConfig:
     pool: int = arg(120, help="images generated for labelling")
     labels: int = arg(20, help="simulated labels (half bad, half good)")
     censor_n: int = arg(48, help="fresh plain prompts generated with and without censoring")
-    scale: float = arg(8.0, help="censored sampling: forward guidance scale")
+    scale: float = arg(2.0, help="censored sampling: forward guidance scale")
 
 
 def run_demo(cfg: DemoConfig) -> None:

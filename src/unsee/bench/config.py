@@ -59,11 +59,11 @@ class BenchCensorConfig:
     n: int = arg(500, help="neutral prompts (one image each) for the base and chosen setting")
     pool: int = arg(160, help="generated images the simulated person labels from")
     labels: int = arg(20, help="simulated binary labels, half bad and half good")
-    scale: float = arg(8.0, help="chosen setting: forward guidance scale")
+    scale: float = arg(2.0, help="chosen setting: forward guidance scale")
     backward_steps: int = arg(0, help="chosen setting: backward guidance steps")
     recurrence: int = arg(1, help="chosen setting: recurrence")
     table: list[str] = arg(
-        ["2:0:1", "4:0:1", "8:0:1", "4:3:1", "4:0:2"],
+        ["1:0:1", "2:0:1", "4:0:1", "2:3:1", "2:0:2"],
         help="settings SCALE:BACKWARD:RECURRENCE for the rate-vs-time table",
     )
     table_n: int = arg(100, help="images per table setting")

@@ -13,7 +13,7 @@ from unsee.generate.config import GenerateConfig
 class CensorConfig(GenerateConfig):
     reward: Path = arg(help="a reward folder (`unsee reward train`)")
     scale: float = arg(
-        4.0,
+        2.0,
         help="guidance scale w: forward guidance for clip/cnn rewards, classic guidance for"
         " noise-aware ones; 0 turns the eps shift off",
     )

@@ -42,5 +42,8 @@ def ship_world(trained: Path) -> None:
         tmp.replace(dst)
     shutil.rmtree(JUDGE_DIR, ignore_errors=True)
     _copy_half(trained / "judge", JUDGE_DIR, keep_fp32=True)
+    for path in JUDGE_DIR.iterdir():  # only the judge's weights and config ship
+        if path.name not in ("config.json", "model.safetensors"):
+            path.unlink()
     total = sum(p.stat().st_size for d in (MINISD_DIR, CLIP_DIR, JUDGE_DIR) for p in d.rglob("*"))
     print(f"shipped the world into {MINISD_DIR.parent} ({total / 2**20:.1f} MiB)")

@@ -101,6 +101,7 @@ SCHEDULE = {
     "prediction_type": "epsilon",
 }
 CAPTION_DROPOUT = 0.1
+JUDGE_FILES = ("config.json", "model.safetensors")
 
 
 def _done(stage: Path) -> bool:
@@ -511,8 +512,9 @@ def train_world(cfg: WorldTrainConfig) -> Path:
               device)  # fmt: skip
         _finish(gen_dir, {"steps": cfg.judge_gen_steps})
     save_world(out, clip, vae, unet, tokenizer)
-    shutil.copytree(gen_dir, out / "judge", dirs_exist_ok=True)
-    (out / "judge" / "DONE").unlink(missing_ok=True)
+    (out / "judge").mkdir(exist_ok=True)
+    for name in JUDGE_FILES:  # the weights and config, not the stage's caches
+        shutil.copy2(gen_dir / name, out / "judge" / name)
     log = {"seconds": timings, "device": str(device), "config": asdict(cfg)}
     (out / "train_log.json").write_text(json.dumps(log, default=str, indent=2) + "\n")
     print(f"minisd, clip and judge in {out}; seconds per stage: {timings}")
