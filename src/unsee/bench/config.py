@@ -15,7 +15,7 @@ class BenchGenerateConfig:
     )
     n: int = arg(32, help="images to generate")
     steps: int = arg(25, help="denoising steps")
-    batch_size: int = arg(8, help="images per batch")
+    batch_size: int = arg(16, help="images per batch")
     image_size: int = arg(32, help="image side in pixels")
 
 

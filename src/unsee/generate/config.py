@@ -26,7 +26,7 @@ class GenerateConfig(ModelArgs):
     negative_prompt: str = arg("", help="text to steer away from (replaces the empty prompt)")
     height: int | None = arg(None, help="image height; default: the model's native size")
     width: int | None = arg(None, help="image width; default: the model's native size")
-    batch_size: int = arg(8, help="images per batch")
+    batch_size: int = arg(16, help="images per batch")
     scheduler: Literal["ddim", "ddpm", "euler", "dpm++"] = arg(
         "ddim", help="sampler, with the model's noise schedule"
     )
