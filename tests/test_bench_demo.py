@@ -64,9 +64,10 @@ def test_bench_censor_writes_the_promised_keys(tmp_path):
     from unsee.bench.censor import run_bench_censor
     from unsee.bench.config import BenchCensorConfig
 
+    # 25 steps: the model adds its watermark only to finished-looking images
     cfg = BenchCensorConfig(
-        out=tmp_path, n=4, pool=48, labels=4, table=["2:1:2"], table_n=2, steps=3,
-        batch_size=4, device="cpu",
+        out=tmp_path, n=4, pool=96, labels=4, table=["2:1:2"], table_n=2, steps=25,
+        batch_size=16, batch_invariant="on", device="cpu",
     )  # fmt: skip
     results = run_bench_censor(cfg)
     on_disk = json.loads((tmp_path / "results.json").read_text())
