@@ -106,6 +106,12 @@ class RewardModel(nn.Module):
         (out / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
 
 
+def p_bad(logits: np.ndarray) -> np.ndarray:
+    """(N, K) member logits -> (N,) probability the image is bad (shows the concept):
+    1 - mean_i sigmoid(r_i). What `unsee reward score` writes and HFI weights by."""
+    return 1 - (1 / (1 + np.exp(-logits))).mean(-1)
+
+
 def load_reward(path: str | Path, device: torch.device | str = "cpu") -> RewardModel:
     path = Path(path)
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():

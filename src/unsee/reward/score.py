@@ -13,7 +13,7 @@ import numpy as np
 from unsee.evaluate.judge import load_images, read_image_set
 from unsee.generate.imagefolder import atomic_write_text
 from unsee.reward.config import RewardScoreConfig
-from unsee.reward.model import load_reward
+from unsee.reward.model import load_reward, p_bad
 
 SCORES = "reward.jsonl"
 
@@ -25,7 +25,7 @@ def score_folder(cfg: RewardScoreConfig) -> Path:
     records = read_image_set(cfg.dir)
     logits = reward.score_images(load_images(cfg.dir, records, None))  # (N, K)
     log_prob = -np.logaddexp(0, -logits)  # log sigmoid
-    p_bad = 1 - (1 / (1 + np.exp(-logits))).mean(-1)
+    bad = p_bad(logits)
     lines = [
         json.dumps(
             {
@@ -36,9 +36,9 @@ def score_folder(cfg: RewardScoreConfig) -> Path:
             }
         )
         + "\n"
-        for r, lp, pb, lg in zip(records, log_prob, p_bad, logits, strict=True)
+        for r, lp, pb, lg in zip(records, log_prob, bad, logits, strict=True)
     ]
     path = Path(cfg.dir) / SCORES
     atomic_write_text(path, "".join(lines))
-    print(f"scored {len(lines)} images: {path} (mean p_bad {float(p_bad.mean()):.3f})")
+    print(f"scored {len(lines)} images: {path} (mean p_bad {float(bad.mean()):.3f})")
     return path

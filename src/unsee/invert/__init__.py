@@ -1,0 +1,1 @@
+"""Human Feedback Inversion: feedback on generated images -> a soft text token."""

@@ -1,0 +1,183 @@
+"""`unsee invert`: Human Feedback Inversion, feedback -> learned_embeds.safetensors.
+
+1. score every image of the feedback folder with the reward: p(concept) per image
+2. keep the top K, weight each by p(concept) (invert/hfi.py)
+3. encode them to latents with the VAE, once
+4. add the token (diffusers' textual-inversion loader, initialised from --init) and learn
+   only its vectors v: they are spliced into the embedding lookup, so no other row of the
+   embedding table can change (checked before saving)
+5. per step: images drawn from the chosen ones, z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps,
+   loss = mean_b w_b ||eps - eps_theta(z_t, t, caption_b(v))||^2, Adam on v
+6. write {token: v (num_vectors, dim)}, loadable by `pipe.load_textual_inversion(F)`,
+   and the settings beside it (F with .json)
+"""
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler
+from safetensors.torch import save
+from tqdm.auto import tqdm
+
+from unsee import __version__
+from unsee.errors import UnseeError
+from unsee.evaluate.judge import load_images, read_image_set
+from unsee.generate.imagefolder import atomic_file, atomic_write_text
+from unsee.images import to_model_range
+from unsee.invert.config import InvertConfig
+from unsee.invert.hfi import inversion_weights, weighted_denoising_loss
+
+
+@torch.no_grad()
+def encode_latents(vae, images: np.ndarray, device, batch_size: int = 64) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, C, h, w) latents as the U-Net sees them (the posterior
+    mean, times the VAE's scaling factor)."""
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_model_range(images[start : start + batch_size]).to(device, vae.dtype)
+        out.append(vae.encode(x).latent_dist.mean * vae.config.scaling_factor)
+    return torch.cat(out).float()
+
+
+def add_token(pipe, token: str, init: str, num_vectors: int) -> list[int]:
+    """Add `token` (and token_1 ... for several vectors, diffusers' convention) initialised
+    from the embedding of the one-token word `init`; return the new rows' ids."""
+    tokenizer = pipe.tokenizer
+    if token in tokenizer.get_vocab():
+        raise UnseeError(f"the tokenizer already has {token!r}; choose another --token")
+    init_ids = tokenizer(init, add_special_tokens=False).input_ids
+    if len(init_ids) != 1:
+        raise UnseeError(
+            f"--init {init!r} is {len(init_ids)} tokens; give a word that is one token"
+        )
+    table = pipe.text_encoder.get_input_embeddings().weight
+    start = table[init_ids[0]].detach().float().cpu().repeat(num_vectors, 1)  # (n, D)
+    pipe.load_textual_inversion({token: start}, token=token)
+    names = [token] + [f"{token}_{i}" for i in range(1, num_vectors)]
+    return tokenizer.convert_tokens_to_ids(names)
+
+
+def splice_vectors(embedding: torch.nn.Embedding, ids: list[int], v: torch.Tensor):
+    """Make the embedding lookup return v[j] for token ids[j] and the table for the rest;
+    returns the hook handle. Only v receives gradients."""
+    slot = torch.full((embedding.num_embeddings,), -1, dtype=torch.long)
+    slot[ids] = torch.arange(len(ids))
+
+    def hook(module, args, out):  # out: (B, L, D)
+        s = slot.to(out.device)[args[0]]  # (B, L): index into v, -1 elsewhere
+        return torch.where((s >= 0)[..., None], v[s.clamp(min=0)].to(out.dtype), out)
+
+    return embedding.register_forward_hook(hook)
+
+
+def captions(pipe, records: list[dict], template: str, token: str) -> list[str]:
+    """The caption of each image, multi-vector tokens spelled out as diffusers does."""
+    return [
+        pipe.maybe_convert_prompt(template.format(token=token, prompt=r["prompt"]), pipe.tokenizer)
+        for r in records
+    ]
+
+
+def invert(cfg: InvertConfig) -> Path:
+    from unsee.models.load import is_conditional, load_pipeline, pick_device
+    from unsee.reward.model import load_reward, p_bad
+
+    device = pick_device(cfg.device)
+    pipe = load_pipeline(cfg.model, str(device), "fp32")  # fp32: v is learned in fp32
+    if not is_conditional(pipe):
+        raise UnseeError(f"{cfg.model!r} takes no text: inversion needs a text-to-image model")
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+
+    # 1-2. the images, how much each shows the concept, and which ones the inversion sees
+    records = read_image_set(cfg.feedback)
+    reward = load_reward(cfg.reward, device)
+    if reward.backbone == "noise-aware":
+        raise UnseeError("inversion weighs finished images: use a clip or cnn reward")
+    images = load_images(cfg.feedback, records, None)
+    p_concept = p_bad(reward.score_images(images))  # (N,)
+    del reward
+    chosen, weights = inversion_weights(p_concept, cfg.top_k, cfg.weighting)
+    chosen_records = [records[i] for i in chosen]
+
+    # 3. latents, once
+    latents = encode_latents(pipe.vae, images[chosen], device)  # (M, C, h, w)
+
+    # 4. the token and its trainable vectors
+    ids = add_token(pipe, cfg.token, cfg.init, cfg.num_vectors)
+    embedding = pipe.text_encoder.get_input_embeddings()
+    table_before = embedding.weight.detach().clone()
+    v = torch.nn.Parameter(table_before[ids].clone())  # (n, D)
+    handle = splice_vectors(embedding, ids, v)
+    texts = captions(pipe, chosen_records, cfg.template, cfg.token)
+    tok = pipe.tokenizer(
+        texts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+        truncation=True, return_tensors="pt",
+    ).input_ids  # fmt: skip
+    for text, row in zip(texts, tok, strict=True):
+        if ids[0] not in row:
+            raise UnseeError(f"the token falls past the text encoder's limit in {text[:80]!r}")
+    pipe.unet.requires_grad_(False)
+    pipe.text_encoder.requires_grad_(False)
+    pipe.vae.requires_grad_(False)
+    opt = torch.optim.Adam([v], lr=cfg.lr)
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    prediction = scheduler.config.prediction_type
+    if prediction not in ("epsilon", "v_prediction"):
+        raise UnseeError(f"inversion supports epsilon and v_prediction models, not {prediction}")
+    w = torch.as_tensor(weights, dtype=torch.float32, device=device)
+    g = torch.Generator().manual_seed(cfg.seed)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    # 5. the loop
+    started, losses = time.time(), []
+    bar = tqdm(range(cfg.steps), desc="invert", dynamic_ncols=True)
+    for _ in bar:
+        b = torch.randint(0, len(chosen), (cfg.batch,), generator=g)
+        z0 = latents[b]
+        noise = torch.randn(z0.shape, generator=g).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch,), generator=g)
+        t = t.to(device)
+        z_t = scheduler.add_noise(z0, noise, t)
+        target = noise if prediction == "epsilon" else scheduler.get_velocity(z0, noise, t)
+        with autocast:
+            hidden = pipe.text_encoder(tok[b].to(device))[0]  # (B, L, D), v spliced in
+            pred = pipe.unet(z_t, t, encoder_hidden_states=hidden).sample
+        loss = weighted_denoising_loss(pred, target, w[b.to(device)])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(round(loss.item(), 6))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    bar.close()
+    handle.remove()
+
+    # 6. check that nothing but v moved, and save
+    others = torch.ones(len(table_before), dtype=torch.bool)
+    others[ids] = False
+    if not torch.equal(embedding.weight[others], table_before[others]):
+        raise RuntimeError("an embedding row other than the token's changed during inversion")
+    learned = v.detach().float().cpu().contiguous()  # (num_vectors, D)
+    with atomic_file(cfg.out, "wb") as f:
+        f.write(save({cfg.token: learned}, metadata={"unsee_version": __version__}))
+    info = {
+        "unsee_version": __version__,
+        "token": cfg.token,
+        "tokens": pipe.tokenizer.convert_ids_to_tokens(ids),
+        "settings": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+        "images": len(records),
+        "chosen": [
+            {"file_name": r["file_name"], "p_concept": round(float(p_concept[i]), 5)}
+            for r, i in zip(chosen_records, chosen, strict=True)
+        ],
+        "mean_p_concept": round(float(p_concept.mean()), 5),
+        "seconds": round(time.time() - started, 2),
+        "loss_first": losses[:10],
+        "loss_last": losses[-10:],
+    }
+    atomic_write_text(cfg.out.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
+    print(f"learned {cfg.token} from {len(chosen)} images in {info['seconds']:.0f} s: {cfg.out}")
+    return cfg.out
