@@ -109,7 +109,7 @@ def test_invert_refuses_bad_input(tiny_sd, feedback, tmp_path):
         invert(InvertConfig(init="a red", out=tmp_path / "a.safetensors", **base))
     with pytest.raises(UnseeError, match="already has"):
         invert(InvertConfig(init="red", token="circle", out=tmp_path / "b.safetensors", **base))
-    with pytest.raises(UnseeError, match=".safetensors"):
+    with pytest.raises(UnseeError, match=r"\.safetensors"):
         InvertConfig(init="red", out=tmp_path / "token.bin", **base)
     with pytest.raises(UnseeError, match="not a reward folder"):
         invert(

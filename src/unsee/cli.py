@@ -35,6 +35,7 @@ from unsee.feedback.config import (
 )
 from unsee.generate.config import GenerateConfig
 from unsee.guidance.config import CensorConfig
+from unsee.invert.config import InvertConfig
 from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
 from unsee.world.config import WorldPathConfig, WorldShipConfig, WorldTrainConfig
 
@@ -60,6 +61,11 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
         JudgeConfig, "unsee.evaluate.judge:judge_folder", "per-image attributes and summary rates"
     ),
     "label": Command(LabelConfig, "unsee.feedback.server:serve", "label images in the browser"),
+    "invert": Command(
+        InvertConfig,
+        "unsee.invert.run:invert",
+        "feedback -> a soft text token (Human Feedback Inversion)",
+    ),
     "erase": Command(
         EraseConfig, "unsee.erase.run:erase", "remove concepts from the weights (SDD, ESD)"
     ),
