@@ -1,8 +1,10 @@
 import os
+import tempfile
 
-# Tests never touch the network: the hub is offline and the cache is empty.
+# Tests never touch the network: the hub is offline and the cache is empty (a fresh
+# folder, so the datasets cache that some tests fill never lands in the source tree).
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ.setdefault("HF_HOME", os.path.join(os.path.dirname(__file__), ".hf-home-empty"))
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="unsee-hf-home-"))
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
