@@ -47,18 +47,9 @@ def _mixed_precision(cfg: EraseConfig) -> str:
 
 def load_concepts(pipe, cfg: EraseConfig) -> list[str]:
     """The texts to remove: --concept texts, then the tokens of each --embedding file."""
-    from safetensors.torch import load_file
+    from unsee.models.load import load_embeddings
 
-    concepts = list(cfg.concept)
-    for path in cfg.embedding:
-        if not path.is_file():
-            raise UnseeError(f"embedding file {path} does not exist")
-        tokens = [k for k in load_file(path) if k not in ("string_to_param", "emb_params")]
-        if len(tokens) != 1:
-            raise UnseeError(f"{path} holds {len(tokens)} tokens; give one token per file")
-        pipe.load_textual_inversion(str(path))
-        concepts.append(tokens[0])
-    return concepts
+    return list(cfg.concept) + load_embeddings(pipe, cfg.embedding)
 
 
 def _encode(pipe, texts: list[str], device) -> torch.Tensor:

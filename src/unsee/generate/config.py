@@ -24,6 +24,28 @@ class GenerateConfig(ModelArgs):
         7.5, help="classifier-free guidance scale, 1 = off (a CSV's evaluation_guidance wins)"
     )
     negative_prompt: str = arg("", help="text to steer away from (replaces the empty prompt)")
+    embedding: list[Path] = arg(
+        [],
+        help="learned_embeds.safetensors files (textual inversion, e.g. `unsee invert`); their"
+        " tokens work in --prompt, --prompts, --negative-prompt, --sld-concept, --sega-remove",
+    )
+    lora: Path | None = arg(
+        None, help="LoRA weights for the U-Net: a folder or file from `unsee erase --save lora`"
+    )
+    sld: Literal["off", "weak", "medium", "strong", "max"] = arg(
+        "off",
+        help="Safe Latent Diffusion (Schramowski et al. 2023) away from --sld-concept, at the"
+        " paper's strengths; their warm-ups are for 50 steps and scale to --steps",
+    )
+    sld_concept: str | None = arg(
+        None, help="the concept SLD steers away from (text; a learned token works)"
+    )
+    sega_remove: list[str] = arg(
+        [],
+        help="SEGA (Brack et al. 2023): steer away from these concepts (reversed semantic"
+        " guidance; warm-up 10 of 50 steps, scaled to --steps)",
+    )
+    sega_scale: float = arg(5.0, help="SEGA's edit guidance scale")
     height: int | None = arg(None, help="image height; default: the model's native size")
     width: int | None = arg(None, help="image width; default: the model's native size")
     batch_size: int = arg(16, help="images per batch")
@@ -49,4 +71,16 @@ class GenerateConfig(ModelArgs):
         for name in ("height", "width"):
             if getattr(self, name) is not None and getattr(self, name) < 8:
                 raise UnseeError(f"--{name} must be at least 8")
+        if self.sld != "off" and not self.sld_concept:
+            raise UnseeError(f"--sld {self.sld} needs --sld-concept TEXT (what to steer away from)")
+        if self.sld == "off" and self.sld_concept is not None:
+            raise UnseeError("--sld-concept needs --sld weak|medium|strong|max")
+        if self.sld != "off" and self.sega_remove:
+            raise UnseeError("give --sld or --sega-remove, not both (one baseline at a time)")
+        if any(not text for text in self.sega_remove):
+            raise UnseeError("--sega-remove takes non-empty texts")
+        if self.sega_scale < 0:
+            raise UnseeError("--sega-scale must be >= 0")
         self.out = Path(self.out)
+        self.embedding = [Path(p) for p in self.embedding]
+        self.lora = None if self.lora is None else Path(self.lora)

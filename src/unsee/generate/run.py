@@ -3,9 +3,14 @@
 Each image has its own seed; with batch invariance on, the same (prompt, seed, settings)
 gives the same pixels whatever the batch size or number of processes. Run under
 `accelerate launch` to split the images over processes (each image is made once).
+
+Inference-time baselines: a negative prompt (text or learned tokens from --embedding),
+SLD (--sld, unsee.guidance.sld) or SEGA (--sega-remove, unsee.guidance.sega), one at a
+time, on the model as loaded, with --lora weights when given.
 """
 
 import dataclasses
+import json
 import logging
 import time
 from contextlib import nullcontext
@@ -22,9 +27,12 @@ from unsee.errors import UnseeError
 from unsee.generate import imagefolder as folder
 from unsee.generate.config import GenerateConfig
 from unsee.generate.prompts import PromptRow, read_prompts
-from unsee.models.load import is_conditional, load_pipeline, process_state
+from unsee.guidance.sega import SEGASettings, sega_denoiser
+from unsee.guidance.sld import PRESETS, SLDPreset, sld_denoiser
+from unsee.models.load import is_conditional, load_embeddings, load_pipeline, process_state
 from unsee.sampling.denoiser import (
     INVARIANT_CHUNK,
+    Denoiser,
     exact_cpu_kernels,
     text_denoiser,
     unconditional_denoiser,
@@ -47,6 +55,10 @@ _MATCH = (
     "height",
     "width",
     "censor",
+    "embedding",
+    "lora",
+    "sld",
+    "sega",
 )
 
 
@@ -126,9 +138,32 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     also holds its reward score. Guided images are made one at a time when batch
     invariance is on, so their gradients never mix.
     """
+    if censor is not None and (cfg.sld != "off" or cfg.sega_remove):
+        raise UnseeError(
+            "--sld and --sega-remove are baselines of `unsee generate`; `unsee censor` takes"
+            " neither (it guides with a reward)"
+        )
+    if cfg.lora is not None and not cfg.lora.exists():
+        raise UnseeError(f"LoRA weights {cfg.lora} do not exist")
     state = process_state(cfg.device)
     pipe = load_pipeline(cfg.model, cfg.device, cfg.dtype)
     conditional = is_conditional(pipe)
+    if not conditional:
+        for flag, given in (
+            ("--embedding", cfg.embedding),
+            ("--lora", cfg.lora),
+            ("--sld", cfg.sld != "off"),
+            ("--sega-remove", cfg.sega_remove),
+        ):
+            if given:
+                raise UnseeError(f"model {cfg.model!r} is unconditional; it takes no {flag}")
+    else:
+        # before any prompt is encoded, so learned tokens work everywhere
+        if cfg.lora is not None:
+            _load_lora(pipe, cfg.lora)
+        load_embeddings(pipe, cfg.embedding)
+    sld = PRESETS[cfg.sld].for_steps(cfg.steps) if cfg.sld != "off" else None
+    sega = SEGASettings(cfg.sega_scale).for_steps(cfg.steps) if cfg.sega_remove else None
 
     # 1. prompts and the image plan
     if cfg.prompts is not None:
@@ -159,6 +194,14 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     }
     if censor is not None:
         common["censor"] = censor.settings()
+    if cfg.embedding:
+        common["embedding"] = [str(p) for p in cfg.embedding]
+    if cfg.lora is not None:
+        common["lora"] = str(cfg.lora)
+    if sld is not None:
+        common["sld"] = {"preset": cfg.sld, "concept": cfg.sld_concept, **dataclasses.asdict(sld)}
+    if sega is not None:
+        common["sega"] = {"remove": list(cfg.sega_remove), **dataclasses.asdict(sega)}
     expected = {
         j.index: {
             "file_name": folder.image_name(j.index),
@@ -187,7 +230,7 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
             "images": len(jobs),
             "processes": state.num_processes,
             "complete": False,
-        }
+        } | {k: common[k] for k in ("sld", "sega") if k in common}  # as run, warm-up scaled
         folder.write_run_file(out, run)
     state.wait_for_everyone()
     finished = folder.read_finished(out)
@@ -222,13 +265,10 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
             x_T = initial_noise(shape, generators, device, unet.dtype)
             guidance = batch[0].guidance
             if conditional:
-                cond = _embed(pipe, [j.prompt for j in batch], embed_cache)
-                uncond = (
-                    _embed(pipe, [cfg.negative_prompt] * len(batch), embed_cache)
-                    if guidance > 1
-                    else None
+                prompts = [j.prompt for j in batch]
+                denoiser = _text_denoiser(
+                    pipe, cfg, prompts, guidance, embed_cache, sld, sega, scheduler, chunk
                 )
-                denoiser = text_denoiser(unet, cond, uncond, guidance, chunk)
                 vae = pipe.vae
             else:
                 denoiser = unconditional_denoiser(unet, chunk)
@@ -276,6 +316,40 @@ def _image_size(pipe, cfg: GenerateConfig, conditional: bool) -> tuple[int, int]
     return native, native
 
 
+def _load_lora(pipe, path: Path) -> None:
+    try:
+        pipe.load_lora_weights(str(path))
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnseeError(f"could not load LoRA weights {path}: {first}") from e
+
+
+def _text_denoiser(
+    pipe,
+    cfg: GenerateConfig,
+    prompts: list[str],
+    guidance: float,
+    cache: dict[str, torch.Tensor],
+    sld: SLDPreset | None,
+    sega: SEGASettings | None,
+    scheduler,
+    chunk: int | None,
+) -> Denoiser:
+    """The batch's denoiser: classifier-free guidance, with SLD or SEGA when asked for
+    (they always run the negative-prompt forward, whatever the guidance scale)."""
+    n = len(prompts)
+    cond = _embed(pipe, prompts, cache)  # (n, L, D)
+    if sld is None and sega is None:
+        uncond = _embed(pipe, [cfg.negative_prompt] * n, cache) if guidance > 1 else None
+        return text_denoiser(pipe.unet, cond, uncond, guidance, chunk)
+    uncond = _embed(pipe, [cfg.negative_prompt] * n, cache)
+    if sld is not None:
+        concept = _embed(pipe, [cfg.sld_concept] * n, cache)
+        return sld_denoiser(pipe.unet, cond, uncond, concept, guidance, sld, scheduler, chunk)
+    concepts = [_embed(pipe, [text] * n, cache) for text in cfg.sega_remove]
+    return sega_denoiser(pipe.unet, cond, uncond, concepts, guidance, sega, scheduler, chunk)
+
+
 def _embed(pipe, prompts: list[str], cache: dict[str, torch.Tensor]) -> torch.Tensor:
     """Text embeddings (B, L, D), one prompt at a time and cached: a prompt's embedding
     never depends on the other prompts of its batch."""
@@ -287,4 +361,4 @@ def _embed(pipe, prompts: list[str], cache: dict[str, torch.Tensor]) -> torch.Te
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
+    return json.loads(json.dumps(d, default=str))  # paths, also in lists, as text

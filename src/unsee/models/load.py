@@ -189,3 +189,46 @@ def load_pipeline(model: str, device: str = "auto", dtype: str = "auto") -> Diff
 def is_conditional(pipe: DiffusionPipeline) -> bool:
     """True for text-to-image pipelines, False for unconditional ones."""
     return isinstance(pipe, StableDiffusionPipeline)
+
+
+def load_embeddings(pipe: StableDiffusionPipeline, paths: list[Path]) -> list[str]:
+    """Load textual-inversion files into the pipeline's tokenizer and text encoder; return
+    their tokens, in order, ready for any prompt (diffusers' encode_prompt expands a
+    multi-vector token).
+
+    Each file is a learned_embeds.safetensors in diffusers' format, {token: (n_vectors, D)}
+    (`unsee invert` writes them). Load before encoding any prompt that uses the tokens.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    tokens = []
+    for path in paths:
+        if not path.is_file():
+            raise UnseeError(f"embedding file {path} does not exist")
+        try:
+            state = load_file(path)
+        except SafetensorError as e:
+            raise UnseeError(f"embedding file {path} is not a safetensors file: {e}") from None
+        names = [k for k in state if k not in ("string_to_param", "emb_params")]
+        if len(names) != 1:
+            raise UnseeError(f"{path} holds {len(names)} tokens; give one token per file")
+        token = names[0]
+        dim = pipe.text_encoder.get_input_embeddings().weight.shape[-1]
+        if state[token].shape[-1] != dim:
+            raise UnseeError(
+                f"{path}: token {token!r} has {state[token].shape[-1]}-dim vectors; this"
+                f" model's text encoder takes {dim}"
+            )
+        if token in pipe.tokenizer.get_vocab():
+            raise UnseeError(
+                f"{path}: token {token!r} is already in the tokenizer (a word of the model's"
+                " vocabulary, or another --embedding file's token); rename the token"
+            )
+        try:
+            pipe.load_textual_inversion(str(path))
+        except ValueError as e:
+            first = str(e).strip().splitlines()[0]
+            raise UnseeError(f"could not load embedding {path}: {first}") from None
+        tokens.append(token)
+    return tokens

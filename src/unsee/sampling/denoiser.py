@@ -89,3 +89,13 @@ def unconditional_denoiser(unet: torch.nn.Module, chunk: int | None = None) -> D
         return in_chunks(lambda i: unet(x[i], t).sample, x.shape[0], chunk)
 
     return eps
+
+
+def step_index(timesteps: Tensor, t: Tensor) -> int:
+    """The denoising step of timestep t: its position in the sampler's schedule (0 = the
+    noisiest). Guidance with a warm-up reads its step here rather than counting calls, so a
+    step is right however often a denoiser is called; t must occur once in the schedule."""
+    hits = (timesteps == t.to(timesteps.device)).nonzero().flatten()
+    if len(hits) != 1:
+        raise ValueError(f"timestep {t.item()} occurs {len(hits)} times in the schedule")
+    return int(hits[0])
