@@ -18,6 +18,7 @@ from unsee.bench.config import (
     BenchGenerateConfig,
     BenchLabelConfig,
     BenchRewardConfig,
+    BenchSpeedConfig,
     BenchWorldConfig,
 )
 from unsee.config import add_dataclass_arguments, dataclass_from_namespace
@@ -124,6 +125,11 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
             BenchRewardConfig,
             "unsee.bench.reward:run_bench_reward",
             "rewards from a few simulated labels: AUC and training time",
+        ),
+        "speed": Command(
+            BenchSpeedConfig,
+            "unsee.bench.speed:run_bench_speed",
+            "SDD iterations per second and peak memory, batched against a plain loop",
         ),
         "world": Command(
             BenchWorldConfig,

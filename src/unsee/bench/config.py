@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Literal
 
 from unsee.config import arg
+from unsee.errors import UnseeError
 
 
 @dataclass(kw_only=True)
@@ -75,3 +76,27 @@ class BenchCensorConfig:
         "off", help="as in `unsee generate`; off batches guided images (faster on the CPU)"
     )
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+
+
+@dataclass(kw_only=True)
+class BenchSpeedConfig:
+    out: Path = arg(help="folder for results.json")
+    iterations: int = arg(
+        16, help="timed batched steps; the plain loop takes iterations x batch one-trajectory steps"
+    )
+    warmup: int = arg(1, help="untimed steps before each mode's timing")
+    batch: int = arg(4, help="trajectories per batched step (erase's --batch)")
+    sample_steps: int = arg(50, help="DDIM steps of the teacher's trajectories, as in SDD")
+    seed: int = arg(0, help="seed of the stop steps (Beta(3, 3)), noise and timesteps")
+    device: Literal["auto", "cpu", "cuda"] = arg(
+        "auto", help="auto: the CPU, and the GPU too when CUDA is present; cpu or cuda: that only"
+    )
+    threads: int = arg(0, help="torch threads in each mode's process (0: torch's default)")
+    model: str = arg("minisd", help="the CPU's model (tests pass a tiny pipeline folder)")
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.batch < 1 or min(self.warmup, self.threads) < 0:
+            raise UnseeError("--iterations and --batch must be at least 1; --warmup, --threads 0")
+        if self.sample_steps < 2:
+            raise UnseeError("--sample-steps must be at least 2")
+        self.out = Path(self.out)

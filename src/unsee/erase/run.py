@@ -52,7 +52,8 @@ def load_concepts(pipe, cfg: EraseConfig) -> list[str]:
     return list(cfg.concept) + load_embeddings(pipe, cfg.embedding)
 
 
-def _encode(pipe, texts: list[str], device) -> torch.Tensor:
+def encode_texts(pipe, texts: list[str], device) -> torch.Tensor:
+    """Text states (n, L, D) of n texts, one prompt at a time (as each is used alone)."""
     with torch.no_grad():
         return torch.cat([pipe.encode_prompt(t, device, 1, False)[0] for t in texts])
 
@@ -77,9 +78,9 @@ def erase(cfg: EraseConfig) -> Path:
     # 1. texts: c_0 = "", c_p = the joined concepts, c_s = each concept
     text_encoder, tokenizer = copy.deepcopy(pipe.text_encoder), copy.deepcopy(pipe.tokenizer)
     concepts = load_concepts(pipe, cfg)
-    c0 = _encode(pipe, [""], device)  # (1, L, D)
-    cp = _encode(pipe, [", ".join(concepts)], device)
-    cs = _encode(pipe, concepts, device)  # (n, L, D)
+    c0 = encode_texts(pipe, [""], device)  # (1, L, D)
+    cp = encode_texts(pipe, [", ".join(concepts)], device)
+    cs = encode_texts(pipe, concepts, device)  # (n, L, D)
 
     # 2. student, teacher, optimiser
     unet = pipe.unet
@@ -127,33 +128,14 @@ def erase(cfg: EraseConfig) -> Path:
         which = torch.tensor([(step * cfg.batch + b) % len(concepts) for b in range(cfg.batch)])
         c_s = cs[which.to(cs.device)]
         c_0 = c0.expand(cfg.batch, -1, -1)
-        with accelerator.autocast():
-            if sdd:  # teacher trajectories under CFG on the joined concepts
-                c_p = cp.expand(cfg.batch, -1, -1)
-                z = teacher_latents(teacher, scheduler, c_p, c_0, stops, cfg.cfg_scale, z_T)
-            else:  # ESD samples from the student itself, CFG on the concept
-                z = teacher_latents(unet, scheduler, c_s, c_0, stops, cfg.cfg_scale, z_T)
-            t = train_timesteps(scheduler.timesteps, stops, train_steps, g).to(device)
-            if sdd:
-                with torch.no_grad():
-                    e_0 = unet(z, t, encoder_hidden_states=c_0).sample
-                e_s = unet(z, t, encoder_hidden_states=c_s).sample
-                loss = sdd_loss(e_0.float(), e_s.float())
-            else:
-                with torch.no_grad():
-                    both = torch.cat([c_0, c_s])
-                    o_0, o_c = original(
-                        torch.cat([z, z]), torch.cat([t, t]), encoder_hidden_states=both
-                    ).sample.chunk(2)
-                    target = esd_target(o_0, o_c, cfg.eta)
-                e_s = unet(z, t, encoder_hidden_states=c_s).sample
-                loss = F.mse_loss(e_s.float(), target.float())
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(list(params.values()), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        t = train_timesteps(scheduler.timesteps, stops, train_steps, g).to(device)
         if sdd:
-            ema_update(ema, list(params.values()), cfg.ema)
+            c_p = cp.expand(cfg.batch, -1, -1)
+            loss = sdd_step(accelerator, unet, teacher, ema, params, opt, scheduler,
+                            (c_0, c_p, c_s), z_T, stops, t, cfg.cfg_scale, cfg.ema)  # fmt: skip
+        else:
+            loss = esd_step(accelerator, unet, original, params, opt, scheduler,
+                            (c_0, c_s), z_T, stops, t, cfg.cfg_scale, cfg.eta)  # fmt: skip
         losses.append(round(loss.item(), 6))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         done = step + 1
@@ -185,6 +167,77 @@ def erase(cfg: EraseConfig) -> Path:
         _save(pipe, final, cfg, out, info)
         ckpt.unlink(missing_ok=True)
     return out
+
+
+def sdd_step(
+    accelerator: Accelerator,
+    unet: torch.nn.Module,
+    teacher: torch.nn.Module,
+    ema: list[torch.Tensor],
+    params: dict[str, torch.nn.Parameter],
+    opt: torch.optim.Optimizer,
+    scheduler: DDIMScheduler,
+    texts: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    z_T: torch.Tensor,
+    stops: torch.Tensor,
+    t: torch.Tensor,
+    cfg_scale: float,
+    momentum: float,
+) -> torch.Tensor:
+    """One SDD step (module docstring, 2 to 5) for B trajectories at once; returns the loss.
+
+    texts: c_0, c_p, c_s, each (B, L, D); z_T (B, C, h, w); stops, t (B,)."""
+    c_0, c_p, c_s = texts
+    with accelerator.autocast():
+        # 2. the EMA teacher's trajectories under CFG on the joined concepts (no gradient)
+        z = teacher_latents(teacher, scheduler, c_p, c_0, stops, cfg_scale, z_T)
+        # 4. eps(z_t, t, "") is the target of eps(z_t, t, c_s)
+        with torch.no_grad():
+            e_0 = unet(z, t, encoder_hidden_states=c_0).sample
+        e_s = unet(z, t, encoder_hidden_states=c_s).sample
+        loss = sdd_loss(e_0.float(), e_s.float())
+    # 5. AdamW, clipped, then the EMA
+    _optimise(accelerator, loss, params, opt)
+    ema_update(ema, list(params.values()), momentum)
+    return loss
+
+
+def esd_step(
+    accelerator: Accelerator,
+    unet: torch.nn.Module,
+    original: torch.nn.Module,
+    params: dict[str, torch.nn.Parameter],
+    opt: torch.optim.Optimizer,
+    scheduler: DDIMScheduler,
+    texts: tuple[torch.Tensor, torch.Tensor],
+    z_T: torch.Tensor,
+    stops: torch.Tensor,
+    t: torch.Tensor,
+    cfg_scale: float,
+    eta: float,
+) -> torch.Tensor:
+    """One ESD step for B trajectories at once; returns the loss. texts: c_0, c_s."""
+    c_0, c_s = texts
+    with accelerator.autocast():
+        # the student samples its own trajectories, CFG on the concept
+        z = teacher_latents(unet, scheduler, c_s, c_0, stops, cfg_scale, z_T)
+        with torch.no_grad():
+            both = torch.cat([c_0, c_s])
+            o_0, o_c = original(
+                torch.cat([z, z]), torch.cat([t, t]), encoder_hidden_states=both
+            ).sample.chunk(2)
+            target = esd_target(o_0, o_c, eta)
+        e_s = unet(z, t, encoder_hidden_states=c_s).sample
+        loss = F.mse_loss(e_s.float(), target.float())
+    _optimise(accelerator, loss, params, opt)
+    return loss
+
+
+def _optimise(accelerator: Accelerator, loss: torch.Tensor, params: dict, opt) -> None:
+    accelerator.backward(loss)
+    accelerator.clip_grad_norm_(list(params.values()), 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
 
 
 def _checkpoint(accelerator, path, params, names, ema, opt, g, step, losses) -> None:
