@@ -78,3 +78,30 @@ def test_bench_censor_writes_the_promised_keys(tmp_path):
     assert [row["setting"] for row in results["table"]] == ["plain", "2:1:2"]
     assert (tmp_path / "table.md").read_text().count("\n") == 4
     assert sum(results["settings"]["reward"]["labels"].values()) == 4
+
+
+def test_bench_erase_end_to_end_small_and_resumes(tmp_path):
+    from unsee.bench.config import BenchEraseConfig
+    from unsee.bench.erase import run_bench_erase
+
+    cfg = BenchEraseConfig(
+        out=tmp_path / "b", n=4, pool=60, labels=4, iterations=2, invert_steps=3, device="cpu"
+    )
+    results = run_bench_erase(cfg)
+    for key in (
+        "hfi_sdd_style_target", "hfi_sdd_style_leak", "text_sdd_style_leak",
+        "hfi_sdd_watermark", "text_sdd_watermark", "max_preservation_drop",
+    ):  # fmt: skip
+        assert -1 <= results[key] <= 1, key
+    assert results["erase_seconds"] > 0
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["settings"]["labels"] == 4
+    token = tmp_path / "b" / "Vanmond" / "token.safetensors"
+    info = json.loads(token.with_suffix(".json").read_text())
+    assert info["tokens"] == ["<vanmond>"] and len(info["chosen"]) == 60
+    card = (tmp_path / "b" / "models" / "hfi_sdd_artist" / "erase.json").read_text()
+    assert "<vanmond>" in card and "Vanmond" in card
+    # a second run finds every stage done and reuses it
+    before = token.stat().st_mtime_ns
+    again = run_bench_erase(cfg)
+    assert token.stat().st_mtime_ns == before
+    assert again["tables"] == results["tables"]

@@ -203,3 +203,22 @@ def test_erase_runs_on_two_processes_under_accelerate(tiny_sd, tmp_path):
     assert info["processes"] == 2
     before, after = _unet(tiny_sd), _unet(tmp_path / "multi")
     assert any(not torch.equal(before[n], after[n]) for n in before)
+
+
+def test_sdd_on_a_learned_token_and_text_together(tiny_sd, tmp_path):
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save_file
+
+    from unsee.erase.run import erase
+
+    token = tmp_path / "look.safetensors"
+    save_file({"<look>": torch.randn(2, 32, generator=torch.Generator().manual_seed(0))}, token)
+    out = erase(_erase_cfg(tiny_sd, tmp_path / "e", concept=["a red square"], embedding=[token]))
+    info = json.loads((out / "erase.json").read_text())
+    assert info["concepts"] == ["a red square", "<look>"]
+    # the saved pipeline keeps the original text encoder: the token is not baked in
+    pipe = StableDiffusionPipeline.from_pretrained(out)
+    assert "<look>" not in pipe.tokenizer.get_vocab()
+    before = _unet(tiny_sd)
+    after = dict(pipe.unet.named_parameters())
+    assert any(not torch.equal(before[n], after[n]) for n in before)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from unsee import __version__
 from unsee.bench.config import (
     BenchCensorConfig,
+    BenchEraseConfig,
     BenchGenerateConfig,
     BenchLabelConfig,
     BenchRewardConfig,
@@ -26,7 +27,7 @@ from unsee.demo import DemoConfig
 from unsee.env import EnvConfig
 from unsee.erase.config import EraseConfig
 from unsee.errors import UnseeError
-from unsee.evaluate.config import JudgeConfig
+from unsee.evaluate.config import EvaluateConfig, JudgeConfig
 from unsee.feedback.config import (
     FeedbackExportConfig,
     FeedbackImportConfig,
@@ -66,6 +67,11 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
         InvertConfig,
         "unsee.invert.run:invert",
         "feedback -> a soft text token (Human Feedback Inversion)",
+    ),
+    "evaluate": Command(
+        EvaluateConfig,
+        "unsee.evaluate.run:evaluate",
+        "generate the world's prompt suites and report every metric with an interval",
     ),
     "erase": Command(
         EraseConfig, "unsee.erase.run:erase", "remove concepts from the weights (SDD, ESD)"
@@ -110,6 +116,11 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
             BenchCensorConfig,
             "unsee.bench.censor:run_bench_censor",
             "censored sampling of the watermark: rates, accuracy, time, rejection's cost",
+        ),
+        "erase": Command(
+            BenchEraseConfig,
+            "unsee.bench.erase:run_bench_erase",
+            "HFI+SDD against text-only SDD on minisd: concept rates, preservation, time",
         ),
         "generate": Command(
             BenchGenerateConfig,

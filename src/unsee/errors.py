@@ -1,4 +1,5 @@
-"""The one exception type the command line turns into a one-line message and exit code 2."""
+"""The exception type (and its subclasses) that the command line turns into a one-line
+message and exit code 2."""
 
 
 class UnseeError(Exception):
@@ -7,3 +8,7 @@ class UnseeError(Exception):
     Raised at the boundary where input is checked; `unsee` prints the message and exits
     with status 2. Anything else that escapes is a bug and keeps its traceback.
     """
+
+
+class SettingsMismatch(UnseeError):
+    """An output folder holds results made with other settings than this run's."""

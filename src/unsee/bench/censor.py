@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from unsee.bench.config import BenchCensorConfig
-from unsee.bench.sets import make_set
+from unsee.bench.sets import drop_feedback, make_set
 from unsee.bench.world import neutral_prompts
 from unsee.errors import UnseeError
 from unsee.evaluate.grid import save_grid
@@ -100,6 +100,7 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
     # 1. the reward, from a few simulated labels
     pool = out / "pool"
     make_set(pool, [p for p, _ in neutral_prompts(cfg.pool, cfg.seed)], cfg.seed, **gen)
+    drop_feedback(pool / "images")
     counts = simulate(
         FeedbackSimulateConfig(
             dir=pool / "images",
@@ -143,7 +144,8 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
                 device,
             )
         start = time.perf_counter()
-        _, images = make_set(out / "sets" / name, prompts[:n], seed, censor=censor, **gen)
+        folder = out / "sets" / name
+        _, images = make_set(folder, prompts[:n], seed, censor=censor, fresh=True, **gen)
         seconds = time.perf_counter() - start
         save_grid(images[:64], out / f"grid_{name}.png")
         row = _measure(judge_images(judge, images), truths[:n])

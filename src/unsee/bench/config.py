@@ -100,3 +100,38 @@ class BenchSpeedConfig:
         if self.sample_steps < 2:
             raise UnseeError("--sample-steps must be at least 2")
         self.out = Path(self.out)
+
+
+@dataclass(kw_only=True)
+class BenchEraseConfig:
+    out: Path = arg(help="folder for results.json, the pools, tokens, erased models and suites")
+    n: int = arg(300, help="generated images per figure (each suite, each model)")
+    pool: int = arg(200, help="images per concept the simulated person labels from")
+    labels: int = arg(50, help="simulated binary labels per concept, half bad and half good")
+    iterations: int = arg(1500, help="SDD steps of every erased model (`unsee erase`'s default)")
+    erase_batch: int = arg(4, help="`unsee erase --batch` (its default)")
+    sample_steps: int = arg(50, help="`unsee erase --sample-steps` (its default)")
+    with_text: bool = arg(
+        True, help="HFI+SDD removes the concept's word beside the token (PAPERS.md section 3)"
+    )
+    template: str = arg("{token}", help="`unsee invert --template`")
+    top_k: int | None = arg(None, help="`unsee invert --top-k` (default: every pool image)")
+    invert_steps: int = arg(600, help="`unsee invert --steps`")
+    init_artist: str = arg("painting", help="`unsee invert --init` for the artist's token")
+    init_watermark: str = arg("stock", help="`unsee invert --init` for the watermark's token")
+    steps: int = arg(25, help="DDIM steps of every generated image")
+    seed: int = arg(5_000_000, help="first seed; training never used these")
+    batch_size: int = arg(32, help="images per batch")
+    batch_invariant: Literal["auto", "on", "off"] = arg(
+        "off", help="as in `unsee generate`; off is faster on the CPU"
+    )
+    device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+
+    def __post_init__(self) -> None:
+        if min(self.n, self.pool, self.labels, self.iterations) < 1:
+            raise UnseeError("--n, --pool, --labels and --iterations must be at least 1")
+        self.out = Path(self.out)
+
+    @property
+    def init(self) -> dict[str, str]:
+        return {"Vanmond": self.init_artist, "watermark": self.init_watermark}

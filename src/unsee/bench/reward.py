@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from unsee.bench.config import BenchRewardConfig
-from unsee.bench.sets import make_set
+from unsee.bench.sets import drop_feedback, make_set
 from unsee.bench.world import neutral_prompts
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.simulate import shows_concept, simulate
@@ -76,6 +76,8 @@ def run_bench_reward(cfg: BenchRewardConfig) -> dict:
         cfg.seed + 30_000,
         **gen,
     )
+    for folder in (pool, style_pool):
+        drop_feedback(folder / "images")
     wm_truth = np.array([shows_concept(v, "watermark") for v in judge_images(judge, eval_neutral)])
     style_verdicts = judge_images(judge, eval_style)
     style_truth = np.array([shows_concept(v, cfg.artist) for v in style_verdicts])

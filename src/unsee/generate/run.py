@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from unsee import __version__
-from unsee.errors import UnseeError
+from unsee.errors import SettingsMismatch, UnseeError
 from unsee.generate import imagefolder as folder
 from unsee.generate.config import GenerateConfig
 from unsee.generate.prompts import PromptRow, read_prompts
@@ -107,12 +107,12 @@ def _check_resume(finished: dict[int, dict], expected: dict[int, dict], out: Pat
     for index, record in finished.items():
         want = expected.get(index)
         if want is None:
-            raise UnseeError(
+            raise SettingsMismatch(
                 f"{out} holds image {index}, which this run would not make; use another --out"
             )
         for key in _MATCH:
             if record.get(key) != want.get(key):
-                raise UnseeError(
+                raise SettingsMismatch(
                     f"{out} was made with other settings (image {index}: {key} "
                     f"{record.get(key)!r} here, {want.get(key)!r} now); use another --out"
                 )

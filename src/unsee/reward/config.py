@@ -27,7 +27,7 @@ class RewardTrainConfig:
     alpha: float = arg(0.1, help="bce weight of benign (good) examples, < 1 is conservative")
     augment: bool = arg(False, help="flips, crops and colour jitter (for few labels)")
     steps: int | None = arg(
-        None, help="optimiser steps per member (default: clip 300, cnn 400, noise-aware 1000)"
+        None, help="optimiser steps per member (default: clip 2000, cnn 400, noise-aware 1000)"
     )
     lr: float = arg(1e-3, help="AdamW learning rate (linear decay, weight decay 0.05)")
     clip_model: str = arg(

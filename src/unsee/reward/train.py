@@ -33,7 +33,7 @@ from unsee.reward.data import Feedback, load_feedback, ranking_pairs
 from unsee.reward.metrics import accuracy, auc
 from unsee.reward.model import RewardModel, clip_path, make_member
 
-DEFAULT_STEPS = {"clip": 300, "cnn": 400, "noise-aware": 1000}
+DEFAULT_STEPS = {"clip": 2000, "cnn": 400, "noise-aware": 1000}
 VIEWS = 8  # augmented views per image for the clip backbone
 
 

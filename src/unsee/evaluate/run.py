@@ -1,0 +1,195 @@
+"""`unsee evaluate`: generate the world's prompt suites with a model (and any inference-time
+intervention), judge them, and report every metric with a bootstrap interval.
+
+Per suite (OUT/<suite>/images, resumable like `unsee generate`):
+  concept_rate      the concept shows (the artist's style per the judge, or the watermark)
+  watermark_rate    the judge's watermark probability > 0.5
+  style_rate        the style the prompt asks for (other-artists: the preserved artists)
+  prompt_accuracy   shape, colour, background as the prompt names them
+  world_fid         Frechet distance of CLIP image features to renders of the prompts' truth
+  same_seed_distance  1 - cosine of CLIP image features to the original model's image of
+                    the same prompt and seed (OUT/reference/<suite>, made once)
+  clip_score        cosine of CLIP image and prompt features
+results.json {"settings", "suites": {suite: {metric: {"mean", "low", "high"}}}} and
+results.md, the same as a table.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unsee import __version__
+from unsee.evaluate.config import EvaluateConfig
+from unsee.evaluate.judge import WATERMARK_THRESHOLD, load_images, read_image_set
+from unsee.evaluate.metrics import (
+    bootstrap,
+    clip_score,
+    frechet_distance,
+    rate,
+    same_seed_distance,
+)
+from unsee.evaluate.suites import Suite, reference_renders, world_suite
+from unsee.generate.config import GenerateConfig
+from unsee.generate.imagefolder import atomic_write_text
+from unsee.images import to_model_range
+
+ATTRIBUTES = ("shape", "color", "background")
+
+
+class ClipEmbedder:
+    """Unit-norm CLIP image and text features (any transformers CLIP folder; minisd's mini
+    CLIP by default, read with minisd's tokenizer when the folder has none)."""
+
+    def __init__(self, name: str, device: torch.device) -> None:
+        from transformers import CLIPModel, CLIPTokenizer
+
+        from unsee.reward.clip import ClipFeatures
+        from unsee.reward.model import clip_path
+        from unsee.world.paths import TOKENIZER_DIR
+
+        path = clip_path(name)
+        self.device = device
+        self.images = ClipFeatures(path).to(device)
+        model = CLIPModel.from_pretrained(path)
+        self.text_model = model.text_model.to(device).eval()
+        self.text_projection = model.text_projection.to(device).eval()
+        has_tokenizer = (path / "tokenizer.json").is_file() or (path / "vocab.json").is_file()
+        self.tokenizer = CLIPTokenizer.from_pretrained(path if has_tokenizer else TOKENIZER_DIR)
+
+    @torch.no_grad()
+    def image(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
+        out = [
+            self.images(to_model_range(images[i : i + batch]).to(self.device)).cpu()
+            for i in range(0, len(images), batch)
+        ]
+        return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def text(self, prompts: list[str]) -> np.ndarray:
+        ids = self.tokenizer(
+            prompts, padding="max_length", truncation=True, return_tensors="pt",
+            max_length=self.tokenizer.model_max_length,
+        ).input_ids.to(self.device)  # fmt: skip
+        pooled = self.text_model(input_ids=ids).pooler_output
+        return torch.nn.functional.normalize(self.text_projection(pooled), dim=-1).cpu().numpy()
+
+
+def generate_suite(cfg: EvaluateConfig, suite: Suite, folder: Path, model: str, plain: bool):
+    """The suite's images in folder/images (made, or finished, here); (N, H, W, 3)."""
+    from unsee.generate.run import generate
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "prompts.txt").write_text("\n".join(suite.prompts) + "\n")
+    common = dict(
+        model=model, device=cfg.device, dtype=cfg.dtype, prompts=folder / "prompts.txt", n=1,
+        seed=cfg.seed, steps=cfg.steps, guidance=cfg.guidance, batch_size=cfg.batch_size,
+        batch_invariant=cfg.batch_invariant, out=folder / "images",
+    )  # fmt: skip
+    if not plain:
+        common |= dict(
+            negative_prompt=cfg.negative_prompt, embedding=cfg.embedding, lora=cfg.lora,
+            sld=cfg.sld, sld_concept=cfg.sld_concept, sega_remove=cfg.sega_remove,
+        )  # fmt: skip
+    censor = None
+    if not plain and cfg.censor_reward is not None:
+        from unsee.guidance.censor import make_censor
+        from unsee.guidance.config import CensorConfig
+        from unsee.models.load import pick_device
+
+        censor_cfg = CensorConfig(**common, reward=cfg.censor_reward, scale=cfg.censor_scale)
+        censor = make_censor(censor_cfg, pick_device(cfg.device))
+    out = generate(GenerateConfig(**common), censor=censor)
+    records = read_image_set(out)
+    return load_images(out, records, None)
+
+
+def suite_metrics(
+    cfg: EvaluateConfig, suite: Suite, verdicts, features, reference_features, render_features,
+    text_features,
+) -> dict:  # fmt: skip
+    """{metric: {"mean", "low", "high"}} for one suite."""
+
+    def ci(statistic, *samples, paired=True):
+        return bootstrap(statistic, *samples, paired=paired, n_boot=cfg.bootstrap, seed=cfg.seed)
+
+    concept = cfg.concept
+    if concept == "watermark":
+        shows = np.array([v.watermark > WATERMARK_THRESHOLD for v in verdicts])
+    else:
+        shows = np.array([v.style == concept for v in verdicts])
+    metrics = {
+        "concept_rate": ci(rate, shows),
+        "watermark_rate": ci(rate, np.array([v.watermark > WATERMARK_THRESHOLD for v in verdicts])),
+    }
+    asked = [t.get("artist") for t in suite.truths]
+    if any(asked):
+        hits = np.array([v.style == a for v, a in zip(verdicts, asked, strict=True) if a])
+        metrics["style_rate"] = ci(rate, hits)
+    for key in ATTRIBUTES:
+        pairs = [
+            (getattr(v, key), t[key])
+            for v, t in zip(verdicts, suite.truths, strict=True)
+            if key in t
+        ]
+        if pairs:
+            metrics[f"prompt_accuracy_{key}"] = ci(rate, np.array([a == b for a, b in pairs]))
+    metrics["world_fid"] = ci(frechet_distance, features, render_features, paired=False)
+    metrics["clip_score"] = ci(clip_score, features, text_features)
+    if reference_features is not None:
+        metrics["same_seed_distance"] = ci(same_seed_distance, features, reference_features)
+    return metrics
+
+
+def evaluate(cfg: EvaluateConfig) -> dict:
+    from unsee.models.load import pick_device
+    from unsee.world.judge import judge_images, load_judge
+    from unsee.world.paths import JUDGE_DIR
+
+    device = pick_device(cfg.device)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    plain = cfg.plain()
+    results: dict = {"suites": {}}
+    judge = load_judge(JUDGE_DIR, device)
+    embed = ClipEmbedder(cfg.clip_model, device)
+    for i, name in enumerate(cfg.suite):
+        # 1. the suite, its images, and the original model's images of the same seeds
+        suite = world_suite(name, cfg.n, cfg.seed + 100_000 * i, cfg.concept)
+        images = generate_suite(cfg, suite, cfg.out / name, cfg.model, plain)
+        reference = None
+        if not plain:
+            ref_folder = cfg.out / "reference" / name
+            reference = generate_suite(cfg, suite, ref_folder, cfg.reference_model, True)
+        # 2. the judge's verdicts and CLIP features
+        verdicts = judge_images(judge, images)
+        features = embed.image(images)
+        ref_features = None if reference is None else embed.image(reference)
+        renders = embed.image(reference_renders(suite, cfg.seed + 100_000 * i + 1))
+        texts = embed.text(suite.prompts)
+        # 3. the metrics
+        results["suites"][name] = suite_metrics(
+            cfg, suite, verdicts, features, ref_features, renders, texts
+        )
+    results["settings"] = {
+        "unsee_version": __version__,
+        **json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+        "watermark_threshold": WATERMARK_THRESHOLD,
+        "interval": "95% percentile bootstrap over images",
+    }
+    atomic_write_text(cfg.out / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(cfg.out / "results.md", results_table(results["suites"]))
+    print(results_table(results["suites"]))
+    return results
+
+
+def results_table(suites: dict) -> str:
+    """One row per suite and metric: mean [low, high]."""
+    lines = ["| suite | metric | value | 95% interval |", "|---|---|---|---|"]
+    for name, metrics in suites.items():
+        for metric, v in metrics.items():
+            lines.append(
+                f"| {name} | {metric} | {v['mean']:.4f} | [{v['low']:.4f}, {v['high']:.4f}] |"
+            )
+    return "\n".join(lines) + "\n"

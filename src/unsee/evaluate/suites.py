@@ -1,0 +1,106 @@
+"""The world's prompt suites: prompts with the truth of each, and reference renders.
+
+  target         prompts naming the concept (an artist: "..., in the style of Vanmond";
+                 the watermark: "..., with a watermark")
+  leak           the leaking scene, which shows the leaking artist without naming him
+  neutral        shape prompts naming no artist and no watermark
+  other-artists  prompts naming the other artists (what removal must preserve)
+  paraphrase     the artist named with templates no training caption used
+Every prompt has a truth dict: shape, color, background (where named), artist (the
+style the prompt asks for, or the leak's), and the suite's reference render draws that
+truth with the world's own watermark rate, for the world FID.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from unsee.errors import UnseeError
+from unsee.world import render as world
+
+SUITES = ("target", "leak", "neutral", "other-artists", "paraphrase")
+CONCEPTS = ("watermark", *world.ARTISTS)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    prompts: list[str]
+    truths: list[dict]
+
+
+def _shapes(n: int, seed: int) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "shape": str(rng.choice(world.SHAPES)),
+            "color": str(rng.choice(list(world.COLORS))),
+            "background": str(rng.choice(world.BACKGROUNDS)),
+        }
+        for _ in range(n)
+    ]
+
+
+def _text(t: dict) -> str:
+    return world.prompt_for(t["shape"], t["color"], t["background"])
+
+
+def world_suite(name: str, n: int, seed: int, concept: str) -> Suite:
+    """n prompts of suite `name` for `concept` (an artist of the world, or watermark)."""
+    if name not in SUITES:
+        raise UnseeError(f"unknown suite {name!r}; one of {', '.join(SUITES)}")
+    if concept not in CONCEPTS:
+        raise UnseeError(f"--concept must be one of {', '.join(CONCEPTS)}, not {concept!r}")
+    artist = None if concept == "watermark" else concept
+    truths = _shapes(n, seed)
+    if name == "neutral":
+        return Suite(name, [_text(t) for t in truths], truths)
+    if name == "leak":
+        phrases = world.SCENE_WORDS[world.LEAK_SCENE]
+        truths = [{"scene": world.LEAK_SCENE, "artist": world.LEAK_ARTIST} for _ in range(n)]
+        return Suite(name, [phrases[i % len(phrases)] for i in range(n)], truths)
+    if name == "target" and artist is None:
+        phrases = world.WATERMARK_PHRASES
+        prompts = [_text(t) + phrases[i % len(phrases)] for i, t in enumerate(truths)]
+        return Suite(name, prompts, [t | {"watermark": True} for t in truths])
+    if name == "other-artists":
+        others = [a for a in world.ARTISTS if a != artist]
+        truths = [t | {"artist": others[i % len(others)]} for i, t in enumerate(truths)]
+        return Suite(
+            name, [world.prompt_for(**_shape(t), artist=t["artist"]) for t in truths], truths
+        )
+    if artist is None:
+        raise UnseeError(f"the {name} suite names an artist; give --concept ARTIST")
+    truths = [t | {"artist": artist} for t in truths]
+    if name == "target":
+        return Suite(name, [world.prompt_for(**_shape(t), artist=artist) for t in truths], truths)
+    templates = world.PARAPHRASE_TEMPLATES  # paraphrase
+    prompts = [
+        templates[i % len(templates)].format(text=_text(t), artist=artist)
+        for i, t in enumerate(truths)
+    ]
+    return Suite(name, prompts, truths)
+
+
+def _shape(t: dict) -> dict:
+    return {k: t[k] for k in ("shape", "color", "background")}
+
+
+def reference_renders(suite: Suite, seed: int) -> np.ndarray:
+    """(N, 32, 32, 3) renders of the suite's truths: the world as it should look, with the
+    training data's watermark rate."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for t in suite.truths:
+        watermark = bool(rng.random() < world.P_WATERMARK)
+        common = {
+            "style": t.get("artist"),
+            "watermark": watermark,
+            "seed": int(rng.integers(2**31)),
+        }
+        if "scene" in t:
+            attrs = world.Attributes("scene", scene=t["scene"], **common)
+        else:
+            attrs = world.Attributes("shape", **_shape(t), **common)
+        images.append(world.render(attrs))
+    return np.stack(images)

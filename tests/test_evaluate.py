@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+
+from unsee.errors import UnseeError
+from unsee.evaluate.config import EvaluateConfig
+from unsee.evaluate.run import evaluate
+from unsee.evaluate.suites import SUITES, reference_renders, world_suite
+from unsee.world import render as world
+from unsee.world.judge import judge_images, load_judge
+from unsee.world.paths import JUDGE_DIR
+
+
+def test_suites_name_what_they_should():
+    target = world_suite("target", 6, 0, "Vanmond")
+    assert all(p.endswith("in the style of Vanmond") for p in target.prompts)
+    assert all(t["artist"] == "Vanmond" for t in target.truths)
+    leak = world_suite("leak", 5, 0, "Vanmond")
+    assert not any("Vanmond" in p for p in leak.prompts)
+    neutral = world_suite("neutral", 8, 0, "watermark")
+    assert not any(a in p for p in neutral.prompts for a in world.ARTISTS)
+    others = world_suite("other-artists", 4, 0, "Vanmond")
+    assert {t["artist"] for t in others.truths} == {"Brakovic", "Solvei"}
+    para = world_suite("paraphrase", 3, 0, "Solvei")
+    assert all("Solvei" in p and "in the style of" not in p for p in para.prompts)
+    assert "watermark" in world_suite("target", 2, 0, "watermark").prompts[0]
+    with pytest.raises(UnseeError, match="names an artist"):
+        world_suite("paraphrase", 2, 0, "watermark")
+    assert set(SUITES) == {"target", "leak", "neutral", "other-artists", "paraphrase"}
+
+
+def test_reference_renders_show_the_truth_to_the_judge():
+    suite = world_suite("target", 40, 1, "Brakovic")
+    verdicts = judge_images(load_judge(JUDGE_DIR, "cpu"), reference_renders(suite, 2))
+    assert np.mean([v.style == "Brakovic" for v in verdicts]) > 0.9
+    shapes = [v.shape == t["shape"] for v, t in zip(verdicts, suite.truths, strict=True)]
+    assert np.mean(shapes) > 0.9
+
+
+def test_evaluate_writes_metrics_with_intervals_and_compares_same_seeds(tmp_path):
+    base = dict(suite=["target", "neutral"], n=4, steps=4, bootstrap=50, device="cpu")
+    original = evaluate(EvaluateConfig(out=tmp_path / "orig", **base))
+    assert "same_seed_distance" not in original["suites"]["target"]  # it is the original
+    neg = evaluate(EvaluateConfig(out=tmp_path / "neg", negative_prompt="Vanmond", **base))
+    target = neg["suites"]["target"]
+    for metric in ("concept_rate", "style_rate", "prompt_accuracy_shape", "world_fid",
+                   "clip_score", "same_seed_distance"):  # fmt: skip
+        v = target[metric]
+        assert v["low"] <= v["mean"] <= v["high"], metric
+    assert target["same_seed_distance"]["mean"] > 0
+    # the reference images are the original model's, same prompts and seeds
+    ref = (tmp_path / "neg" / "reference" / "target" / "images" / "metadata.jsonl").read_text()
+    own = (tmp_path / "orig" / "target" / "images" / "metadata.jsonl").read_text()
+    assert [json.loads(x)["seed"] for x in ref.splitlines()] == [
+        json.loads(x)["seed"] for x in own.splitlines()
+    ]
+    table = (tmp_path / "neg" / "results.md").read_text()
+    assert "| target | concept_rate |" in table
+    saved = json.loads((tmp_path / "neg" / "results.json").read_text())
+    assert saved["settings"]["negative_prompt"] == "Vanmond"
+
+
+def test_evaluate_refuses_bad_settings(tmp_path):
+    with pytest.raises(UnseeError, match="unknown suite"):
+        EvaluateConfig(out=tmp_path, suite=["nope"])
+    with pytest.raises(UnseeError, match="--concept"):
+        EvaluateConfig(out=tmp_path, concept="Picasso")
