@@ -111,6 +111,8 @@ class BenchEraseConfig:
     iterations: int = arg(1500, help="SDD steps of every erased model (`unsee erase`'s default)")
     erase_batch: int = arg(4, help="`unsee erase --batch` (its default)")
     sample_steps: int = arg(50, help="`unsee erase --sample-steps` (its default)")
+    erase_lr: float = arg(1e-5, help="`unsee erase --lr` (its default)")
+    erase_ema: float = arg(0.999, help="`unsee erase --ema` (its default)")
     with_text: bool = arg(
         True, help="HFI+SDD removes the concept's word beside the token (PAPERS.md section 3)"
     )

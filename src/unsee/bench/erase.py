@@ -151,7 +151,8 @@ def erased(cfg: BenchEraseConfig, name: str, **what) -> tuple[str, float]:
         erase(
             EraseConfig(
                 out=out, device=cfg.device, iterations=cfg.iterations, batch=cfg.erase_batch,
-                sample_steps=cfg.sample_steps, seed=cfg.seed, resume=resume, **what,
+                sample_steps=cfg.sample_steps, lr=cfg.erase_lr, ema=cfg.erase_ema,
+                seed=cfg.seed, resume=resume, **what,
             )
         )  # fmt: skip
     return str(out), json.loads((out / "erase.json").read_text())["seconds"]
@@ -223,6 +224,8 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
                 "iterations": cfg.iterations,
                 "batch": cfg.erase_batch,
                 "sample_steps": cfg.sample_steps,
+                "lr": cfg.erase_lr,
+                "ema": cfg.erase_ema,
                 "with_text": cfg.with_text,
             },
             "invert": {
