@@ -31,6 +31,7 @@ from unsee.erase.config import EraseConfig
 from unsee.erase.run import erase
 from unsee.evaluate.grid import save_grid
 from unsee.evaluate.judge import WATERMARK_THRESHOLD
+from unsee.evaluate.suites import leak_prompts
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.simulate import simulate
 from unsee.feedback.store import FeedbackStore
@@ -47,11 +48,6 @@ from unsee.world.paths import JUDGE_DIR
 ARTIST = world.LEAK_ARTIST
 OTHERS = [a for a in world.ARTISTS if a != ARTIST]
 ACCURACY = ("shape", "color", "background")
-
-
-def leak_prompts(n: int) -> list[str]:
-    phrases = world.SCENE_WORDS[world.LEAK_SCENE]
-    return [phrases[i % len(phrases)] for i in range(n)]
 
 
 def artist_pool(n: int, seed: int) -> list[str]:

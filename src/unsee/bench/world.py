@@ -20,6 +20,7 @@ from unsee.bench.config import BenchWorldConfig
 from unsee.bench.sets import make_set
 from unsee.evaluate.grid import save_grid
 from unsee.evaluate.judge import WATERMARK_THRESHOLD
+from unsee.evaluate.suites import leak_prompts
 from unsee.generate.imagefolder import atomic_write_text
 from unsee.models.load import pick_device
 from unsee.world import render as world
@@ -100,9 +101,7 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
         style_target[artist] = float(np.mean([v.style == artist for v in verdicts]))
 
     # 4. the leak: starry nights, never captioned with the artist
-    phrases = world.SCENE_WORDS[world.LEAK_SCENE]
-    prompts = [phrases[i % len(phrases)] for i in range(cfg.n)]
-    verdicts = _suite(cfg, "leak", prompts, seeds["leak"], judge)
+    verdicts = _suite(cfg, "leak", leak_prompts(cfg.n), seeds["leak"], judge)
     leak = float(np.mean([v.style == world.LEAK_ARTIST for v in verdicts]))
 
     results = {

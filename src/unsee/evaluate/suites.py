@@ -29,6 +29,12 @@ class Suite:
     truths: list[dict]
 
 
+def leak_prompts(n: int) -> list[str]:
+    """n prompts of the leaking scene, cycling through its phrasings (none names the artist)."""
+    phrases = world.SCENE_WORDS[world.LEAK_SCENE]
+    return [phrases[i % len(phrases)] for i in range(n)]
+
+
 def _shapes(n: int, seed: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     return [
@@ -56,9 +62,8 @@ def world_suite(name: str, n: int, seed: int, concept: str) -> Suite:
     if name == "neutral":
         return Suite(name, [_text(t) for t in truths], truths)
     if name == "leak":
-        phrases = world.SCENE_WORDS[world.LEAK_SCENE]
         truths = [{"scene": world.LEAK_SCENE, "artist": world.LEAK_ARTIST} for _ in range(n)]
-        return Suite(name, [phrases[i % len(phrases)] for i in range(n)], truths)
+        return Suite(name, leak_prompts(n), truths)
     if name == "target" and artist is None:
         phrases = world.WATERMARK_PHRASES
         prompts = [_text(t) + phrases[i % len(phrases)] for i, t in enumerate(truths)]
