@@ -259,7 +259,10 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     )
     started = time.time()
     batch_size = 1 if censor is not None and invariant else cfg.batch_size
-    with exact_cpu_kernels() if invariant and device.type == "cpu" else nullcontext():
+    # oneDNN is exact at a fixed call size of INVARIANT_CHUNK images (and much faster than
+    # the native kernels); guided images go one at a time, where only the native kernels are
+    exact = invariant and device.type == "cpu" and chunk is not None and chunk < INVARIANT_CHUNK
+    with exact_cpu_kernels() if exact else nullcontext():
         for batch in batches(mine, batch_size):
             generators = [torch.Generator("cpu").manual_seed(j.seed) for j in batch]
             x_T = initial_noise(shape, generators, device, unet.dtype)
