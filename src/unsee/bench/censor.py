@@ -1,9 +1,9 @@
 """`unsee bench censor`: censored sampling of minisd's watermark, measured by the judge.
 
-1. a cnn reward from `labels` simulated binary labels (half bad, half good) on a pool of
-   generated neutral images (the judge plays the person);
+1. a reward (clip backbone by default) from `labels` simulated binary labels (half bad,
+   half good) on a pool of generated neutral images (the judge plays the person);
 2. `n` fresh neutral prompts, plain: base watermark rate, prompt accuracy, wall time;
-3. the same prompts and seeds with guidance at the chosen setting: censored rate, the
+3. the same prompts and seeds with guidance at the chosen setting (in --window): censored rate, the
    prompt-accuracy drop, overhead_ratio = guided time / plain time;
 4. a table of watermark rate vs time for several (scale, backward steps, recurrence) on
    the first `table_n` prompts;
@@ -115,8 +115,8 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
         RewardTrainConfig(
             dir=pool / "images",
             out=out / "reward",
-            backbone="cnn",
-            augment=True,
+            backbone=cfg.backbone,
+            augment=cfg.backbone == "cnn",  # the clip head reads frozen features
             annotator="bench",
             cv_folds=0,
             device=cfg.device,
@@ -139,6 +139,7 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
                     scale=scale,
                     backward_steps=backward,
                     recurrence=recurrence,
+                    window=list(cfg.window),
                     device=cfg.device,
                 ),
                 device,
@@ -224,11 +225,17 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
             "guidance_cfg": 7.5,
             "images": cfg.n,
             "table_images": cfg.table_n,
-            "reward": {"backbone": "cnn", "ensemble": 5, "labels": counts, "augment": True},
+            "reward": {
+                "backbone": cfg.backbone,
+                "ensemble": 5,
+                "labels": counts,
+                "augment": cfg.backbone == "cnn",
+            },
             "chosen": {
                 "scale": cfg.scale,
                 "backward_steps": cfg.backward_steps,
                 "recurrence": cfg.recurrence,
+                "window": list(cfg.window),
             },
             "seeds": {"pool": cfg.seed, "prompts": cfg.seed + 1, "images": seed},
             "batch_invariant": cfg.batch_invariant,

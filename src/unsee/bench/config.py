@@ -60,11 +60,19 @@ class BenchCensorConfig:
     n: int = arg(500, help="neutral prompts (one image each) for the base and chosen setting")
     pool: int = arg(160, help="generated images the simulated person labels from")
     labels: int = arg(20, help="simulated binary labels, half bad and half good")
-    scale: float = arg(2.0, help="chosen setting: forward guidance scale")
+    backbone: Literal["clip", "cnn"] = arg(
+        "clip", help="the reward's backbone (both are differentiable for forward guidance)"
+    )
+    scale: float = arg(1.5, help="chosen setting: forward guidance scale")
     backward_steps: int = arg(0, help="chosen setting: backward guidance steps")
-    recurrence: int = arg(1, help="chosen setting: recurrence")
+    recurrence: int = arg(2, help="chosen setting: recurrence")
+    window: list[float] = arg(
+        [0.0, 0.75],
+        help="guidance acts while t/T lies in [START, END], for every setting (on minisd,"
+        " guiding the first quarter of sampling, where the layout forms, costs prompt accuracy)",
+    )
     table: list[str] = arg(
-        ["1:0:1", "2:0:1", "4:0:1", "2:3:1", "2:0:2"],
+        ["1:0:1", "1.5:0:1", "1.5:0:2", "2:0:2", "1:2:1"],
         help="settings SCALE:BACKWARD:RECURRENCE for the rate-vs-time table",
     )
     table_n: int = arg(100, help="images per table setting")
@@ -76,6 +84,14 @@ class BenchCensorConfig:
         "off", help="as in `unsee generate`; off batches guided images (faster on the CPU)"
     )
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+
+    def __post_init__(self) -> None:
+        if len(self.window) != 2 or not 0 <= self.window[0] <= self.window[1] <= 1:
+            raise UnseeError("--window takes START END with 0 <= START <= END <= 1")
+        for setting in self.table:
+            parts = setting.split(":")
+            if len(parts) != 3:
+                raise UnseeError(f"--table setting {setting!r} is not SCALE:BACKWARD:RECURRENCE")
 
 
 @dataclass(kw_only=True)
