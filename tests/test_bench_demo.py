@@ -105,3 +105,16 @@ def test_bench_erase_end_to_end_small_and_resumes(tmp_path):
     again = run_bench_erase(cfg)
     assert token.stat().st_mtime_ns == before
     assert again["tables"] == results["tables"]
+
+
+def test_bench_censor_refuses_a_bad_window_or_table_setting(tmp_path):
+    import pytest
+
+    from unsee.bench.config import BenchCensorConfig
+    from unsee.errors import UnseeError
+
+    with pytest.raises(UnseeError, match="--window"):
+        BenchCensorConfig(out=tmp_path, window=[0.8, 0.2])
+    with pytest.raises(UnseeError, match="SCALE:BACKWARD:RECURRENCE"):
+        BenchCensorConfig(out=tmp_path, table=["2:1"])
+    assert BenchCensorConfig(out=tmp_path).window == [0.0, 0.75]

@@ -124,8 +124,11 @@ def test_resume_skips_finished_images_and_repairs_a_killed_run(tiny_sd, tmp_path
     (out / "images" / "000002.png").unlink()
     (out / "images" / ".000001.png.abc.tmp").write_bytes(b"half")
 
+    first_seconds = json.loads((out / "run.json").read_text())["seconds"]
     generate(cfg)
     after = pixels(out)
+    # the sampling time adds up over the sittings (a benchmark reads it from run.json)
+    assert json.loads((out / "run.json").read_text())["seconds"] > first_seconds
     assert list(after) == list(before)
     for name in before:
         np.testing.assert_array_equal(before[name], after[name])

@@ -259,8 +259,8 @@ def test_reject_replaces_the_images_the_reward_flags(tiny_sd, tmp_path):
     kept = [r for r in records if r["attempt"] == 0]
     assert len(kept) == sum(p > threshold for p in probs)
     assert not (out / "candidates").exists()
-    # an impossible threshold spends the budget and says so, keeping what passed
-    with pytest.raises(UnseeError, match="did not pass within the budget"):
+    # an impossible threshold spends the budget, 2 samples per image, and says so
+    with pytest.raises(UnseeError, match="did not pass within 2 samples each"):
         reject_sample(
             CensorConfig(
                 **common,
@@ -271,3 +271,4 @@ def test_reject_replaces_the_images_the_reward_flags(tiny_sd, tmp_path):
                 budget=2,
             )
         )
+    assert json.loads((tmp_path / "r2" / "run.json").read_text())["samples"] == 2 * 6

@@ -222,6 +222,8 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
         finished = folder.read_finished(out)
         _check_resume(finished, expected, out)
         folder.rewrite_metadata(out, finished)
+        # sampling seconds add up over the sittings of a resumed run
+        earlier = _earlier_seconds(out) if finished else 0.0
         run = {
             "command": "generate" if censor is None else "censor",
             "unsee_version": __version__,
@@ -299,9 +301,16 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
             raise UnseeError(f"{len(missing)} images are missing from {out}; run again to finish")
         folder.rewrite_metadata(out, finished)
         run["complete"] = True
-        run["seconds"] = round(time.time() - started, 3)
+        run["seconds"] = round(earlier + time.time() - started, 3)
         folder.write_run_file(out, run)
     return out
+
+
+def _earlier_seconds(out: Path) -> float:
+    try:
+        return float(json.loads((out / folder.RUN_FILE).read_text()).get("seconds", 0.0))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
 
 
 def _image_size(pipe, cfg: GenerateConfig, conditional: bool) -> tuple[int, int]:

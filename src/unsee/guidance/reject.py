@@ -37,7 +37,7 @@ def reject_sample(cfg: CensorConfig) -> Path:
     else:
         prompts = [cfg.prompt or ""]
     wanted = [(r, k) for r in range(len(prompts)) for k in range(cfg.n)]  # image index r*n+k
-    budget = int(cfg.budget * len(wanted))
+    rounds = int(cfg.budget)  # each round gives every owed image one sample
     out = Path(cfg.out)
     (out / folder.IMAGES).mkdir(parents=True, exist_ok=True)
     accepted = folder.read_finished(out)
@@ -46,9 +46,8 @@ def reject_sample(cfg: CensorConfig) -> Path:
     sampled, round_ = state["samples"], state["rounds"]
     while True:
         owed = [(r, k) for r, k in wanted if r * cfg.n + k not in accepted]
-        if not owed or sampled >= budget:
+        if not owed or round_ >= rounds:
             break
-        owed = owed[: budget - sampled]
         # 1. one plain sample per owed image, seeds never used before in this run
         cand = out / "candidates" / f"round{round_:03d}"
         text = "\n".join(prompts[r] for r, _ in owed) + "\n"
@@ -105,8 +104,8 @@ def reject_sample(cfg: CensorConfig) -> Path:
     folder.write_run_file(out, run)
     if missing:
         raise UnseeError(
-            f"{missing} of {len(wanted)} images did not pass within the budget of {budget}"
-            f" samples; the {len(accepted)} that passed are in {out} (raise --budget)"
+            f"{missing} of {len(wanted)} images did not pass within {rounds} samples each;"
+            f" the {len(accepted)} that passed are in {out} (raise --budget)"
         )
     shutil.rmtree(out / "candidates", ignore_errors=True)
     progress.unlink(missing_ok=True)
