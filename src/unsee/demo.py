@@ -1,9 +1,9 @@
 """`unsee demo`: the whole flow on the embedded model, with a simulated labeller.
 
 This release runs: generate with minisd -> the judge's reading -> simulated labels of the
-spontaneous watermark -> reward models -> the reward's scores -> censored sampling, with
-the judge's watermark rate before and after. HFI + SDD and the evaluation report arrive
-in later releases; the demo says so when it runs.
+spontaneous watermark -> a clip reward -> its scores -> censored sampling (guided while
+t/T <= 0.75, as in `unsee bench censor`), with the judge's watermark rate before and after.
+HFI + SDD and the evaluation report arrive in later releases; the demo says so when it runs.
 """
 
 from dataclasses import dataclass
@@ -26,7 +26,11 @@ class DemoConfig:
     pool: int = arg(120, help="images generated for labelling")
     labels: int = arg(20, help="simulated labels (half bad, half good)")
     censor_n: int = arg(48, help="fresh plain prompts generated with and without censoring")
-    scale: float = arg(2.0, help="censored sampling: forward guidance scale")
+    scale: float = arg(1.5, help="censored sampling: forward guidance scale")
+    recurrence: int = arg(2, help="censored sampling: recurrence")
+    window: list[float] = arg(
+        [0.0, 0.75], help="censored sampling: guidance acts while t/T lies in [START, END]"
+    )
 
 
 def run_demo(cfg: DemoConfig) -> None:
@@ -72,21 +76,27 @@ def run_demo(cfg: DemoConfig) -> None:
     )
     print(f"      (label by hand instead: unsee label {pool})")
 
-    print("[4/6] reward: 5-model ensembles on those labels, clip (HFI) and cnn (guidance)")
+    print("[4/6] reward: a 5-model clip ensemble on those labels")
     reward = train_reward(RewardTrainConfig(dir=pool, out=out / "reward"))
-    cnn = train_reward(
-        RewardTrainConfig(dir=pool, out=out / "reward-cnn", backbone="cnn", augment=True)
-    )
 
     print("[5/6] score: the reward reads the images it never saw")
     score_folder(RewardScoreConfig(reward=reward, dir=look))
 
-    print(f"[6/6] censor: {cfg.censor_n} fresh plain prompts, without and with the cnn reward")
+    print(f"[6/6] censor: {cfg.censor_n} fresh plain prompts, without and with the reward")
     fresh = out / "censor-prompts.txt"
     fresh.write_text("\n".join(p for p, _ in neutral_prompts(cfg.censor_n, 8)) + "\n")
     common = {"model": "minisd", "prompts": fresh, "seed": 20_000}
     plain = generate(GenerateConfig(**common, out=out / "plain"))
-    censored = censor(CensorConfig(**common, reward=cnn, scale=cfg.scale, out=out / "censored"))
+    censored = censor(
+        CensorConfig(
+            **common,
+            reward=reward,
+            scale=cfg.scale,
+            recurrence=cfg.recurrence,
+            window=list(cfg.window),
+            out=out / "censored",
+        )
+    )
     for name, folder in (("plain", plain), ("censored", censored)):
         rate = judge_folder(JudgeConfig(dir=folder))["watermark_rate"]
         print(f"      {name}: the judge sees a watermark on {rate:.1%} of the images")
