@@ -3,16 +3,17 @@
 1. a reward (clip backbone by default) from `labels` simulated binary labels (half bad,
    half good) on a pool of generated neutral images (the judge plays the person);
 2. `n` fresh neutral prompts, plain: base watermark rate, prompt accuracy, sampling time;
-3. the same prompts and seeds with guidance at the chosen setting (in --window): censored rate, the
-   prompt-accuracy drop, overhead_ratio = guided time / plain time;
+3. the same prompts and seeds with guidance at the chosen setting (in --window): censored
+   rate, the prompt-accuracy drop, overhead_ratio = guided time / plain time;
 4. a table of watermark rate vs time for several (scale, backward steps, recurrence) on
    the first `table_n` prompts;
 5. rejection sampling with the same reward until every image passes: its rate and cost
    (reject_overhead_ratio = its wall time / plain time, samples per image);
-Times are generate's sampling seconds (run.json; loading excluded), so an interrupted
-bench resumes: finished sets are kept with the time they took.
 6. on a GPU: peak memory of forward-guided sampling at Stable Diffusion 1.5 size, batch 4
    (random weights built from config), next to plain sampling.
+
+Times are generate's sampling seconds (run.json; loading excluded), so an interrupted
+bench resumes: finished sets are kept with the time they took.
 """
 
 import json
