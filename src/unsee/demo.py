@@ -32,6 +32,11 @@ class DemoConfig:
         [0.0, 0.75], help="censored sampling: guidance acts while t/T lies in [START, END]"
     )
 
+    def __post_init__(self) -> None:
+        from unsee.guidance.config import check_window
+
+        check_window(self.window)  # before any image is made
+
 
 def run_demo(cfg: DemoConfig) -> None:
     from unsee.bench.world import neutral_prompts

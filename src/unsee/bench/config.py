@@ -86,8 +86,9 @@ class BenchCensorConfig:
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
     def __post_init__(self) -> None:
-        if len(self.window) != 2 or not 0 <= self.window[0] <= self.window[1] <= 1:
-            raise UnseeError("--window takes START END with 0 <= START <= END <= 1")
+        from unsee.guidance.config import check_window
+
+        check_window(self.window)
         for setting in self.table:
             parts = setting.split(":")
             if len(parts) != 3:

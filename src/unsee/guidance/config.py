@@ -9,6 +9,12 @@ from unsee.errors import UnseeError
 from unsee.generate.config import GenerateConfig
 
 
+def check_window(window: list[float]) -> None:
+    """Refuse a guidance window that is not START END with 0 <= START <= END <= 1."""
+    if len(window) != 2 or not 0 <= window[0] <= window[1] <= 1:
+        raise UnseeError("--window takes START END with 0 <= START <= END <= 1")
+
+
 @dataclass(kw_only=True)
 class CensorConfig(GenerateConfig):
     reward: Path = arg(help="a reward folder (`unsee reward train`)")
@@ -46,8 +52,7 @@ class CensorConfig(GenerateConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if len(self.window) != 2 or not 0 <= self.window[0] <= self.window[1] <= 1:
-            raise UnseeError("--window takes START END with 0 <= START <= END <= 1")
+        check_window(self.window)
         if self.scale < 0:
             raise UnseeError("--scale must be >= 0")
         if self.backward_steps < 0:
