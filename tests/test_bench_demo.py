@@ -75,6 +75,12 @@ def test_bench_censor_writes_the_promised_keys(tmp_path):
                 "overhead_ratio", "reject_overhead_ratio"):  # fmt: skip
         assert on_disk[key] == results[key]
     assert 0 <= results["censored_watermark_rate"] <= 1 and results["overhead_ratio"] > 0
+    # the retry pass works on a copy of the guided set and only adds time
+    retry = results["censored"]["retry"]
+    assert retry["max_rounds"] == 2 and retry["still_flagged"] <= 4
+    assert results["overhead_ratio"] >= results["guided_overhead_ratio"]
+    if retry["samples"] == 0:
+        assert results["censored_watermark_rate"] == results["guided_watermark_rate"]
     assert [row["setting"] for row in results["table"]] == ["plain", "2:1:2"]
     assert (tmp_path / "table.md").read_text().count("\n") == 4
     assert sum(results["settings"]["reward"]["labels"].values()) == 4

@@ -272,3 +272,62 @@ def test_reject_replaces_the_images_the_reward_flags(tiny_sd, tmp_path):
             )
         )
     assert json.loads((tmp_path / "r2" / "run.json").read_text())["samples"] == 2 * 6
+
+
+def test_retry_resamples_what_the_reward_flags_and_keeps_the_better_sample(tiny_sd, tmp_path):
+    """Guided images under a threshold at the median reward are drawn again from fresh
+    seeds: no image's score falls, a replaced image is the one its sample_seed makes, and
+    a rerun of the finished folder changes nothing."""
+    from unsee.generate.imagefolder import read_finished
+    from unsee.guidance.retry import retry_flagged, retry_seed
+
+    cfg = CensorConfig(
+        model=str(tiny_sd), prompt="a red square", n=6, steps=4, seed=5, out=tmp_path / "c",
+        reward=tmp_path / "unused", scale=2.0, batch_size=6,
+    )  # fmt: skip
+    censor = Censor(red_reward(), Guidance(scale=2.0))
+    out = generate(generate_config(cfg), censor=censor)
+    before = {r["index"]: r for r in read_metadata(out)}
+    threshold = float(np.median([r["reward_prob"] for r in before.values()]))
+    cfg = dataclasses_replace(cfg, threshold=threshold, retry=3)
+    summary = retry_flagged(out, cfg, censor)
+
+    after = {r["index"]: r for r in read_metadata(out)}
+    assert sorted(after) == list(range(6))
+    assert all(after[i]["reward_prob"] >= before[i]["reward_prob"] for i in after)
+    first_flagged = sum(r["reward_prob"] <= threshold for r in before.values())
+    assert first_flagged > 0 and summary["samples"] >= first_flagged
+    assert summary["still_flagged"] == sum(r["reward_prob"] <= threshold for r in after.values())
+    replaced = [r for r in after.values() if "attempt" in r]
+    assert len(replaced) == summary["replaced"] > 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["retry"] == summary and not (out / "retry").exists()
+    # a replaced image keeps its planned seed and is what its sample_seed draws
+    r = replaced[0]
+    assert r["seed"] == before[r["index"]]["seed"]
+    assert r["sample_seed"] == retry_seed(r["seed"], r["attempt"]) != r["seed"]
+    again = tmp_path / "again.csv"
+    again.write_text(f"prompt,evaluation_seed\n{r['prompt']},{r['sample_seed']}\n")
+    redo = generate(
+        dataclasses_replace(
+            generate_config(cfg), prompt=None, prompts=again, n=1, out=tmp_path / "redo"
+        ),
+        censor=censor,
+    )
+    assert np.array_equal(next(iter(pixels(redo).values())), pixels(out)[r["file_name"]])
+    # the finished folder reruns: generate resumes it, retry finds its rounds done
+    files = {i: rec for i, rec in read_finished(out).items()}
+    generate(generate_config(cfg), censor=censor)
+    assert retry_flagged(out, cfg, censor) == summary
+    assert read_finished(out) == files
+    assert json.loads((out / "run.json").read_text())["seconds"] == pytest.approx(
+        run["seconds"], abs=1.0
+    )
+
+
+def test_retry_is_refused_with_reject_or_below_zero(tmp_path):
+    base = {"out": tmp_path, "reward": tmp_path, "prompt": "x"}
+    with pytest.raises(UnseeError, match="--retry must be"):
+        CensorConfig(**base, retry=-1)
+    with pytest.raises(UnseeError, match="--reject has --budget"):
+        CensorConfig(**base, retry=2, reject=True)

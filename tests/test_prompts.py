@@ -52,6 +52,10 @@ def test_utf8_bom_is_ignored(tmp_path):
         ('prompt\n"unclosed\n', r"bad.csv:\d+: malformed CSV"),
         ("text,seed\na,1\n", r"no 'prompt' column \(columns: text, seed\)"),
         ("prompt\n", r"holds no prompts"),
+        (
+            "prompt,evaluation_seed\na,4294967296\n",
+            r"bad.csv:2: evaluation_seed 4294967296 is outside",
+        ),
     ],
 )
 def test_malformed_csv_names_the_line(tmp_path, text, message):
@@ -74,6 +78,19 @@ def test_seed_plan(tmp_path):
     assert [j.index for j in jobs] == list(range(6))
     assert [j.seed for j in jobs] == [100, 101, 102, 7 + 3, 7 + 4, 7 + 5]
     assert {j.guidance for j in jobs} == {5.0}
+
+
+def test_seeds_stay_below_2_to_the_32(tmp_path):
+    """torch's CPU generator reads a seed mod 2^32, so a larger one would silently repeat
+    a smaller one's image: refused wherever a seed comes from."""
+    from unsee.generate.config import GenerateConfig
+
+    rows = read_prompts(write(tmp_path, "p.csv", "prompt,evaluation_seed\na,4294967295\n"))
+    assert plan_jobs(rows, n=1, seed=0, guidance=5.0)[0].seed == 2**32 - 1
+    with pytest.raises(UnseeError, match="image 1 would get seed 4294967296"):
+        plan_jobs(rows, n=2, seed=0, guidance=5.0)
+    with pytest.raises(UnseeError, match="--seed must lie in"):
+        GenerateConfig(prompt="a", seed=2**32, out=tmp_path)
 
 
 def test_batches_never_mix_guidance_scales():

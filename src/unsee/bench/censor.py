@@ -3,8 +3,11 @@
 1. a reward (clip backbone by default) from `labels` simulated binary labels (half bad,
    half good) on a pool of generated neutral images (the judge plays the person);
 2. `n` fresh neutral prompts, plain: base watermark rate, prompt accuracy, sampling time;
-3. the same prompts and seeds with guidance at the chosen setting (in --window): censored
-   rate, the prompt-accuracy drop, overhead_ratio = guided time / plain time;
+3. the same prompts and seeds with guidance at the chosen setting (in --window): the
+   guided_* figures; then `unsee censor --retry` on a copy (the images the reward still
+   flags drawn again, guided, from fresh seeds): the censored_* figures, the
+   prompt-accuracy drop and overhead_ratio = (guided + retry time) / plain time (with
+   --retry 0 the guided set is the censored one);
 4. a table of watermark rate vs time for several (scale, backward steps, recurrence) on
    the first `table_n` prompts;
 5. rejection sampling with the same reward until every image passes: its rate and cost
@@ -88,6 +91,23 @@ def sd15_guided_memory(batch: int = 4, steps: int = 5) -> dict:
     return out
 
 
+def _retry_set(sets: Path, censor_cfg: CensorConfig, device) -> dict:
+    """`unsee censor --retry` on a copy of the guided set, sets/censored-retry. A copy made
+    from the same guided set resumes (retry.json); any other is replaced."""
+    from unsee.guidance.retry import PROGRESS, retry_flagged
+
+    source, target = sets / "censored", sets / "censored-retry"
+
+    def made_from(folder: Path) -> tuple:
+        run = json.loads((folder / "images" / "run.json").read_text())
+        return (folder / "prompts.txt").read_text(), run["settings"]
+
+    if not (target / "images" / PROGRESS).is_file() or made_from(target) != made_from(source):
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+    return retry_flagged(target / "images", censor_cfg, make_censor(censor_cfg, device))
+
+
 def run_bench_censor(cfg: BenchCensorConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,34 +151,50 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
     truths = [t for _, t in prompts_truths]
     seed = cfg.seed + 10_000
 
-    def run(name: str, n: int, scale: float, backward: int, recurrence: int) -> dict:
-        censor = None
-        if name != "plain":
-            censor = make_censor(
-                CensorConfig(
-                    out=out,
-                    reward=reward_dir,
-                    prompt="",
-                    scale=scale,
-                    backward_steps=backward,
-                    recurrence=recurrence,
-                    window=list(cfg.window),
-                    device=cfg.device,
-                ),
-                device,
-            )
-        folder = out / "sets" / name
-        _, images = make_set(folder, prompts[:n], seed, censor=censor, **gen)
+    def censor_config(scale: float, backward: int, recurrence: int, **kw) -> CensorConfig:
+        return CensorConfig(
+            out=out,
+            reward=reward_dir,
+            prompt="",
+            scale=scale,
+            backward_steps=backward,
+            recurrence=recurrence,
+            window=list(cfg.window),
+            steps=cfg.steps,
+            batch_size=cfg.batch_size,
+            batch_invariant=cfg.batch_invariant,
+            device=cfg.device,
+            **kw,
+        )
+
+    def measure_set(name: str, n: int) -> dict:
+        images_dir = out / "sets" / name / "images"
+        images = load_images(images_dir, read_image_set(images_dir), None)
         # generate's own sampling time (model loading excluded), kept in the set's run.json
         # so a resumed bench reuses finished sets with the time they took
-        seconds = json.loads((folder / "images" / "run.json").read_text())["seconds"]
+        seconds = json.loads((images_dir / "run.json").read_text())["seconds"]
         save_grid(images[:64], out / f"grid_{name}.png")
         row = _measure(judge_images(judge, images), truths[:n])
         return {**row, "seconds": round(seconds, 2), "images": n}
 
-    # 2-3. plain and the chosen setting on all n prompts
+    def run(name: str, n: int, scale: float, backward: int, recurrence: int) -> dict:
+        censor = None
+        if name != "plain":
+            censor = make_censor(censor_config(scale, backward, recurrence), device)
+        make_set(out / "sets" / name, prompts[:n], seed, censor=censor, **gen)
+        return measure_set(name, n)
+
+    # 2-3. plain and the chosen setting on all n prompts; then `censor --retry` on a copy
     plain = run("plain", cfg.n, 0, 0, 1)
-    chosen = run("censored", cfg.n, cfg.scale, cfg.backward_steps, cfg.recurrence)
+    guided = run("censored", cfg.n, cfg.scale, cfg.backward_steps, cfg.recurrence)
+    chosen, retry = guided, None
+    if cfg.retry:
+        retry = _retry_set(
+            out / "sets",
+            censor_config(cfg.scale, cfg.backward_steps, cfg.recurrence, retry=cfg.retry),
+            device,
+        )
+        chosen = measure_set("censored-retry", cfg.n)
 
     # 4. the table, on the first table_n prompts (plain timing on the same images)
     table = [{"setting": "plain", **run("plain-table", cfg.table_n, 0, 0, 1)}]
@@ -204,17 +240,23 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
 
     gpu = sd15_guided_memory() if torch.cuda.is_available() else None
 
-    drop = max(plain["prompt_accuracy"][k] - chosen["prompt_accuracy"][k] for k in HEADS)
+    def drop(row: dict) -> float:
+        return round(max(plain["prompt_accuracy"][k] - row["prompt_accuracy"][k] for k in HEADS), 4)
+
     results = {
         "base_watermark_rate": plain["watermark_rate"],
         "censored_watermark_rate": chosen["watermark_rate"],
-        "prompt_accuracy_drop": round(drop, 4),
+        "prompt_accuracy_drop": drop(chosen),
         "overhead_ratio": round(chosen["seconds"] / plain["seconds"], 3),
+        "guided_watermark_rate": guided["watermark_rate"],
+        "guided_prompt_accuracy_drop": drop(guided),
+        "guided_overhead_ratio": round(guided["seconds"] / plain["seconds"], 3),
         "reject_overhead_ratio": round(reject_seconds / plain["seconds"], 3),
         "reject_watermark_rate": reject_row["watermark_rate"],
         "reject_samples_per_image": reject_run["samples_per_image"],
         "plain": plain,
-        "censored": chosen,
+        "guided": guided,
+        "censored": chosen | ({"retry": retry} if retry else {}),
         "reject": {
             **reject_row,
             "seconds": round(reject_seconds, 2),
@@ -240,6 +282,7 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
                 "backward_steps": cfg.backward_steps,
                 "recurrence": cfg.recurrence,
                 "window": list(cfg.window),
+                "retry": cfg.retry,
             },
             "seeds": {"pool": cfg.seed, "prompts": cfg.seed + 1, "images": seed},
             "batch_invariant": cfg.batch_invariant,

@@ -66,6 +66,11 @@ class BenchCensorConfig:
     scale: float = arg(1.5, help="chosen setting: forward guidance scale")
     backward_steps: int = arg(0, help="chosen setting: backward guidance steps")
     recurrence: int = arg(2, help="chosen setting: recurrence")
+    retry: int = arg(
+        2,
+        help="chosen setting: rounds of `unsee censor --retry` after guidance (0: guidance only;"
+        " the guidance-only figures are reported either way)",
+    )
     window: list[float] = arg(
         [0.0, 0.75],
         help="guidance acts while t/T lies in [START, END], for every setting (on minisd,"
@@ -89,6 +94,8 @@ class BenchCensorConfig:
         from unsee.guidance.config import check_window
 
         check_window(self.window)
+        if self.retry < 0:
+            raise UnseeError("--retry must be >= 0")
         for setting in self.table:
             parts = setting.split(":")
             if len(parts) != 3:

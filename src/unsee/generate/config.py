@@ -66,8 +66,8 @@ class GenerateConfig(ModelArgs):
                 raise UnseeError(f"--{name.replace('_', '-')} must be at least 1")
         if self.guidance < 0:
             raise UnseeError("--guidance must be >= 0")
-        if self.seed < 0:
-            raise UnseeError("--seed must be >= 0")
+        if not 0 <= self.seed < 2**32:
+            raise UnseeError("--seed must lie in 0..2^32-1 (torch reads seeds mod 2^32)")
         for name in ("height", "width"):
             if getattr(self, name) is not None and getattr(self, name) < 8:
                 raise UnseeError(f"--{name} must be at least 8")

@@ -85,6 +85,7 @@ def _number(record: dict, column: str, kind: type, where: str):
         raise UnseeError(f"{where}: {column} {value!r} is not a number") from None
     if kind is int and float(value) != number:
         raise UnseeError(f"{where}: {column} {value!r} is not a whole number")
-    if kind is int and not 0 <= number < 2**63:
-        raise UnseeError(f"{where}: {column} {value} is outside 0..2^63-1")
+    if kind is int and not 0 <= number < 2**32:
+        # torch's CPU generator reads a seed mod 2^32: larger ones would repeat smaller ones
+        raise UnseeError(f"{where}: {column} {value} is outside 0..2^32-1")
     return number

@@ -89,6 +89,12 @@ def plan_jobs(rows: list[PromptRow], n: int, seed: int, guidance: float) -> list
                     ids=row.ids,
                 )
             )
+    last = max(jobs, key=lambda j: j.seed, default=None)
+    if last is not None and last.seed >= 2**32:
+        # torch's CPU generator reads seeds mod 2^32: this image would repeat another seed's
+        raise UnseeError(
+            f"image {last.index} would get seed {last.seed}, beyond 2^32-1; lower --seed or --n"
+        )
     return jobs
 
 

@@ -1,5 +1,8 @@
 """`unsee censor`: generate with reward guidance (or rejection sampling) into an image folder.
 
+With --retry, the images the reward still flags after guidance are sampled again
+(guidance/retry.py).
+
 The folder is the one `unsee generate` writes (images/, metadata.jsonl, run.json), each
 metadata line with the image's reward: "reward" (sum of member log-sigmoids, the guidance
 objective), "reward_prob" (the members' mean probability of benign) and "reward_members".
@@ -127,7 +130,13 @@ def censor(cfg: CensorConfig) -> Path:
 
         return reject_sample(cfg)
     hook = make_censor(cfg, pick_device(cfg.device))
+    if cfg.retry and hook.reward.backbone == "noise-aware":
+        raise UnseeError("--retry reads each image's reward: use a clip or cnn reward")
     out = generate(generate_config(cfg), censor=hook)
+    if cfg.retry:
+        from unsee.guidance.retry import retry_flagged
+
+        retry_flagged(out, cfg, hook)
     _report(out)
     return out
 

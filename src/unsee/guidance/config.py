@@ -49,6 +49,11 @@ class CensorConfig(GenerateConfig):
     budget: float = arg(
         10.0, help="--reject: at most this many samples per requested image before giving up"
     )
+    retry: int = arg(
+        0,
+        help="after guided sampling, sample the images the reward still flags again (guided,"
+        " fresh seeds), keeping the better-scored sample, at most N rounds (0: off)",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,4 +70,8 @@ class CensorConfig(GenerateConfig):
             raise UnseeError("--threshold must lie in (0, 1)")
         if self.budget < 1:
             raise UnseeError("--budget must be at least 1")
+        if self.retry < 0:
+            raise UnseeError("--retry must be >= 0")
+        if self.retry and self.reject:
+            raise UnseeError("--retry follows guided sampling; --reject has --budget instead")
         self.reward = Path(self.reward)
