@@ -222,3 +222,65 @@ def test_sdd_on_a_learned_token_and_text_together(tiny_sd, tmp_path):
     before = _unet(tiny_sd)
     after = dict(pipe.unet.named_parameters())
     assert any(not torch.equal(before[n], after[n]) for n in before)
+
+
+def test_preservation_loss_is_a_mean_square_to_a_fixed_target():
+    from unsee.erase.sdd import preservation_loss
+
+    student = torch.tensor([[1.0, -1.0]], requires_grad=True)
+    original = torch.tensor([[0.0, 1.0]], requires_grad=True)
+    loss = preservation_loss(student, original)
+    assert loss.item() == (1 + 4) / 2
+    loss.backward()
+    assert original.grad is None
+
+
+def test_preserve_keeps_the_kept_prompts_closer_to_the_original(tiny_sd, tmp_path):
+    """Same seed and steps, with and without --preserve: the student's estimate for a kept
+    prompt moves less from the original's, while the concept still moves."""
+    import pytest
+    from diffusers import UNet2DConditionModel
+
+    from unsee.erase.run import encode_texts, erase
+    from unsee.errors import UnseeError
+    from unsee.models.load import load_pipeline
+
+    keep = tmp_path / "keep.txt"
+    keep.write_text("a blue circle\na green triangle\n")
+    common = dict(iterations=6, ema=0.0, lr=3e-3, checkpoint_every=0)
+    free = erase(_erase_cfg(tiny_sd, tmp_path / "free", **common))
+    kept = erase(
+        _erase_cfg(tiny_sd, tmp_path / "kept", preserve=keep, preserve_weight=20.0, **common)
+    )
+    pipe = load_pipeline(str(tiny_sd), "cpu", "fp32")
+    texts = encode_texts(pipe, ["a blue circle", "a green triangle", "a red square"], "cpu")
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(3, 4, 8, 8, generator=g)
+    t = torch.tensor([500, 300, 500])
+
+    def eps(unet):
+        with torch.no_grad():
+            return unet(z, t, encoder_hidden_states=texts).sample
+
+    base = eps(pipe.unet)
+    moved = {}
+    for name, path in (("free", free), ("kept", kept)):
+        unet = UNet2DConditionModel.from_pretrained(path / "unet")
+        moved[name] = ((eps(unet) - base) ** 2).mean((1, 2, 3))
+    assert moved["kept"][:2].sum() < 0.5 * moved["free"][:2].sum()
+    assert moved["kept"][2] > 0
+    # a prompt to keep that is also to be removed is refused
+    keep.write_text("a red square\n")
+    with pytest.raises(UnseeError, match="lists what is to be removed"):
+        erase(_erase_cfg(tiny_sd, tmp_path / "both", preserve=keep))
+
+
+def test_unset_options_take_the_models_defaults(tmp_path):
+    from unsee.erase.config import PAPER_DEFAULTS, WORLD_DEFAULTS, EraseConfig
+
+    world = EraseConfig(out=tmp_path, concept=["x"])
+    assert {k: getattr(world, k) for k in WORLD_DEFAULTS} == WORLD_DEFAULTS
+    sd = EraseConfig(model="runwayml/stable-diffusion-v1-5", out=tmp_path, concept=["x"])
+    assert {k: getattr(sd, k) for k in PAPER_DEFAULTS} == PAPER_DEFAULTS
+    given = EraseConfig(out=tmp_path, concept=["x"], lr=5e-5, iterations=7)
+    assert (given.lr, given.iterations, given.batch) == (5e-5, 7, WORLD_DEFAULTS["batch"])

@@ -6,6 +6,8 @@ SDD (Kim et al. 2023; PAPERS.md section 2), per step, for B trajectories at once
   3. t inside the DDPM interval of the stop step
   4. loss = mean((eps(z_t, t, "") - eps(z_t, t, c_s))^2), c_s one concept per trajectory
   5. AdamW on the chosen parameters, grad-norm clip 1, EMA update; the EMA is saved
+With --preserve, B prompts to keep ride along in step 4: their student estimates at the
+same z_t, t are pulled to the frozen original's (weight --preserve-weight), for SDD and ESD.
 ESD (Gandikota et al. 2023; section 4): z_t from the student with CFG on c, and
   eps_student(z_t, t, c) -> eps_orig(z_t, t) - eta (eps_orig(z_t, t, c) - eps_orig(z_t, t))
 with the frozen original as teacher; the student itself is saved.
@@ -30,7 +32,14 @@ from unsee import __version__
 from unsee.erase.config import EraseConfig
 from unsee.erase.esd import esd_target
 from unsee.erase.params import select_parameters
-from unsee.erase.sdd import ema_update, sdd_loss, stop_steps, teacher_latents, train_timesteps
+from unsee.erase.sdd import (
+    ema_update,
+    preservation_loss,
+    sdd_loss,
+    stop_steps,
+    teacher_latents,
+    train_timesteps,
+)
 from unsee.errors import UnseeError
 from unsee.generate.imagefolder import atomic_file, atomic_write_text
 
@@ -81,12 +90,23 @@ def erase(cfg: EraseConfig) -> Path:
     c0 = encode_texts(pipe, [""], device)  # (1, L, D)
     cp = encode_texts(pipe, [", ".join(concepts)], device)
     cs = encode_texts(pipe, concepts, device)  # (n, L, D)
+    keep = None
+    if cfg.preserve is not None:
+        from unsee.generate.prompts import read_prompts
+
+        kept = list(dict.fromkeys(row.prompt for row in read_prompts(cfg.preserve)))
+        overlap = [c for c in concepts if c in kept]
+        if overlap:
+            raise UnseeError(f"--preserve lists what is to be removed: {', '.join(overlap)}")
+        keep = encode_texts(pipe, kept, device)  # (m, L, D)
 
     # 2. student, teacher, optimiser
     unet = pipe.unet
     sdd = cfg.method == "sdd"
-    if not sdd:
-        original = copy.deepcopy(unet).requires_grad_(False).eval()  # ESD's frozen teacher
+    original = None
+    if not sdd or keep is not None:
+        # ESD's teacher, and the target of the prompts to keep
+        original = copy.deepcopy(unet).requires_grad_(False).eval()
     params = select_parameters(unet, cfg.params, cfg.lora_rank)
     names = list(params)
     if sdd:
@@ -129,13 +149,19 @@ def erase(cfg: EraseConfig) -> Path:
         c_s = cs[which.to(cs.device)]
         c_0 = c0.expand(cfg.batch, -1, -1)
         t = train_timesteps(scheduler.timesteps, stops, train_steps, g).to(device)
+        preserve = None
+        if keep is not None:
+            picks = torch.randint(0, len(keep), (cfg.batch,), generator=g)
+            preserve = (keep[picks.to(keep.device)], original, cfg.preserve_weight)
         if sdd:
             c_p = cp.expand(cfg.batch, -1, -1)
             loss = sdd_step(accelerator, unet, teacher, ema, params, opt, scheduler,
-                            (c_0, c_p, c_s), z_T, stops, t, cfg.cfg_scale, cfg.ema)  # fmt: skip
+                            (c_0, c_p, c_s), z_T, stops, t, cfg.cfg_scale, cfg.ema,
+                            preserve)  # fmt: skip
         else:
             loss = esd_step(accelerator, unet, original, params, opt, scheduler,
-                            (c_0, c_s), z_T, stops, t, cfg.cfg_scale, cfg.eta)  # fmt: skip
+                            (c_0, c_s), z_T, stops, t, cfg.cfg_scale, cfg.eta,
+                            preserve)  # fmt: skip
         losses.append(round(loss.item(), 6))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         done = step + 1
@@ -183,10 +209,12 @@ def sdd_step(
     t: torch.Tensor,
     cfg_scale: float,
     momentum: float,
+    preserve: tuple | None = None,
 ) -> torch.Tensor:
     """One SDD step (module docstring, 2 to 5) for B trajectories at once; returns the loss.
 
-    texts: c_0, c_p, c_s, each (B, L, D); z_T (B, C, h, w); stops, t (B,)."""
+    texts: c_0, c_p, c_s, each (B, L, D); z_T (B, C, h, w); stops, t (B,);
+    preserve: (c_k (B, L, D), the frozen original, weight) or None."""
     c_0, c_p, c_s = texts
     with accelerator.autocast():
         # 2. the EMA teacher's trajectories under CFG on the joined concepts (no gradient)
@@ -194,8 +222,10 @@ def sdd_step(
         # 4. eps(z_t, t, "") is the target of eps(z_t, t, c_s)
         with torch.no_grad():
             e_0 = unet(z, t, encoder_hidden_states=c_0).sample
-        e_s = unet(z, t, encoder_hidden_states=c_s).sample
+        e_s, e_k = _student(unet, z, t, c_s, preserve)
         loss = sdd_loss(e_0.float(), e_s.float())
+        if preserve is not None:
+            loss = loss + _preserve_term(z, t, e_k, preserve)
     # 5. AdamW, clipped, then the EMA
     _optimise(accelerator, loss, params, opt)
     ema_update(ema, list(params.values()), momentum)
@@ -215,6 +245,7 @@ def esd_step(
     t: torch.Tensor,
     cfg_scale: float,
     eta: float,
+    preserve: tuple | None = None,
 ) -> torch.Tensor:
     """One ESD step for B trajectories at once; returns the loss. texts: c_0, c_s."""
     c_0, c_s = texts
@@ -227,10 +258,30 @@ def esd_step(
                 torch.cat([z, z]), torch.cat([t, t]), encoder_hidden_states=both
             ).sample.chunk(2)
             target = esd_target(o_0, o_c, eta)
-        e_s = unet(z, t, encoder_hidden_states=c_s).sample
+        e_s, e_k = _student(unet, z, t, c_s, preserve)
         loss = F.mse_loss(e_s.float(), target.float())
+        if preserve is not None:
+            loss = loss + _preserve_term(z, t, e_k, preserve)
     _optimise(accelerator, loss, params, opt)
     return loss
+
+
+def _student(unet, z, t, c_s, preserve):
+    """The student's estimates for the concepts and, with --preserve, for the prompts to
+    keep at the same latents: one forward of 2B rows."""
+    if preserve is None:
+        return unet(z, t, encoder_hidden_states=c_s).sample, None
+    both = unet(
+        torch.cat([z, z]), torch.cat([t, t]), encoder_hidden_states=torch.cat([c_s, preserve[0]])
+    ).sample
+    return both.chunk(2)
+
+
+def _preserve_term(z, t, e_k, preserve) -> torch.Tensor:
+    c_k, original, weight = preserve
+    with torch.no_grad():
+        o_k = original(z, t, encoder_hidden_states=c_k).sample
+    return weight * preservation_loss(e_k.float(), o_k.float())
 
 
 def _optimise(accelerator: Accelerator, loss: torch.Tensor, params: dict, opt) -> None:

@@ -21,6 +21,13 @@ def sdd_loss(eps_uncond: Tensor, eps_concept: Tensor) -> Tensor:
     return torch.mean((eps_uncond.detach() - eps_concept) ** 2)
 
 
+def preservation_loss(eps_student: Tensor, eps_original: Tensor) -> Tensor:
+    """mean((eps_student(z_t, t, c_k) - eps_orig(z_t, t, c_k))^2) over prompts c_k to keep:
+    the erased model should still answer them as the original did (an addition to SDD,
+    `--preserve`; the original is frozen, so this is a target)."""
+    return torch.mean((eps_original.detach() - eps_student) ** 2)
+
+
 def stop_steps(
     n: int,
     num_steps: int,
