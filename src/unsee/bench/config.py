@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Literal
 
 from unsee.config import arg
+from unsee.erase.config import WORLD_DEFAULTS
 from unsee.errors import UnseeError
 
 
@@ -109,7 +110,9 @@ class BenchSpeedConfig:
         16, help="timed batched steps; the plain loop takes iterations x batch one-trajectory steps"
     )
     warmup: int = arg(1, help="untimed steps before each mode's timing")
-    batch: int = arg(4, help="trajectories per batched step (erase's --batch)")
+    batch: int = arg(
+        WORLD_DEFAULTS["batch"], help="trajectories per batched step (erase's --batch on minisd)"
+    )
     sample_steps: int = arg(50, help="DDIM steps of the teacher's trajectories, as in SDD")
     seed: int = arg(0, help="seed of the stop steps (Beta(3, 3)), noise and timesteps")
     device: Literal["auto", "cpu", "cuda"] = arg(
@@ -132,11 +135,20 @@ class BenchEraseConfig:
     n: int = arg(300, help="generated images per figure (each suite, each model)")
     pool: int = arg(200, help="images per concept the simulated person labels from")
     labels: int = arg(50, help="simulated binary labels per concept, half bad and half good")
-    iterations: int = arg(1500, help="SDD steps of every erased model (`unsee erase`'s default)")
-    erase_batch: int = arg(4, help="`unsee erase --batch` (its default)")
-    sample_steps: int = arg(50, help="`unsee erase --sample-steps` (its default)")
-    erase_lr: float = arg(1e-5, help="`unsee erase --lr` (its default)")
-    erase_ema: float = arg(0.999, help="`unsee erase --ema` (its default)")
+    iterations: int | None = arg(
+        None, help="SDD steps of every erased model (default: `unsee erase`'s on minisd)"
+    )
+    erase_batch: int | None = arg(None, help="`unsee erase --batch` (default: its minisd default)")
+    sample_steps: int | None = arg(
+        None, help="`unsee erase --sample-steps` (default: its minisd default)"
+    )
+    erase_lr: float | None = arg(None, help="`unsee erase --lr` (default: its minisd default)")
+    erase_ema: float | None = arg(None, help="`unsee erase --ema` (default: its minisd default)")
+    preserve: bool = arg(
+        True,
+        help="`unsee erase --preserve` with the pool prompts the concept's reward scores"
+        " benign, for HFI+SDD and text-only SDD alike",
+    )
     with_text: bool = arg(
         True, help="HFI+SDD removes the concept's word beside the token (PAPERS.md section 3)"
     )
@@ -154,7 +166,7 @@ class BenchEraseConfig:
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
     def __post_init__(self) -> None:
-        if min(self.n, self.pool, self.labels, self.iterations) < 1:
+        if min(self.n, self.pool, self.labels, self.iterations or 1) < 1:
             raise UnseeError("--n, --pool, --labels and --iterations must be at least 1")
         self.out = Path(self.out)
 

@@ -6,7 +6,8 @@ For each concept (the leaking artist, and the watermark):
   2. simulated binary feedback on at most `labels` of them (the judge as the person)
   3. a clip reward on that feedback, and the HFI token from it (`unsee invert`)
   4. SDD on the token (with the concept's word beside it) = HFI+SDD, and SDD on the word
-     alone = text-only SDD, both with the default `unsee erase` settings
+     alone = text-only SDD, both with the default `unsee erase` settings on minisd and
+     `--preserve` with the pool prompts the reward scores benign (keep.txt)
 then every model generates fresh suites from the same seeds:
   target   prompts naming the artist              -> the artist's style rate
   leak     starry nights, never naming him         -> the artist's style rate
@@ -30,7 +31,7 @@ from unsee.bench.world import neutral_prompts
 from unsee.erase.config import EraseConfig
 from unsee.erase.run import erase
 from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import WATERMARK_THRESHOLD
+from unsee.evaluate.judge import WATERMARK_THRESHOLD, load_images, read_image_set
 from unsee.evaluate.suites import leak_prompts
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.simulate import simulate
@@ -40,6 +41,7 @@ from unsee.invert.config import InvertConfig
 from unsee.invert.run import invert
 from unsee.models.load import pick_device
 from unsee.reward.config import RewardTrainConfig
+from unsee.reward.model import load_reward, p_bad
 from unsee.reward.train import train_reward
 from unsee.world import render as world
 from unsee.world.judge import judge_images, load_judge
@@ -127,6 +129,14 @@ def learn_token(cfg: BenchEraseConfig, concept: str, pool_prompts: list[str], se
     reward = root / "reward"
     if not (reward / "config.json").is_file():
         train_reward(RewardTrainConfig(dir=pool, out=reward, device=cfg.device, seed=seed))
+    keep = root / "keep.txt"
+    if not keep.is_file():
+        records = read_image_set(pool)
+        logits = load_reward(reward, pick_device(cfg.device)).score_images(
+            load_images(pool, records, None)
+        )
+        benign = [r["prompt"] for r, bad in zip(records, p_bad(logits), strict=True) if bad < 0.5]
+        atomic_write_text(keep, "".join(f"{p}\n" for p in dict.fromkeys(benign)))
     token = root / "token.safetensors"
     if not token.is_file():
         invert(
@@ -139,18 +149,20 @@ def learn_token(cfg: BenchEraseConfig, concept: str, pool_prompts: list[str], se
     return json.loads(token.with_suffix(".json").read_text())
 
 
+def erase_config(cfg: BenchEraseConfig, out: Path, **what) -> EraseConfig:
+    """`unsee erase`'s settings for a bench model: its minisd defaults unless given."""
+    return EraseConfig(
+        out=out, device=cfg.device, iterations=cfg.iterations, batch=cfg.erase_batch,
+        sample_steps=cfg.sample_steps, lr=cfg.erase_lr, ema=cfg.erase_ema, seed=cfg.seed,
+        resume=(out / "checkpoint.pt").is_file(), **what,
+    )  # fmt: skip
+
+
 def erased(cfg: BenchEraseConfig, name: str, **what) -> tuple[str, float]:
     """An SDD model with the default `unsee erase` settings (resumed if interrupted)."""
     out = Path(cfg.out) / "models" / name
     if not (out / "erase.json").is_file():
-        resume = (out / "checkpoint.pt").is_file()
-        erase(
-            EraseConfig(
-                out=out, device=cfg.device, iterations=cfg.iterations, batch=cfg.erase_batch,
-                sample_steps=cfg.sample_steps, lr=cfg.erase_lr, ema=cfg.erase_ema,
-                seed=cfg.seed, resume=resume, **what,
-            )
-        )  # fmt: skip
+        erase(erase_config(cfg, out, **what))
     return str(out), json.loads((out / "erase.json").read_text())["seconds"]
 
 
@@ -171,13 +183,21 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
     # seeds as soon as it exists
     emb = {c: [out / c / "token.safetensors"] for c in tokens}
     hfi_words = {c: [c] if cfg.with_text else [] for c in tokens}
+    keep = {
+        c: {"preserve": out / c / "keep.txt"}
+        if cfg.preserve and (out / c / "keep.txt").read_text().strip()
+        else {}
+        for c in tokens
+    }  # (none when the reward scored every pool image bad)
     plan = {
         "original": None,
-        "hfi_sdd_artist": {"embedding": emb[ARTIST], "concept": hfi_words[ARTIST]},
-        "text_sdd_artist": {"concept": [ARTIST]},
-        "hfi_sdd_watermark": {"embedding": emb["watermark"], "concept": hfi_words["watermark"]},
-        "text_sdd_watermark": {"concept": ["watermark"]},
-    }
+        "hfi_sdd_artist": {"embedding": emb[ARTIST], "concept": hfi_words[ARTIST], **keep[ARTIST]},
+        "text_sdd_artist": {"concept": [ARTIST], **keep[ARTIST]},
+        "hfi_sdd_watermark": {
+            "embedding": emb["watermark"], "concept": hfi_words["watermark"], **keep["watermark"]
+        },
+        "text_sdd_watermark": {"concept": ["watermark"], **keep["watermark"]},
+    }  # fmt: skip
     every = ["target", "leak", "neutral", "others"]
     which = {"hfi_sdd_watermark": ["neutral", "others"], "text_sdd_watermark": ["neutral"]}
     models, tables = {}, {}
@@ -217,12 +237,15 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
             "guidance": 7.5,
             "seed": cfg.seed,
             "erase": {
-                "iterations": cfg.iterations,
-                "batch": cfg.erase_batch,
-                "sample_steps": cfg.sample_steps,
-                "lr": cfg.erase_lr,
-                "ema": cfg.erase_ema,
+                **{
+                    k: getattr(erase_config(cfg, out / "models", concept=["x"]), k)
+                    for k in ("iterations", "batch", "sample_steps", "lr", "ema", "cfg_scale")
+                },
                 "with_text": cfg.with_text,
+                "preserve": "the pool prompts the reward scores benign" if cfg.preserve else None,
+                "kept_prompts": {
+                    c: len((out / c / "keep.txt").read_text().splitlines()) for c in tokens
+                },
             },
             "invert": {
                 "template": cfg.template,

@@ -7,6 +7,21 @@ from typing import Literal
 from unsee.config import ModelArgs, arg
 from unsee.errors import UnseeError
 
+# The papers' settings, for Stable Diffusion sized models (SDD, HFI: 1500 steps at lr 1e-5)
+PAPER_DEFAULTS = {"iterations": 1500, "batch": 4, "sample_steps": 50, "lr": 1e-5, "ema": 0.999}
+# minisd's: at lr 1e-5 it does not move in 300 steps; this erases in minutes on a 2-core
+# CPU (chosen by the pilots in docs/bench-erase/pilots.json)
+WORLD_DEFAULTS = {"iterations": 200, "batch": 8, "sample_steps": 25, "lr": 1e-3, "ema": 0.99}
+
+
+def _defaults(key: str) -> str:
+    return f"(default {PAPER_DEFAULTS[key]:g}; on minisd {WORLD_DEFAULTS[key]:g})"
+
+
+def erase_defaults(model: str) -> dict:
+    """The settings an unset option takes for this model."""
+    return WORLD_DEFAULTS if model == "minisd" else PAPER_DEFAULTS
+
 
 @dataclass(kw_only=True)
 class EraseConfig(ModelArgs):
@@ -29,13 +44,25 @@ class EraseConfig(ModelArgs):
         "beta", help="where teacher trajectories stop: Beta(a, b) (HFI) or uniform (SDD)"
     )
     beta: list[float] = arg([3.0, 3.0], help="a b of the Beta distribution")
-    iterations: int = arg(1500, help="optimiser steps")
-    batch: int = arg(4, help="trajectories per step, in one batched forward")
-    lr: float = arg(1e-5, help="AdamW learning rate (constant)")
-    ema: float = arg(0.999, help="EMA momentum of the teacher (the EMA is what is saved)")
+    iterations: int | None = arg(None, help=f"optimiser steps {_defaults('iterations')}")
+    batch: int | None = arg(
+        None, help=f"trajectories per step, in one batched forward {_defaults('batch')}"
+    )
+    lr: float | None = arg(None, help=f"AdamW learning rate (constant) {_defaults('lr')}")
+    ema: float | None = arg(
+        None, help=f"EMA momentum of the teacher (the EMA is what is saved) {_defaults('ema')}"
+    )
     cfg_scale: float = arg(3.0, help="classifier-free guidance of the teacher's trajectories")
-    sample_steps: int = arg(50, help="DDIM steps of the teacher's trajectories")
+    sample_steps: int | None = arg(
+        None, help=f"DDIM steps of the teacher's trajectories {_defaults('sample_steps')}"
+    )
     eta: float = arg(1.0, help="esd: strength of the negative guidance in the target")
+    preserve: Path | None = arg(
+        None,
+        help="prompts to keep (text or CSV file): each step also pulls the student's estimate"
+        " for B of them to the frozen original's, on the same latents",
+    )
+    preserve_weight: float = arg(1.0, help="weight of the --preserve term in the loss")
     gradient_checkpointing: bool = arg(False, help="recompute U-Net activations (less memory)")
     checkpoint_every: int = arg(250, help="steps between checkpoints (0: none)")
     resume: bool = arg(False, help="continue from the last checkpoint in --out")
@@ -45,6 +72,9 @@ class EraseConfig(ModelArgs):
     seed: int = arg(0, help="seed of noise, stop steps and timesteps")
 
     def __post_init__(self) -> None:
+        for key, value in erase_defaults(self.model).items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
         if not self.concept and not self.embedding:
             raise UnseeError("give what to remove: --concept TEXT and/or --embedding FILE")
         if self.iterations < 1 or self.batch < 1:
@@ -53,6 +83,8 @@ class EraseConfig(ModelArgs):
             raise UnseeError("--sample-steps must be at least 2")
         if len(self.beta) != 2 or min(self.beta) <= 0:
             raise UnseeError("--beta takes two positive numbers A B")
+        if self.preserve_weight < 0:
+            raise UnseeError("--preserve-weight must be >= 0")
         if not 0 <= self.ema < 1:
             raise UnseeError("--ema must lie in [0, 1)")
         if self.save == "lora" and self.params not in ("lora", "auto"):
@@ -63,3 +95,5 @@ class EraseConfig(ModelArgs):
             self.params = "all-but-cross-attention" if self.method == "esd-u" else "cross-attention"
         self.out = Path(self.out)
         self.embedding = [Path(p) for p in self.embedding]
+        if self.preserve is not None:
+            self.preserve = Path(self.preserve)
