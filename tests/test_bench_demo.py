@@ -46,11 +46,25 @@ def test_bench_world_writes_exactly_the_promised_keys(tmp_path):
         assert (tmp_path / f"grid_{suite}.png").is_file()
 
 
-def test_demo_runs_the_flow_that_exists_and_says_what_is_missing(tmp_path, capsys):
-    run_demo(DemoConfig(out=tmp_path, n=1, pool=40, labels=4, censor_n=4))
+def test_demo_runs_every_stage_and_ends_with_the_report(tmp_path, capsys):
+    report = run_demo(
+        DemoConfig(
+            out=tmp_path, n=1, pool=40, labels=4, censor_n=4, artist_pool=20, artist_labels=4,
+            invert_steps=2, erase_iterations=2, eval_n=4,
+        )
+    )  # fmt: skip
     text = capsys.readouterr().out
-    assert "not in this release yet" in text
+    assert [f"[{k}/9]" in text for k in range(1, 10)] == [True] * 9
     assert text.count("the judge sees a watermark on") == 2
+    assert f"report: {report.resolve()}" in text
+    page = report.read_text()
+    assert "HFI + SDD" in page and "Censored sampling" in page
+    for grid in ("grid_original_leak.png", "grid_erased_target.png", "grid_censored.png"):
+        assert (tmp_path / grid).is_file() and grid in page
+    assert (tmp_path / "hfi" / "erased" / "unet").is_dir()
+    for name in ("original", "erased"):
+        suites = json.loads((tmp_path / "evaluate" / name / "results.json").read_text())["suites"]
+        assert set(suites) == {"target", "leak", "other-artists", "neutral"}
     censored = read_metadata(tmp_path / "censored")
     assert len(censored) == 4 and all("reward_prob" in r for r in censored)
     assert len(read_metadata(tmp_path / "look")) == 4

@@ -66,3 +66,31 @@ def test_evaluate_refuses_bad_settings(tmp_path):
         EvaluateConfig(out=tmp_path, suite=["nope"])
     with pytest.raises(UnseeError, match="--concept"):
         EvaluateConfig(out=tmp_path, concept="Picasso")
+
+
+def test_html_report_escapes_text_links_images_relatively_and_formats_numbers(tmp_path):
+    from unsee.report.html import Section, write_report
+
+    (tmp_path / "grids").mkdir()
+    grid = tmp_path / "grids" / "a.png"
+    grid.write_bytes(b"png")
+    page = write_report(
+        tmp_path / "report" / "index.html",
+        "Demo <1>",
+        [
+            Section(
+                "Rates & accuracy",
+                text="a < b",
+                header=["row", "rate"],
+                rows=[["original", 0.5], ["erased", 0.0625]],
+                bars={"original": 0.5, "too big": 3.0},
+                images=[("the grid", grid)],
+                code="unsee demo --out x",
+            )
+        ],
+    ).read_text()
+    assert "<title>Demo &lt;1&gt;</title>" in page and "a &lt; b" in page
+    assert "<td>0.062</td>" in page and "<td>0.500</td>" in page
+    assert 'src="../grids/a.png"' in page
+    assert "width:300px" in page  # a value above 1 fills the bar, no more
+    assert "http" not in page  # nothing fetched online

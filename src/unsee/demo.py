@@ -1,9 +1,11 @@
 """`unsee demo`: the whole flow on the embedded model, with a simulated labeller.
 
-This release runs: generate with minisd -> the judge's reading -> simulated labels of the
-spontaneous watermark -> a clip reward -> its scores -> censored sampling (guided while
-t/T <= 0.75, as in `unsee bench censor`), with the judge's watermark rate before and after.
-HFI + SDD and the evaluation report arrive in later releases; the demo says so when it runs.
+generate with minisd -> the judge's reading -> simulated labels of the spontaneous
+watermark -> a clip reward -> its scores -> censored sampling (guided while t/T <= 0.75,
+as in `unsee bench censor`) -> HFI + SDD on the leaking artist (labels, reward, the
+inverted token, self-distillation with the pool's benign prompts kept) -> a short
+evaluation of the original and the erased model -> OUT/report.html.
+Every stage prints what it does; each writes its own folder under OUT.
 """
 
 from dataclasses import dataclass
@@ -31,6 +33,11 @@ class DemoConfig:
     window: list[float] = arg(
         [0.0, 0.75], help="censored sampling: guidance acts while t/T lies in [START, END]"
     )
+    artist_pool: int = arg(100, help="HFI: images of artist prompts generated for labelling")
+    artist_labels: int = arg(30, help="HFI: simulated labels of the leaking artist's style")
+    invert_steps: int = arg(300, help="HFI: steps of `unsee invert`")
+    erase_iterations: int = arg(200, help="SDD: steps of `unsee erase` (minisd defaults otherwise)")
+    eval_n: int = arg(48, help="images per suite in the evaluation")
 
     def __post_init__(self) -> None:
         from unsee.guidance.config import check_window
@@ -38,38 +45,65 @@ class DemoConfig:
         check_window(self.window)  # before any image is made
 
 
-def run_demo(cfg: DemoConfig) -> None:
+STAGES = 9
+
+
+def _stage(k: int, text: str) -> float:
+    import time
+
+    print(f"[{k}/{STAGES}] {text}", flush=True)
+    return time.perf_counter()
+
+
+def run_demo(cfg: DemoConfig) -> Path:
+    """Run every stage; return the path of the HTML report."""
+    import time
+
+    from unsee.bench.erase import artist_pool
     from unsee.bench.world import neutral_prompts
-    from unsee.evaluate.config import JudgeConfig
+    from unsee.erase.config import EraseConfig
+    from unsee.erase.run import erase
+    from unsee.evaluate.config import EvaluateConfig, JudgeConfig
     from unsee.evaluate.grid import save_grid
     from unsee.evaluate.judge import judge_folder, load_images, read_image_set
+    from unsee.evaluate.run import evaluate
     from unsee.feedback.config import FeedbackSimulateConfig
     from unsee.feedback.simulate import simulate
     from unsee.generate.config import GenerateConfig
     from unsee.generate.run import generate
     from unsee.guidance.censor import censor
     from unsee.guidance.config import CensorConfig
+    from unsee.invert.config import InvertConfig
+    from unsee.invert.run import invert
+    from unsee.report.html import Section, write_report
     from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
+    from unsee.reward.model import load_reward, p_bad
     from unsee.reward.score import score_folder
     from unsee.reward.train import train_reward
+    from unsee.world.render import LEAK_ARTIST
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    seconds: dict[str, float] = {}
     print("unsee demo: the embedded world model, minisd (32x32 images, CPU)")
 
-    print(f"[1/6] generate: {cfg.n} images for each of {len(DEMO_PROMPTS)} prompts")
+    start = _stage(1, f"generate: {cfg.n} images for each of {len(DEMO_PROMPTS)} prompts")
     prompts = out / "prompts.txt"
     prompts.write_text("\n".join(DEMO_PROMPTS) + "\n")
     look = generate(GenerateConfig(model="minisd", prompts=prompts, n=cfg.n, out=out / "look"))
     grid = save_grid(load_images(look, read_image_set(look), 32), out / "grid.png", columns=cfg.n)
     print(f"      one row per prompt: {grid}")
+    seconds["generate"] = time.perf_counter() - start
 
-    print("[2/6] judge: what the world judge sees in them")
+    start = _stage(2, "judge: what the world judge sees in them")
     judge_folder(JudgeConfig(dir=look))
+    seconds["judge"] = time.perf_counter() - start
 
-    print(
-        f"[3/6] label: {cfg.pool} images from plain prompts; a simulated person marks the"
-        f" watermark the model adds unasked ({cfg.labels} labels)"
+    start = _stage(
+        3,
+        f"label: {cfg.pool} images from plain prompts; a simulated person marks the"
+        f" watermark the model adds unasked ({cfg.labels} labels)",
     )
     pool_prompts = out / "pool-prompts.txt"
     pool_prompts.write_text("\n".join(p for p, _ in neutral_prompts(cfg.pool, 7)) + "\n")
@@ -80,14 +114,14 @@ def run_demo(cfg: DemoConfig) -> None:
         FeedbackSimulateConfig(dir=pool, concept="watermark", budget=cfg.labels, balanced=True)
     )
     print(f"      (label by hand instead: unsee label {pool})")
+    seconds["label"] = time.perf_counter() - start
 
-    print("[4/6] reward: a 5-model clip ensemble on those labels")
+    start = _stage(4, "reward: a 5-model clip ensemble on those labels; it scores the first images")
     reward = train_reward(RewardTrainConfig(dir=pool, out=out / "reward"))
-
-    print("[5/6] score: the reward reads the images it never saw")
     score_folder(RewardScoreConfig(reward=reward, dir=look))
+    seconds["reward"] = time.perf_counter() - start
 
-    print(f"[6/6] censor: {cfg.censor_n} fresh plain prompts, without and with the reward")
+    start = _stage(5, f"censor: {cfg.censor_n} fresh plain prompts, without and with the reward")
     fresh = out / "censor-prompts.txt"
     fresh.write_text("\n".join(p for p, _ in neutral_prompts(cfg.censor_n, 8)) + "\n")
     common = {"model": "minisd", "prompts": fresh, "seed": 20_000}
@@ -102,12 +136,140 @@ def run_demo(cfg: DemoConfig) -> None:
             out=out / "censored",
         )
     )
+    censor_rates = {}
     for name, folder in (("plain", plain), ("censored", censored)):
-        rate = judge_folder(JudgeConfig(dir=folder))["watermark_rate"]
-        print(f"      {name}: the judge sees a watermark on {rate:.1%} of the images")
+        censor_rates[name] = judge_folder(JudgeConfig(dir=folder))["watermark_rate"]
+        save_grid(load_images(folder, read_image_set(folder), 32), out / f"grid_{name}.png")
+        print(f"      {name}: the judge sees a watermark on {censor_rates[name]:.1%} of the images")
+    seconds["censor"] = time.perf_counter() - start
 
-    print(
-        "not in this release yet: HFI + SDD and the evaluation report;"
-        " the demo runs them as they arrive."
+    start = _stage(
+        6,
+        f"HFI: {cfg.artist_pool} images of artist and scene prompts; a simulated person marks"
+        f" {LEAK_ARTIST}'s style ({cfg.artist_labels} labels); a reward; the token <hfi>",
     )
-    print(f"look at the images: {grid}")
+    hfi = out / "hfi"
+    hfi.mkdir(exist_ok=True)
+    (hfi / "pool-prompts.txt").write_text("\n".join(artist_pool(cfg.artist_pool, 11)) + "\n")
+    artist = generate(
+        GenerateConfig(
+            model="minisd", prompts=hfi / "pool-prompts.txt", seed=30_000, out=hfi / "pool"
+        )
+    )
+    simulate(
+        FeedbackSimulateConfig(
+            dir=artist, concept=LEAK_ARTIST, budget=cfg.artist_labels, balanced=True
+        )
+    )
+    artist_reward = train_reward(RewardTrainConfig(dir=artist, out=hfi / "reward"))
+    token = invert(
+        InvertConfig(
+            feedback=artist, reward=artist_reward, init="painting", token="<hfi>",
+            steps=cfg.invert_steps, out=hfi / "token.safetensors",
+        )
+    )  # fmt: skip
+    records = read_image_set(artist)
+    bad = p_bad(load_reward(artist_reward).score_images(load_images(artist, records, None)))
+    keep = dict.fromkeys(r["prompt"] for r, b in zip(records, bad, strict=True) if b < 0.5)
+    (hfi / "keep.txt").write_text("".join(f"{p}\n" for p in keep))
+    seconds["hfi"] = time.perf_counter() - start
+
+    start = _stage(
+        7,
+        f"erase: self-distillation removes <hfi> and the word {LEAK_ARTIST} from the U-Net's"
+        f" cross-attention ({cfg.erase_iterations} steps), keeping {len(keep)} benign prompts",
+    )
+    erased = erase(
+        EraseConfig(
+            concept=[LEAK_ARTIST], embedding=[token], iterations=cfg.erase_iterations,
+            preserve=hfi / "keep.txt" if keep else None, out=hfi / "erased",
+        )
+    )  # fmt: skip
+    print(f"      a diffusers pipeline folder: {erased}")
+    seconds["erase"] = time.perf_counter() - start
+
+    start = _stage(8, f"evaluate: the original and the erased model, {cfg.eval_n} images a suite")
+    suites = ["target", "leak", "other-artists", "neutral"]
+    evaluations = {}
+    for name, model in (("original", "minisd"), ("erased", str(erased))):
+        evaluations[name] = evaluate(
+            EvaluateConfig(
+                model=model, suite=suites, concept=LEAK_ARTIST, n=cfg.eval_n,
+                bootstrap=200, out=out / "evaluate" / name,
+            )
+        )["suites"]  # fmt: skip
+        for suite in ("target", "leak"):
+            folder = out / "evaluate" / name / suite / "images"
+            images = load_images(folder, read_image_set(folder), 32)
+            save_grid(images, out / f"grid_{name}_{suite}.png")
+    seconds["evaluate"] = time.perf_counter() - start
+
+    _stage(9, "report")
+    seconds["total"] = time.perf_counter() - began
+    sections = _report_sections(
+        Section, out, grid, censor_rates, evaluations, seconds, cfg, len(keep)
+    )
+    report = write_report(out / "report.html", "unsee demo on minisd", sections)
+    print(f"report: {report.resolve()}")
+    print(f"the demo took {seconds['total'] / 60:.1f} minutes")
+    return report
+
+
+def _report_sections(Section, out, grid, censor_rates, evaluations, seconds, cfg, kept):
+    from unsee.world.render import LEAK_ARTIST
+
+    def metric(name, suite, key):
+        value = evaluations[name].get(suite, {}).get(key)
+        return "" if value is None else value["mean"]
+
+    rows = []
+    for suite, key, label in (
+        ("target", "concept_rate", f"{LEAK_ARTIST}'s style on prompts naming him"),
+        ("leak", "concept_rate", f"{LEAK_ARTIST}'s style on starry nights (never named)"),
+        ("other-artists", "style_rate", "the other artists' styles kept"),
+        ("neutral", "prompt_accuracy_shape", "shape accuracy on plain prompts"),
+        ("neutral", "prompt_accuracy_color", "colour accuracy on plain prompts"),
+        ("neutral", "watermark_rate", "watermark rate on plain prompts"),
+        ("neutral", "same_seed_distance", "distance to the original's same-seed image"),
+    ):
+        rows.append([label, metric("original", suite, key), metric("erased", suite, key)])
+    return [
+        Section(
+            "What ran",
+            text="The embedded world model minisd, a simulated person in place of a real one,"
+            " and the world's judge as the measure. The same flow runs on Stable Diffusion with"
+            " the README's commands.",
+            code=f"unsee demo --out {out}",
+        ),
+        Section("The world", text="One row per prompt.", images=[("minisd's images", grid)]),
+        Section(
+            "Censored sampling of the watermark",
+            text=f"{cfg.censor_n} plain prompts, the same seeds, without and with reward"
+            f" guidance (scale {cfg.scale}, recurrence {cfg.recurrence}, t/T in"
+            f" [{cfg.window[0]}, {cfg.window[1]}]).",
+            bars={f"watermark rate, {k}": v for k, v in censor_rates.items()},
+            images=[
+                ("plain", out / "grid_plain.png"),
+                ("censored", out / "grid_censored.png"),
+            ],
+        ),
+        Section(
+            f"HFI + SDD: {LEAK_ARTIST}'s style erased from the weights",
+            text=f"The token <hfi> was inverted from {cfg.artist_labels} simulated labels; SDD"
+            f" removed it and the artist's name in {cfg.erase_iterations} steps, keeping"
+            f" {kept} prompts the reward scored benign. {cfg.eval_n} images per suite; all"
+            " metrics with intervals are in evaluate/*/results.json.",
+            header=["measure (the judge)", "original", "erased"],
+            rows=rows,
+            images=[
+                (f"{name}: {suite}", out / f"grid_{name}_{suite}.png")
+                for suite in ("target", "leak")
+                for name in ("original", "erased")
+            ],
+        ),
+        Section(
+            "Time",
+            header=["stage", "seconds"],
+            rows=[[k, round(v, 1)] for k, v in seconds.items()],
+        ),
+    ]

@@ -1,0 +1,1 @@
+"""Reports people read: HTML pages over results and image grids."""
