@@ -162,7 +162,7 @@ class _HelpFormatter(argparse.HelpFormatter):
         help = action.help or ""
         if action.required:
             return help + " (required)"
-        if action.default is argparse.SUPPRESS or not action.option_strings or "(default " in help:
+        if action.default is argparse.SUPPRESS or not action.option_strings or "(default:" in help:
             return help  # (the help states its own default, e.g. one per model)
         default = action.default
         shown = repr(default) if default == "" else default

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from unsee import __version__
 from unsee.bench.config import BenchSpeedConfig
-from unsee.erase.config import EraseConfig
+from unsee.erase.config import EraseConfig, erase_defaults
 from unsee.errors import UnseeError
 from unsee.generate.imagefolder import atomic_write_text
 
@@ -50,10 +50,12 @@ CONCEPT = "Vanmond"  # what is erased does not change the work
 MODES = ("batched", "plain")
 
 
-def _erase_default(name: str):
-    """erase's default for a setting the bench shares (lr, ema, cfg_scale, beta)."""
+def _erase_default(name: str, model: str = "minisd"):
+    """erase's default for a setting the bench shares (lr, ema, cfg_scale, beta); those that
+    depend on the model (lr, ema) as on `model`."""
     f = next(f for f in dataclasses.fields(EraseConfig) if f.name == name)
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return erase_defaults(model)[name] if value is None else value
 
 
 def run_bench_speed(cfg: BenchSpeedConfig) -> dict:

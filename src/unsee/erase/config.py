@@ -15,7 +15,7 @@ WORLD_DEFAULTS = {"iterations": 200, "batch": 8, "sample_steps": 25, "lr": 1e-3,
 
 
 def _defaults(key: str) -> str:
-    return f"(default {PAPER_DEFAULTS[key]:g}; on minisd {WORLD_DEFAULTS[key]:g})"
+    return f"(default: {PAPER_DEFAULTS[key]:g}; on minisd {WORLD_DEFAULTS[key]:g})"
 
 
 def erase_defaults(model: str) -> dict:
