@@ -75,10 +75,9 @@ def run_demo(cfg: DemoConfig) -> Path:
     from unsee.guidance.config import CensorConfig
     from unsee.invert.config import InvertConfig
     from unsee.invert.run import invert
-    from unsee.report.html import Section, write_report
+    from unsee.report.html import write_report
     from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
-    from unsee.reward.model import load_reward, p_bad
-    from unsee.reward.score import score_folder
+    from unsee.reward.score import benign_prompts, score_folder
     from unsee.reward.train import train_reward
     from unsee.world.render import LEAK_ARTIST
 
@@ -168,9 +167,7 @@ def run_demo(cfg: DemoConfig) -> Path:
             steps=cfg.invert_steps, out=hfi / "token.safetensors",
         )
     )  # fmt: skip
-    records = read_image_set(artist)
-    bad = p_bad(load_reward(artist_reward).score_images(load_images(artist, records, None)))
-    keep = dict.fromkeys(r["prompt"] for r, b in zip(records, bad, strict=True) if b < 0.5)
+    keep = benign_prompts(artist, artist_reward)
     (hfi / "keep.txt").write_text("".join(f"{p}\n" for p in keep))
     seconds["hfi"] = time.perf_counter() - start
 
@@ -206,16 +203,15 @@ def run_demo(cfg: DemoConfig) -> Path:
 
     _stage(9, "report")
     seconds["total"] = time.perf_counter() - began
-    sections = _report_sections(
-        Section, out, grid, censor_rates, evaluations, seconds, cfg, len(keep)
-    )
+    sections = _report_sections(out, grid, censor_rates, evaluations, seconds, cfg, len(keep))
     report = write_report(out / "report.html", "unsee demo on minisd", sections)
     print(f"report: {report.resolve()}")
     print(f"the demo took {seconds['total'] / 60:.1f} minutes")
     return report
 
 
-def _report_sections(Section, out, grid, censor_rates, evaluations, seconds, cfg, kept):
+def _report_sections(out, grid, censor_rates, evaluations, seconds, cfg, kept):
+    from unsee.report.html import Section
     from unsee.world.render import LEAK_ARTIST
 
     def metric(name, suite, key):

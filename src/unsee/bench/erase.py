@@ -31,7 +31,7 @@ from unsee.bench.world import neutral_prompts
 from unsee.erase.config import EraseConfig
 from unsee.erase.run import erase
 from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import WATERMARK_THRESHOLD, load_images, read_image_set
+from unsee.evaluate.judge import WATERMARK_THRESHOLD
 from unsee.evaluate.suites import leak_prompts
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.simulate import simulate
@@ -41,7 +41,7 @@ from unsee.invert.config import InvertConfig
 from unsee.invert.run import invert
 from unsee.models.load import pick_device
 from unsee.reward.config import RewardTrainConfig
-from unsee.reward.model import load_reward, p_bad
+from unsee.reward.score import benign_prompts
 from unsee.reward.train import train_reward
 from unsee.world import render as world
 from unsee.world.judge import judge_images, load_judge
@@ -131,12 +131,8 @@ def learn_token(cfg: BenchEraseConfig, concept: str, pool_prompts: list[str], se
         train_reward(RewardTrainConfig(dir=pool, out=reward, device=cfg.device, seed=seed))
     keep = root / "keep.txt"
     if not keep.is_file():
-        records = read_image_set(pool)
-        logits = load_reward(reward, pick_device(cfg.device)).score_images(
-            load_images(pool, records, None)
-        )
-        benign = [r["prompt"] for r, bad in zip(records, p_bad(logits), strict=True) if bad < 0.5]
-        atomic_write_text(keep, "".join(f"{p}\n" for p in dict.fromkeys(benign)))
+        benign = benign_prompts(pool, reward, cfg.device)
+        atomic_write_text(keep, "".join(f"{p}\n" for p in benign))
     token = root / "token.safetensors"
     if not token.is_file():
         invert(
@@ -214,6 +210,8 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
         name: {k: round(base[k] - tables[name][k], 4) for k in kept if k in tables[name]}
         for name in ("hfi_sdd_artist", "hfi_sdd_watermark")
     }
+    # the settings the erasures ran with (erase resolves the unset ones to its minisd defaults)
+    used = json.loads((Path(models["hfi_sdd_artist"][0]) / "erase.json").read_text())["settings"]
     results = {
         "hfi_sdd_style_target": tables["hfi_sdd_artist"]["style_target"],
         "hfi_sdd_style_leak": tables["hfi_sdd_artist"]["style_leak"],
@@ -238,7 +236,7 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
             "seed": cfg.seed,
             "erase": {
                 **{
-                    k: getattr(erase_config(cfg, out / "models", concept=["x"]), k)
+                    k: used[k]
                     for k in ("iterations", "batch", "sample_steps", "lr", "ema", "cfg_scale")
                 },
                 "with_text": cfg.with_text,

@@ -42,3 +42,16 @@ def score_folder(cfg: RewardScoreConfig) -> Path:
     atomic_write_text(path, "".join(lines))
     print(f"scored {len(lines)} images: {path} (mean p_bad {float(bad.mean()):.3f})")
     return path
+
+
+def benign_prompts(folder: Path, reward: Path, device: str = "auto") -> list[str]:
+    """The prompts (each once, in folder order) of the images in `folder` the reward scores
+    benign (p_bad < 0.5): what `unsee erase --preserve` should keep."""
+    from unsee.models.load import pick_device
+
+    records = read_image_set(folder)
+    logits = load_reward(reward, pick_device(device)).score_images(
+        load_images(folder, records, None)
+    )
+    kept = [r["prompt"] for r, bad in zip(records, p_bad(logits), strict=True) if bad < 0.5]
+    return list(dict.fromkeys(kept))
