@@ -47,12 +47,11 @@ def test_bench_world_writes_exactly_the_promised_keys(tmp_path):
 
 
 def test_demo_runs_every_stage_and_ends_with_the_report(tmp_path, capsys):
-    report = run_demo(
-        DemoConfig(
-            out=tmp_path, n=1, pool=40, labels=4, censor_n=4, artist_pool=20, artist_labels=4,
-            invert_steps=2, erase_iterations=2, eval_n=4,
-        )
+    cfg = DemoConfig(
+        out=tmp_path, n=1, pool=40, labels=4, censor_n=4, artist_pool=20, artist_labels=4,
+        invert_steps=2, erase_iterations=2, eval_n=4,
     )  # fmt: skip
+    report = run_demo(cfg)
     text = capsys.readouterr().out
     assert [f"[{k}/9]" in text for k in range(1, 10)] == [True] * 9
     assert text.count("the judge sees a watermark on") == 2
@@ -65,6 +64,17 @@ def test_demo_runs_every_stage_and_ends_with_the_report(tmp_path, capsys):
     for name in ("original", "erased"):
         suites = json.loads((tmp_path / "evaluate" / name / "results.json").read_text())["suites"]
         assert set(suites) == {"target", "leak", "other-artists", "neutral"}
+    # run again in the same folder: finished work is reused, no label is added
+    from unsee.feedback.store import FeedbackStore
+
+    def labels(folder):
+        return len(FeedbackStore.for_folder(folder).decisions())
+
+    before = {f: labels(f) for f in (tmp_path / "pool", tmp_path / "hfi" / "pool")}
+    erased = (tmp_path / "hfi" / "erased" / "erase.json").stat().st_mtime_ns
+    assert run_demo(cfg) == report and report.is_file()
+    assert {f: labels(f) for f in before} == before
+    assert (tmp_path / "hfi" / "erased" / "erase.json").stat().st_mtime_ns == erased
     censored = read_metadata(tmp_path / "censored")
     assert len(censored) == 4 and all("reward_prob" in r for r in censored)
     assert len(read_metadata(tmp_path / "look")) == 4

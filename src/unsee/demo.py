@@ -5,7 +5,9 @@ watermark -> a clip reward -> its scores -> censored sampling (guided while t/T 
 as in `unsee bench censor`) -> HFI + SDD on the leaking artist (labels, reward, the
 inverted token, self-distillation with the pool's benign prompts kept) -> a short
 evaluation of the original and the erased model -> OUT/report.html.
-Every stage prints what it does; each writes its own folder under OUT.
+Every stage prints what it does; each writes its own folder under OUT. Run again with
+the same OUT, the demo reuses what is finished there (images, labels, the token, the
+erased model; a killed erase resumes) and redoes the rest.
 """
 
 from dataclasses import dataclass
@@ -53,6 +55,13 @@ def _stage(k: int, text: str) -> float:
 
     print(f"[{k}/{STAGES}] {text}", flush=True)
     return time.perf_counter()
+
+
+def _labelled(folder: Path) -> bool:
+    """The simulated person has labelled this folder already (a demo run again)."""
+    from unsee.feedback.store import FeedbackStore
+
+    return bool(FeedbackStore.for_folder(folder).decided("simulated"))
 
 
 def run_demo(cfg: DemoConfig) -> Path:
@@ -109,9 +118,10 @@ def run_demo(cfg: DemoConfig) -> Path:
     pool = generate(
         GenerateConfig(model="minisd", prompts=pool_prompts, seed=10_000, out=out / "pool")
     )
-    simulate(
-        FeedbackSimulateConfig(dir=pool, concept="watermark", budget=cfg.labels, balanced=True)
-    )
+    if not _labelled(pool):
+        simulate(
+            FeedbackSimulateConfig(dir=pool, concept="watermark", budget=cfg.labels, balanced=True)
+        )
     print(f"      (label by hand instead: unsee label {pool})")
     seconds["label"] = time.perf_counter() - start
 
@@ -155,18 +165,21 @@ def run_demo(cfg: DemoConfig) -> Path:
             model="minisd", prompts=hfi / "pool-prompts.txt", seed=30_000, out=hfi / "pool"
         )
     )
-    simulate(
-        FeedbackSimulateConfig(
-            dir=artist, concept=LEAK_ARTIST, budget=cfg.artist_labels, balanced=True
+    if not _labelled(artist):
+        simulate(
+            FeedbackSimulateConfig(
+                dir=artist, concept=LEAK_ARTIST, budget=cfg.artist_labels, balanced=True
+            )
         )
-    )
     artist_reward = train_reward(RewardTrainConfig(dir=artist, out=hfi / "reward"))
-    token = invert(
-        InvertConfig(
-            feedback=artist, reward=artist_reward, init="painting", token="<hfi>",
-            steps=cfg.invert_steps, out=hfi / "token.safetensors",
-        )
-    )  # fmt: skip
+    token = hfi / "token.safetensors"
+    if not token.with_suffix(".json").is_file():  # written last, once the token is whole
+        invert(
+            InvertConfig(
+                feedback=artist, reward=artist_reward, init="painting", token="<hfi>",
+                steps=cfg.invert_steps, out=token,
+            )
+        )  # fmt: skip
     keep = benign_prompts(artist, artist_reward)
     (hfi / "keep.txt").write_text("".join(f"{p}\n" for p in keep))
     seconds["hfi"] = time.perf_counter() - start
@@ -176,12 +189,15 @@ def run_demo(cfg: DemoConfig) -> Path:
         f"erase: self-distillation removes <hfi> and the word {LEAK_ARTIST} from the U-Net's"
         f" cross-attention ({cfg.erase_iterations} steps), keeping {len(keep)} benign prompts",
     )
-    erased = erase(
-        EraseConfig(
-            concept=[LEAK_ARTIST], embedding=[token], iterations=cfg.erase_iterations,
-            preserve=hfi / "keep.txt" if keep else None, out=hfi / "erased",
-        )
-    )  # fmt: skip
+    erased = hfi / "erased"
+    if not (erased / "erase.json").is_file():  # a killed erase resumes from its checkpoint
+        erase(
+            EraseConfig(
+                concept=[LEAK_ARTIST], embedding=[token], iterations=cfg.erase_iterations,
+                preserve=hfi / "keep.txt" if keep else None, out=erased,
+                resume=(erased / "checkpoint.pt").is_file(),
+            )
+        )  # fmt: skip
     print(f"      a diffusers pipeline folder: {erased}")
     seconds["erase"] = time.perf_counter() - start
 
