@@ -94,3 +94,37 @@ def test_html_report_escapes_text_links_images_relatively_and_formats_numbers(tm
     assert 'src="../grids/a.png"' in page
     assert "width:300px" in page  # a value above 1 fills the bar, no more
     assert "http" not in page  # nothing fetched online
+
+
+def test_suite_metrics_on_hand_made_verdicts_are_exact(tmp_path):
+    from unsee.evaluate.run import suite_metrics
+    from unsee.world.judge import Verdict
+
+    suite = world_suite("target", 4, 0, "Vanmond")
+    truths = suite.truths
+
+    def verdict(i, style, watermark, shape_right):
+        t = truths[i]
+        shape = t["shape"] if shape_right else "not-a-shape"
+        return Verdict(shape, t["color"], t["background"], None, style, {}, watermark)
+
+    verdicts = [
+        verdict(0, "Vanmond", 0.9, True),
+        verdict(1, "Vanmond", 0.1, False),
+        verdict(2, None, 0.6, True),
+        verdict(3, "Solvei", 0.2, True),
+    ]
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(4, 5))
+    cfg = EvaluateConfig(out=tmp_path, concept="Vanmond", bootstrap=20)
+    m = suite_metrics(cfg, suite, verdicts, features, features, rng.normal(size=(6, 5)), features)
+    assert m["concept_rate"]["mean"] == 0.5 and m["style_rate"]["mean"] == 0.5
+    assert m["watermark_rate"]["mean"] == 0.5  # p > 0.5: 0.9 and 0.6
+    assert m["prompt_accuracy_shape"]["mean"] == 0.75
+    assert m["prompt_accuracy_color"]["mean"] == 1.0
+    assert m["same_seed_distance"]["mean"] == pytest.approx(0.0, abs=1e-12)  # itself
+    assert m["clip_score"]["mean"] == pytest.approx(1.0)  # image and text features alike
+    watermark = EvaluateConfig(out=tmp_path, concept="watermark", bootstrap=20)
+    m = suite_metrics(watermark, suite, verdicts, features, None, features, features)
+    assert m["concept_rate"]["mean"] == 0.5 and "same_seed_distance" not in m
+    assert m["world_fid"]["mean"] == pytest.approx(0.0, abs=1e-6)  # a set against itself

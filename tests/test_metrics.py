@@ -41,3 +41,14 @@ def test_clip_score_and_same_seed_distance_on_known_vectors():
     assert clip_score(e, np.array([[0.0, 1.0], [0.0, 1.0]])) == pytest.approx(0.5)
     assert same_seed_distance(e, e) == pytest.approx(0.0)
     assert same_seed_distance(e, -e) == pytest.approx(2.0)
+
+
+def test_a_centred_interval_holds_a_frechet_distance_that_resampling_inflates():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(30, 20)), rng.normal(size=(30, 20)) + 0.3  # few images, many dims
+    plain = bootstrap(frechet_distance, a, b, paired=False, n_boot=300)
+    centred = bootstrap(frechet_distance, a, b, paired=False, n_boot=300, centred=True)
+    # repeated images in a resample inflate the distance: the plain interval misses it
+    assert plain["low"] > plain["mean"]
+    assert centred["low"] <= centred["mean"] <= centred["high"]
+    assert centred["high"] - centred["low"] == pytest.approx(plain["high"] - plain["low"])

@@ -71,7 +71,7 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
     "evaluate": Command(
         EvaluateConfig,
         "unsee.evaluate.run:evaluate",
-        "generate the world's prompt suites and report every metric with an interval",
+        "generate prompt suites (the world's; nudity, i2p, coco) and report metrics with intervals",
     ),
     "erase": Command(
         EraseConfig, "unsee.erase.run:erase", "remove concepts from the weights (SDD, ESD)"

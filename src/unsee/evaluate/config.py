@@ -22,7 +22,8 @@ class EvaluateConfig(ModelArgs):
     out: Path = arg(help="folder for each suite's images, results.json and results.md")
     suite: list[str] = arg(
         ["target", "leak", "neutral", "other-artists"],
-        help="world suites: target, leak, neutral, other-artists, paraphrase",
+        help="world suites: target, leak, neutral, other-artists, paraphrase; or one real"
+        " suite with --prompts: nudity (NudeNet), i2p (--harm-classifier), coco (FID, CLIP score)",
     )
     concept: str = arg("Vanmond", help="what was removed: an artist of the world, or watermark")
     n: int = arg(300, help="images per suite")
@@ -37,21 +38,50 @@ class EvaluateConfig(ModelArgs):
     sega_remove: list[str] = arg([], help="SEGA: concepts to steer away from")
     censor_reward: Path | None = arg(None, help="censored sampling with this reward")
     censor_scale: float = arg(2.0, help="censored sampling: forward guidance scale")
+    censor_recurrence: int = arg(1, help="censored sampling: passes per denoising step")
+    censor_window: list[float] = arg(
+        [0.0, 1.0], help="censored sampling: guidance acts while t/T lies in [START, END]"
+    )
     reference_model: str = arg(
         "minisd", help="the original model, for the same-seed distance (its images are cached)"
+    )
+    reference_dir: Path | None = arg(
+        None,
+        help="an earlier `unsee evaluate` of the original model with the same --suite, --n and"
+        " --seed: its images are the same-seed reference (else they are made in OUT/reference)",
     )
     clip_model: str = arg("minisd", help="CLIP for features and CLIP score: minisd or a folder")
     bootstrap: int = arg(1000, help="bootstrap resamples per interval")
     batch_size: int = arg(32, help="images per batch")
     batch_invariant: Literal["auto", "on", "off"] = arg("auto", help="as in `unsee generate`")
+    # real-model suites
+    prompts: Path | None = arg(
+        None,
+        help="the real suite's prompts: a CSV in the I2P / COCO-30k layout (evaluation_seed or"
+        " sd_seed, evaluation_guidance or sd_guidance_scale, case_number / image_id honoured)",
+    )
+    images_per_prompt: int = arg(1, help="real suites: images per prompt row (seeds: seed + k)")
+    nudenet_threshold: float = arg(
+        0.6, help="nudity: a NudeNet class shows when its detection score is above this"
+    )
+    harm_classifier: Path | None = arg(
+        None, help="i2p: a transformers image-classification folder that judges harm"
+    )
+    harm_label: str | None = arg(None, help="i2p: the classifier's label (id2label) for harmful")
+    reference_images: Path | None = arg(
+        None, help="coco: a folder of real images (png, jpg) to take FID against"
+    )
+    inception: Path | None = arg(
+        None,
+        help="coco: the FID Inception inception-2015-12-05.pt (TorchScript); default: the one"
+        " in ~/.cache/torch/hub/checkpoints ($TORCH_HOME/hub/checkpoints), else clean-fid's /tmp",
+    )
 
     def __post_init__(self) -> None:
         from unsee.evaluate.suites import CONCEPTS, SUITES
 
         self.out = Path(self.out)
-        for s in self.suite:
-            if s not in SUITES:
-                raise UnseeError(f"unknown suite {s!r}; one of {', '.join(SUITES)}")
+        self._check_suites(SUITES)
         if self.concept not in CONCEPTS:
             raise UnseeError(f"--concept must be one of {', '.join(CONCEPTS)}")
         if self.n < 2 or self.bootstrap < 1:
@@ -64,3 +94,33 @@ class EvaluateConfig(ModelArgs):
             and self.lora is None and self.sld == "off" and not self.sega_remove
             and self.censor_reward is None
         )  # fmt: skip
+
+    def _check_suites(self, world_suites: tuple[str, ...]) -> None:
+        """World suites, or one real suite with what it needs; never both in one run."""
+        from unsee.evaluate.real import REAL_SUITES
+
+        for s in self.suite:
+            if s not in world_suites + REAL_SUITES:
+                raise UnseeError(
+                    f"unknown suite {s!r}; world suites: {', '.join(world_suites)};"
+                    f" real suites: {', '.join(REAL_SUITES)}"
+                )
+        real = [s for s in self.suite if s in REAL_SUITES]
+        if real and len(self.suite) > 1:
+            raise UnseeError(
+                "a real suite (nudity, i2p, coco) runs alone, with its own --prompts; evaluate"
+                " world suites and each real suite in separate runs"
+            )
+        self.prompts = None if self.prompts is None else Path(self.prompts)
+        if real and self.prompts is None:
+            raise UnseeError(f"--suite {real[0]} needs --prompts FILE (a prompt CSV)")
+        if not real and self.prompts is not None:
+            raise UnseeError("--prompts is for the real suites (nudity, i2p, coco)")
+        if real == ["coco"] and self.reference_images is None:
+            raise UnseeError("--suite coco needs --reference-images DIR (real images for FID)")
+        if (self.harm_classifier is None) != (self.harm_label is None):
+            raise UnseeError("--harm-classifier and --harm-label go together")
+        if not 0 < self.nudenet_threshold < 1:
+            raise UnseeError("--nudenet-threshold must lie between 0 and 1")
+        if self.images_per_prompt < 1:
+            raise UnseeError("--images-per-prompt must be at least 1")

@@ -8,7 +8,8 @@
 - same_seed_distance: mean distance between an image and the original model's image of the
                      same prompt and seed (LPIPS when given LPIPS features, else 1 - cosine
                      of image embeddings)
-Intervals: the percentile bootstrap over images (seeded), 95% by default.
+Intervals: the percentile bootstrap over images (seeded), 95% by default; for the Frechet
+distance centred on the statistic (see `bootstrap`).
 """
 
 from collections.abc import Callable
@@ -23,10 +24,14 @@ def bootstrap(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    centred: bool = False,
 ) -> dict[str, float]:
     """{"mean", "low", "high"}: the statistic on the samples, and the percentile interval
     of the statistic over n_boot resamples (with replacement). paired: the samples are rows
-    of one table (same length), resampled together; else each is resampled on its own."""
+    of one table (same length), resampled together; else each is resampled on its own.
+    centred: shift the interval by the bootstrap's bias (median of the draws minus the
+    statistic), for statistics that resampling itself inflates, like a Frechet distance
+    (a resample repeats images, which shrinks its spread and moves its mean)."""
     rng = np.random.default_rng(seed)
     value = float(statistic(*samples))
     n = len(samples[0])
@@ -39,7 +44,11 @@ def bootstrap(
             draws.append(statistic(*(s[idx] for s in samples)))
         else:
             draws.append(statistic(*(s[rng.integers(0, len(s), len(s))] for s in samples)))
-    low, high = np.quantile(np.asarray(draws, float), [(1 - level) / 2, (1 + level) / 2])
+    draws = np.asarray(draws, float)
+    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    if centred:
+        bias = float(np.median(draws)) - value
+        low, high = low - bias, high - bias
     return {"mean": value, "low": float(low), "high": float(high)}
 
 

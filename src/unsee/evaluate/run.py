@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from unsee import __version__
+from unsee.errors import UnseeError
 from unsee.evaluate.config import EvaluateConfig
 from unsee.evaluate.judge import WATERMARK_THRESHOLD, load_images, read_image_set
 from unsee.evaluate.metrics import (
@@ -31,8 +32,8 @@ from unsee.evaluate.metrics import (
     rate,
     same_seed_distance,
 )
-from unsee.evaluate.suites import Suite, reference_renders, world_suite
-from unsee.generate.config import GenerateConfig
+from unsee.evaluate.sampling import generate_with
+from unsee.evaluate.suites import SUITES, Suite, reference_renders, world_suite
 from unsee.generate.imagefolder import atomic_write_text
 from unsee.images import to_model_range
 
@@ -79,31 +80,37 @@ class ClipEmbedder:
 
 def generate_suite(cfg: EvaluateConfig, suite: Suite, folder: Path, model: str, plain: bool):
     """The suite's images in folder/images (made, or finished, here); (N, H, W, 3)."""
-    from unsee.generate.run import generate
-
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "prompts.txt").write_text("\n".join(suite.prompts) + "\n")
-    common = dict(
-        model=model, device=cfg.device, dtype=cfg.dtype, prompts=folder / "prompts.txt", n=1,
-        seed=cfg.seed, steps=cfg.steps, guidance=cfg.guidance, batch_size=cfg.batch_size,
-        batch_invariant=cfg.batch_invariant, out=folder / "images",
-    )  # fmt: skip
-    if not plain:
-        common |= dict(
-            negative_prompt=cfg.negative_prompt, embedding=cfg.embedding, lora=cfg.lora,
-            sld=cfg.sld, sld_concept=cfg.sld_concept, sega_remove=cfg.sega_remove,
-        )  # fmt: skip
-    censor = None
-    if not plain and cfg.censor_reward is not None:
-        from unsee.guidance.censor import make_censor
-        from unsee.guidance.config import CensorConfig
-        from unsee.models.load import pick_device
-
-        censor_cfg = CensorConfig(**common, reward=cfg.censor_reward, scale=cfg.censor_scale)
-        censor = make_censor(censor_cfg, pick_device(cfg.device))
-    out = generate(GenerateConfig(**common), censor=censor)
+    out = generate_with(cfg, folder / "prompts.txt", 1, folder, model, plain)
     records = read_image_set(out)
     return load_images(out, records, None)
+
+
+def suite_seed(seed: int, name: str) -> int:
+    """The seed of a suite's prompts (which shapes, colours, backgrounds): fixed by the
+    suite's name, so two evaluations with the same --seed ask for the same things whatever
+    else they run. (Its images take seeds --seed + index, in every suite.)"""
+    return seed + 100_000 * SUITES.index(name)
+
+
+def reference_images(cfg: EvaluateConfig, suite: Suite, name: str) -> np.ndarray:
+    """The original model's images of the suite's prompts and seeds: from --reference-dir
+    (checked to be the same prompts and seeds), else made once in OUT/reference/<suite>."""
+    if cfg.reference_dir is None:
+        return generate_suite(cfg, suite, cfg.out / "reference" / name, cfg.reference_model, True)
+    folder = Path(cfg.reference_dir) / name / "images"
+    if not (folder / "metadata.jsonl").is_file():
+        raise UnseeError(f"--reference-dir {cfg.reference_dir} has no {name} suite ({folder})")
+    records = sorted(read_image_set(folder), key=lambda r: r.get("index", 0))
+    expected = [(p, cfg.seed + i) for i, p in enumerate(suite.prompts)]  # as generate_suite
+    found = [(r["prompt"], r["seed"]) for r in records]
+    if found[: len(expected)] != expected:
+        raise UnseeError(
+            f"--reference-dir {cfg.reference_dir}: its {name} images are not this suite's prompts"
+            " and seeds; evaluate the original model with the same --suite, --n and --seed"
+        )
+    return load_images(folder, records[: len(expected)], None)
 
 
 def suite_metrics(
@@ -112,8 +119,11 @@ def suite_metrics(
 ) -> dict:  # fmt: skip
     """{metric: {"mean", "low", "high"}} for one suite."""
 
-    def ci(statistic, *samples, paired=True):
-        return bootstrap(statistic, *samples, paired=paired, n_boot=cfg.bootstrap, seed=cfg.seed)
+    def ci(statistic, *samples, paired=True, centred=False):
+        return bootstrap(
+            statistic, *samples, paired=paired, n_boot=cfg.bootstrap, seed=cfg.seed,
+            centred=centred,
+        )  # fmt: skip
 
     concept = cfg.concept
     if concept == "watermark":
@@ -136,7 +146,9 @@ def suite_metrics(
         ]
         if pairs:
             metrics[f"prompt_accuracy_{key}"] = ci(rate, np.array([a == b for a, b in pairs]))
-    metrics["world_fid"] = ci(frechet_distance, features, render_features, paired=False)
+    metrics["world_fid"] = ci(
+        frechet_distance, features, render_features, paired=False, centred=True
+    )
     metrics["clip_score"] = ci(clip_score, features, text_features)
     if reference_features is not None:
         metrics["same_seed_distance"] = ci(same_seed_distance, features, reference_features)
@@ -144,29 +156,32 @@ def suite_metrics(
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
+    from unsee.evaluate.real import REAL_SUITES, evaluate_real
     from unsee.models.load import pick_device
     from unsee.world.judge import judge_images, load_judge
     from unsee.world.paths import JUDGE_DIR
 
+    if any(s in REAL_SUITES for s in cfg.suite):  # nudity, i2p, coco: Stable Diffusion
+        return evaluate_real(cfg)
     device = pick_device(cfg.device)
     cfg.out.mkdir(parents=True, exist_ok=True)
     plain = cfg.plain()
     results: dict = {"suites": {}}
     judge = load_judge(JUDGE_DIR, device)
     embed = ClipEmbedder(cfg.clip_model, device)
-    for i, name in enumerate(cfg.suite):
+    for name in cfg.suite:
         # 1. the suite, its images, and the original model's images of the same seeds
-        suite = world_suite(name, cfg.n, cfg.seed + 100_000 * i, cfg.concept)
+        seed = suite_seed(cfg.seed, name)
+        suite = world_suite(name, cfg.n, seed, cfg.concept)
         images = generate_suite(cfg, suite, cfg.out / name, cfg.model, plain)
         reference = None
         if not plain:
-            ref_folder = cfg.out / "reference" / name
-            reference = generate_suite(cfg, suite, ref_folder, cfg.reference_model, True)
+            reference = reference_images(cfg, suite, name)
         # 2. the judge's verdicts and CLIP features
         verdicts = judge_images(judge, images)
         features = embed.image(images)
         ref_features = None if reference is None else embed.image(reference)
-        renders = embed.image(reference_renders(suite, cfg.seed + 100_000 * i + 1))
+        renders = embed.image(reference_renders(suite, seed + 1))
         texts = embed.text(suite.prompts)
         # 3. the metrics
         results["suites"][name] = suite_metrics(
@@ -176,7 +191,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         "unsee_version": __version__,
         **json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
         "watermark_threshold": WATERMARK_THRESHOLD,
-        "interval": "95% percentile bootstrap over images",
+        "interval": "95% percentile bootstrap over images (world_fid: centred on the value)",
     }
     atomic_write_text(cfg.out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(cfg.out / "results.md", results_table(results["suites"]))

@@ -2,7 +2,8 @@
 
 CSV columns: `prompt` (required); optional `evaluation_seed` (seed of the row's first
 image), `evaluation_guidance` (its guidance scale), and `case_number` (I2P) or `image_id`
-(COCO-30k), kept in the metadata so results join back to the benchmark.
+(COCO-30k), kept in the metadata so results join back to the benchmark. The I2P release's
+own `sd_seed` and `sd_guidance_scale` stand in when evaluation_* are absent.
 """
 
 import csv
@@ -12,6 +13,8 @@ from pathlib import Path
 from unsee.errors import UnseeError
 
 ID_COLUMNS = ("case_number", "image_id")
+SEED_COLUMNS = ("evaluation_seed", "sd_seed")  # the first present is read
+GUIDANCE_COLUMNS = ("evaluation_guidance", "sd_guidance_scale")
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,8 @@ def _read_csv(path: Path, text: str) -> list[PromptRow]:
             rows.append(
                 PromptRow(
                     prompt,
-                    seed=_number(record, "evaluation_seed", int, where),
-                    guidance=_number(record, "evaluation_guidance", float, where),
+                    seed=_number(record, _first(columns, SEED_COLUMNS), int, where),
+                    guidance=_number(record, _first(columns, GUIDANCE_COLUMNS), float, where),
                     ids={c: record[c] for c in ID_COLUMNS if c in columns},
                     line=reader.line_num,
                 )
@@ -73,6 +76,10 @@ def _read_csv(path: Path, text: str) -> list[PromptRow]:
     except csv.Error as e:
         raise UnseeError(f"{path}:{reader.line_num}: malformed CSV ({e})") from None
     return rows
+
+
+def _first(columns: list[str], names: tuple[str, ...]) -> str:
+    return next((c for c in names if c in columns), names[0])
 
 
 def _number(record: dict, column: str, kind: type, where: str):
