@@ -35,6 +35,39 @@ class BenchWorldConfig:
         "auto", help="as in `unsee generate`; off is faster on the CPU"
     )
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+    # the method table (--methods)
+    methods: list[str] = arg(
+        [],
+        help="the paper table instead: all, or rows of original neg_text neg_token sld_medium"
+        " sld_max sega esd_x esd_u sdd_text hfi_sdd censored",
+    )
+    seeds: int = arg(3, help="--methods: seeds, each redoing feedback, erasures and images")
+    table_n: int = arg(64, help="--methods: generated images per suite, row and seed")
+    pool: int = arg(200, help="--methods: images per concept the simulated person labels from")
+    labels: int = arg(50, help="--methods: simulated labels per concept, half bad, half good")
+    invert_steps: int = arg(600, help="--methods: `unsee invert --steps` of the HFI token")
+    erase_iterations: int | None = arg(
+        None, help="--methods: steps of every erasure (default: `unsee erase`'s on minisd)"
+    )
+    censor_scale: float = arg(1.5, help="--methods: censored sampling's guidance scale")
+    censor_recurrence: int = arg(2, help="--methods: censored sampling's recurrence")
+    censor_window: list[float] = arg(
+        [0.0, 0.75], help="--methods: censored sampling guides while t/T lies in [START, END]"
+    )
+    bootstrap: int = arg(200, help="--methods: bootstrap resamples of each row's intervals")
+
+    def __post_init__(self) -> None:
+        from unsee.guidance.config import check_window
+
+        check_window(self.censor_window)
+        if min(self.seeds, self.table_n - 1, self.pool, self.labels, self.bootstrap) < 1:
+            raise UnseeError(
+                "--seeds, --pool, --labels and --bootstrap must be at least 1, --table-n 2"
+            )
+        if self.methods:
+            from unsee.bench.table import parse_methods
+
+            parse_methods(self.methods)
 
 
 @dataclass(kw_only=True)

@@ -72,6 +72,10 @@ def _suite(cfg: BenchWorldConfig, name: str, prompts: list[str], seed: int, judg
 
 
 def run_bench_world(cfg: BenchWorldConfig) -> dict:
+    if cfg.methods:
+        from unsee.bench.table import run_bench_table
+
+        return run_bench_table(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     judge = load_judge(JUDGE_DIR, pick_device(cfg.device))

@@ -22,6 +22,7 @@ figure { display: inline-block; margin: 0.5em 1em 0.5em 0; vertical-align: top; 
 figure img { image-rendering: pixelated; max-width: 100%; border: 1px solid #ccc; }
 figcaption { font-size: 0.9em; color: #555; }
 .bar { display: inline-block; height: 0.9em; background: #c0392b; vertical-align: middle; }
+.bar.second { background: #2e86c1; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; }
 """
 
@@ -33,6 +34,8 @@ class Section:
     header: list[str] = field(default_factory=list)  # table columns
     rows: list[list] = field(default_factory=list)  # table rows (numbers are formatted)
     bars: dict[str, float] = field(default_factory=dict)  # label -> value in [0, 1]
+    pairs: dict[str, tuple[float, float]] = field(default_factory=dict)  # two bars a label
+    pair_labels: tuple[str, str] = ("", "")
     images: list[tuple[str, Path]] = field(default_factory=list)  # (caption, file)
     code: str = ""  # a command to show as it is
 
@@ -41,6 +44,11 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return html.escape(str(value))
+
+
+def _width(value: float) -> float:
+    """Bar length in pixels of a value in [0, 1] (clipped)."""
+    return max(0.0, min(1.0, float(value))) * 300
 
 
 def render(title: str, sections: list[Section], where: Path) -> str:
@@ -67,11 +75,26 @@ def render(title: str, sections: list[Section], where: Path) -> str:
         if s.bars:
             parts.append("<table>")
             for label, value in s.bars.items():
-                width = max(0.0, min(1.0, float(value))) * 300
+                width = _width(value)
                 parts.append(
                     f"<tr><td>{html.escape(label)}</td><td>{value:.3f}</td>"
                     f'<td style="text-align:left"><span class="bar" style="width:{width:.0f}px">'
                     "</span></td></tr>"
+                )
+            parts.append("</table>")
+        if s.pairs:
+            parts.append(
+                f'<p><span class="bar" style="width:1em"></span> {html.escape(s.pair_labels[0])}'
+                f' &nbsp; <span class="bar second" style="width:1em"></span>'
+                f" {html.escape(s.pair_labels[1])}</p><table>"
+            )
+            for label, values in s.pairs.items():
+                bars = "<br>".join(
+                    f'<span class="bar{cls}" style="width:{_width(v):.0f}px"></span> {v:.3f}'
+                    for v, cls in zip(values, ("", " second"), strict=True)
+                )
+                parts.append(
+                    f'<tr><td>{html.escape(label)}</td><td style="text-align:left">{bars}</td></tr>'
                 )
             parts.append("</table>")
         for caption, path in s.images:

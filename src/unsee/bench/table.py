@@ -1,0 +1,350 @@
+"""`unsee bench world --methods all --seeds 3`: the project's paper table on minisd.
+
+Two concepts, each removed by every method, each row evaluated with `unsee evaluate`:
+  artist     the leaking artist (Vanmond): suites target, leak, neutral
+  watermark  the watermark: suites target ("..., with a watermark"), neutral
+Rows:
+  original     minisd as it is
+  neg_text     negative prompt: the concept's word
+  neg_token    negative prompt: the HFI token learned from the feedback
+  sld_medium   safe latent diffusion, medium preset, concept = the word
+  sld_max      the same, max preset
+  sega         SEGA, removing the word
+  esd_x        ESD on cross-attention, the word (as in the paper: no prompts kept)
+  esd_u        ESD on everything but cross-attention, the word
+  sdd_text     SDD on the word, with the benign pool prompts kept (--preserve)
+  hfi_sdd      SDD on the HFI token and the word, the same prompts kept
+  censored     censored sampling with the reward trained on the same feedback
+Per seed k the whole chain is redone from seed k: the pool the simulated person labels,
+the labels, the reward, the token, every erasure, and every evaluation image. Metrics
+(`unsee evaluate`'s, on the suite named):
+  concept_rate_target   concept on prompts naming it         (target)
+  concept_rate_leak     the artist on scenes never naming him (leak; artist only)
+  watermark_rate        judge's watermark p > 0.5            (neutral)
+  prompt_accuracy       mean of shape, colour, background accuracy   (neutral)
+  world_fid             Frechet distance of mini-CLIP image features to renders (neutral)
+  same_seed_distance    1 - cosine to the original's same-seed image (neutral; 0 for it)
+  clip_score            cosine of mini-CLIP image and prompt features (neutral)
+results.json {"settings", "tables": {concept: {row: {metric: {"mean", "std"}}}}} (std over
+seeds, ddof 1), results.md and index.html. Every finished row keeps its results, so an
+interrupted run resumes where it stopped.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from unsee import __version__
+from unsee.bench.config import BenchEraseConfig, BenchWorldConfig
+from unsee.bench.erase import artist_pool, erased, learn_token
+from unsee.bench.world import neutral_prompts
+from unsee.errors import UnseeError
+from unsee.evaluate.config import EvaluateConfig
+from unsee.evaluate.grid import save_grid
+from unsee.evaluate.judge import load_images, read_image_set
+from unsee.evaluate.run import evaluate
+from unsee.generate.imagefolder import atomic_write_text
+from unsee.world import render as world
+
+ROWS = (
+    "original", "neg_text", "neg_token", "sld_medium", "sld_max", "sega", "esd_x", "esd_u",
+    "sdd_text", "hfi_sdd", "censored",
+)  # fmt: skip
+METRICS = (
+    "concept_rate_target", "concept_rate_leak", "watermark_rate", "prompt_accuracy",
+    "world_fid", "same_seed_distance", "clip_score",
+)  # fmt: skip
+CONCEPTS = {"artist": world.LEAK_ARTIST, "watermark": "watermark"}
+SUITES = {"artist": ["target", "leak", "neutral"], "watermark": ["target", "neutral"]}
+ATTRS = ("shape", "color", "background")
+ERASURES = ("esd_x", "esd_u", "sdd_text", "hfi_sdd")
+
+
+def parse_methods(methods: list[str]) -> list[str]:
+    """The rows to run, in the table's order; `all` is every row, and the original always
+    comes first (the others are measured against its images)."""
+    wanted = set(ROWS) if "all" in methods else set(methods)
+    unknown = wanted - set(ROWS)
+    if unknown:
+        raise UnseeError(
+            f"unknown --methods {', '.join(sorted(unknown))}; give all or rows of {', '.join(ROWS)}"
+        )
+    return [r for r in ROWS if r in wanted or r == "original"]
+
+
+def train_config(cfg: BenchWorldConfig, k: int) -> BenchEraseConfig:
+    """Seed k's feedback and erasures, with bench erase's settings and the table's seeds."""
+    return BenchEraseConfig(
+        out=Path(cfg.out) / "train" / f"seed{k}", pool=cfg.pool, labels=cfg.labels,
+        invert_steps=cfg.invert_steps, iterations=cfg.erase_iterations,
+        seed=cfg.seed + 3_000_000 + 100_000 * k,
+        batch_size=32, batch_invariant="off", device=cfg.device,
+    )  # fmt: skip
+
+
+def feedback(tcfg: BenchEraseConfig, concept: str) -> Path:
+    """Pool -> simulated labels -> reward -> token for one concept; the concept's folder."""
+    name = CONCEPTS[concept]
+    if concept == "artist":
+        prompts = artist_pool(tcfg.pool, tcfg.seed)
+        learn_token(tcfg, name, prompts, tcfg.seed + 1)
+    else:
+        prompts = [p for p, _ in neutral_prompts(tcfg.pool, tcfg.seed + 2)]
+        learn_token(tcfg, name, prompts, tcfg.seed + 3)
+    return Path(tcfg.out) / name
+
+
+def row_settings(row: str, concept: str, tcfg: BenchEraseConfig, cfg: BenchWorldConfig) -> dict:
+    """What `unsee evaluate` is given for this row (an erased model is made here first)."""
+    word = CONCEPTS[concept]
+    if row == "original":
+        return {}
+    if row == "neg_text":
+        return {"negative_prompt": word}
+    if row in ("sld_medium", "sld_max"):
+        return {"sld": row.removeprefix("sld_"), "sld_concept": word}
+    if row == "sega":
+        return {"sega_remove": [word]}
+    folder = feedback(tcfg, concept)
+    token = folder / "token.safetensors"
+    if row == "neg_token":
+        return {"embedding": [token], "negative_prompt": f"<{word.lower()}>"}
+    if row == "censored":
+        return {
+            "censor_reward": folder / "reward", "censor_scale": cfg.censor_scale,
+            "censor_recurrence": cfg.censor_recurrence, "censor_window": cfg.censor_window,
+        }  # fmt: skip
+    keep = folder / "keep.txt"
+    preserve = {"preserve": keep} if keep.read_text().strip() else {}
+    what = {
+        "esd_x": {"method": "esd-x", "concept": [word]},
+        "esd_u": {"method": "esd-u", "concept": [word]},
+        "sdd_text": {"concept": [word], **preserve},
+        "hfi_sdd": {"embedding": [token], "concept": [word], **preserve},
+    }[row]
+    model, _ = erased(tcfg, f"{row}_{concept}", **what)
+    return {"model": model}
+
+
+def evaluate_row(cfg: BenchWorldConfig, k: int, concept: str, row: str) -> dict:
+    """The row's `unsee evaluate` results for seed k (kept: a finished row is not redone)."""
+    folder = Path(cfg.out) / "eval" / f"seed{k}" / concept
+    out = folder / row
+    if (out / "row.json").is_file():
+        return json.loads((out / "row.json").read_text())
+    start = time.perf_counter()
+    tcfg = train_config(cfg, k)
+    given = row_settings(row, concept, tcfg, cfg)
+    made = time.perf_counter() - start
+    ecfg = EvaluateConfig(
+        out=out, suite=SUITES[concept], concept=CONCEPTS[concept], n=cfg.table_n,
+        seed=cfg.seed + 1_000_000 * k, steps=cfg.steps, guidance=cfg.guidance,
+        reference_dir=None if row == "original" else folder / "original",
+        bootstrap=cfg.bootstrap, batch_size=32, batch_invariant="off", device=cfg.device,
+        **given,
+    )  # fmt: skip
+    results = evaluate(ecfg)["suites"]
+    row_result = {
+        "metrics": table_metrics(results, concept),
+        "intervals": results,
+        "given": json.loads(json.dumps(given, default=str)),
+        "seconds": {
+            "method": round(made, 1),
+            "evaluate": round(time.perf_counter() - start - made, 1),
+        },
+    }
+    for name in SUITES[concept]:
+        images = _suite_images(out / name / "images")
+        save_grid(images[:32], out / f"grid_{name}.png", columns=8)
+    atomic_write_text(out / "row.json", json.dumps(row_result, indent=2) + "\n")
+    return row_result
+
+
+def _suite_images(folder: Path) -> np.ndarray:
+    records = sorted(read_image_set(folder), key=lambda r: r.get("index", 0))
+    return load_images(folder, records, None)
+
+
+def table_metrics(suites: dict, concept: str) -> dict[str, float | None]:
+    """The table's seven metrics from one `unsee evaluate` run."""
+    neutral = suites["neutral"]
+    return {
+        "concept_rate_target": suites["target"]["concept_rate"]["mean"],
+        "concept_rate_leak": suites["leak"]["concept_rate"]["mean"] if "leak" in suites else None,
+        "watermark_rate": neutral["watermark_rate"]["mean"],
+        "prompt_accuracy": float(np.mean([neutral[f"prompt_accuracy_{k}"]["mean"] for k in ATTRS])),
+        "world_fid": neutral["world_fid"]["mean"],
+        "same_seed_distance": neutral.get("same_seed_distance", {"mean": 0.0})["mean"],
+        "clip_score": neutral["clip_score"]["mean"],
+    }
+
+
+def aggregate(per_seed: list[dict[str, float | None]]) -> dict[str, dict | None]:
+    """{metric: {"mean", "std"}} over seeds (sample std, 0 for one seed); None where the
+    metric does not apply."""
+    out: dict[str, dict | None] = {}
+    for metric in METRICS:
+        values = [m[metric] for m in per_seed]
+        if any(v is None for v in values):
+            out[metric] = None
+            continue
+        arr = np.asarray(values, float)
+        std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+        out[metric] = {"mean": float(arr.mean()), "std": std}
+    return out
+
+
+GROW = ("methods", "seeds", "evaluation_seeds", "training_seeds")  # a rerun may add rows, seeds
+
+
+def check_settings(path: Path, settings: dict) -> None:
+    """A table folder holds one run: resuming with other settings is refused (more rows or
+    seeds are fine: what is done is kept)."""
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = sorted(k for k in settings if before.get(k) != settings[k] and k not in GROW)
+        if changed:
+            raise UnseeError(
+                f"{path.parent} holds a table made with other settings ({', '.join(changed)});"
+                " use another --out or the same settings"
+            )
+    atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+
+
+def run_bench_table(cfg: BenchWorldConfig) -> dict:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = parse_methods(cfg.methods)
+    settings = {
+        "unsee_version": __version__,
+        "model": cfg.model,
+        "methods": rows,
+        "seeds": cfg.seeds,
+        "images_per_suite": cfg.table_n,
+        "steps": cfg.steps,
+        "guidance": cfg.guidance,
+        "seed": cfg.seed,
+        "evaluation_seeds": [cfg.seed + 1_000_000 * k for k in range(cfg.seeds)],
+        "training_seeds": [train_config(cfg, k).seed for k in range(cfg.seeds)],
+        "pool": cfg.pool,
+        "labels": cfg.labels,
+        "invert_steps": cfg.invert_steps,
+        "erase_iterations": cfg.erase_iterations,
+        "censor": {
+            "scale": cfg.censor_scale,
+            "recurrence": cfg.censor_recurrence,
+            "window": cfg.censor_window,
+        },
+        "suites": SUITES,
+        "concepts": CONCEPTS,
+        "bootstrap": cfg.bootstrap,
+    }
+    check_settings(out / "settings.json", settings)
+    per_seed: dict[str, dict[str, list]] = {c: {r: [] for r in rows} for c in CONCEPTS}
+    seconds: dict[str, dict[str, float]] = {c: dict.fromkeys(rows, 0.0) for c in CONCEPTS}
+    for k in range(cfg.seeds):
+        for concept in CONCEPTS:
+            for row in rows:
+                print(f"[seed {k + 1}/{cfg.seeds}] {concept}: {row}", flush=True)
+                result = evaluate_row(cfg, k, concept, row)
+                per_seed[concept][row].append(result["metrics"])
+                seconds[concept][row] += sum(result["seconds"].values())
+    tables = {c: {r: aggregate(per_seed[c][r]) for r in rows} for c in CONCEPTS}
+    erase_settings = _erase_settings(cfg, rows)
+    results = {
+        "settings": settings | {"erase": erase_settings, "seconds": seconds},
+        "tables": tables,
+    }
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / "results.md", results_markdown(results))
+    write_index(cfg, results)
+    print(results_markdown(results))
+    print(f"wrote {out / 'results.json'}, results.md and index.html")
+    return results
+
+
+def _erase_settings(cfg: BenchWorldConfig, rows: list[str]) -> dict | None:
+    """The settings the erasures ran with (from the first one's erase.json)."""
+    for row in ERASURES:
+        if row in rows:
+            path = Path(cfg.out) / "train" / "seed0" / "models" / f"{row}_artist" / "erase.json"
+            used = json.loads(path.read_text())["settings"]
+            keys = ("iterations", "batch", "sample_steps", "lr", "ema", "cfg_scale", "timesteps")
+            return {k: used.get(k) for k in keys} | {
+                "preserve": "sdd_text, hfi_sdd: the pool prompts the reward scores benign"
+            }
+    return None
+
+
+def _fmt(cell: dict | None, digits: int = 3) -> str:
+    if cell is None:
+        return "–"
+    return f"{cell['mean']:.{digits}f} ± {cell['std']:.{digits}f}"
+
+
+def results_markdown(results: dict) -> str:
+    """One table per concept: rows x metrics, mean ± std over seeds."""
+    s = results["settings"]
+    lines = [
+        f"minisd, {s['seeds']} seed(s), {s['images_per_suite']} images per suite and seed,"
+        f" {s['steps']} DDIM steps, guidance {s['guidance']}; mean ± std over seeds.",
+        "",
+    ]
+    for concept, table in results["tables"].items():
+        lines += [f"### {concept} ({CONCEPTS[concept]})", ""]
+        lines.append("| method | " + " | ".join(METRICS) + " |")
+        lines.append("|---" * (len(METRICS) + 1) + "|")
+        for row, metrics in table.items():
+            digits = {"world_fid": 2}
+            cells = [_fmt(metrics[m], digits.get(m, 3)) for m in METRICS]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_index(cfg: BenchWorldConfig, results: dict) -> Path:
+    """index.html: the tables, a bar chart of concept rate against prompt accuracy per row,
+    and seed 0's image grids per row."""
+    from unsee.report.html import Section, write_report
+
+    out = Path(cfg.out)
+    sections = [
+        Section(
+            "How it was made",
+            text="Every figure is the mean ± std over seeds; settings in results.json.",
+            code=f"unsee bench world --methods {' '.join(cfg.methods)} --seeds {cfg.seeds}"
+            f" --table-n {cfg.table_n} --out {cfg.out}",
+        )
+    ]
+    for concept, table in results["tables"].items():
+        sections.append(
+            Section(
+                f"{concept}: {CONCEPTS[concept]}",
+                header=["method", *METRICS],
+                rows=[[row, *(_fmt(m[k]) for k in METRICS)] for row, m in table.items()],
+            )
+        )
+        sections.append(
+            Section(
+                f"{concept}: concept rate (target prompts) and prompt accuracy",
+                text="Each method: the first bar is how often the concept still shows on"
+                " prompts naming it (lower is better), the second the judge's agreement with"
+                " neutral prompts (higher is better).",
+                pairs={
+                    row: (m["concept_rate_target"]["mean"], m["prompt_accuracy"]["mean"])
+                    for row, m in table.items()
+                },
+                pair_labels=("concept rate", "prompt accuracy"),
+            )
+        )
+        folder = out / "eval" / "seed0" / concept
+        images = []
+        for row in table:
+            for suite in SUITES[concept]:
+                grid = folder / row / f"grid_{suite}.png"
+                if grid.is_file():
+                    images.append((f"{row}: {suite}", grid))
+        sections.append(Section(f"{concept}: images (seed 0)", images=images))
+    return write_report(out / "index.html", "unsee on minisd: the method table", sections)

@@ -1,0 +1,133 @@
+import json
+
+import numpy as np
+import pytest
+
+from unsee.bench.config import BenchWorldConfig
+from unsee.bench.table import (
+    METRICS,
+    ROWS,
+    aggregate,
+    check_settings,
+    parse_methods,
+    results_markdown,
+    table_metrics,
+    write_index,
+)
+from unsee.bench.world import run_bench_world
+from unsee.errors import UnseeError
+from unsee.evaluate.config import EvaluateConfig
+from unsee.evaluate.run import evaluate
+
+
+def test_methods_expand_and_the_original_always_comes_first(tmp_path):
+    assert parse_methods(["all"]) == list(ROWS)
+    assert parse_methods(["hfi_sdd", "neg_text"]) == ["original", "neg_text", "hfi_sdd"]
+    with pytest.raises(UnseeError, match="unknown --methods nope"):
+        parse_methods(["nope", "sega"])
+    with pytest.raises(UnseeError, match="unknown --methods"):
+        BenchWorldConfig(out=tmp_path, methods=["sdd"])
+    with pytest.raises(UnseeError, match="--window"):
+        BenchWorldConfig(out=tmp_path, methods=["all"], censor_window=[0.8, 0.2])
+
+
+def _ci(mean):
+    return {"mean": mean, "low": mean, "high": mean}
+
+
+def test_table_metrics_come_from_the_named_suites():
+    suites = {
+        "target": {"concept_rate": _ci(0.25)},
+        "leak": {"concept_rate": _ci(0.5)},
+        "neutral": {
+            "watermark_rate": _ci(0.1),
+            "prompt_accuracy_shape": _ci(0.9),
+            "prompt_accuracy_color": _ci(1.0),
+            "prompt_accuracy_background": _ci(0.8),
+            "world_fid": _ci(3.0),
+            "clip_score": _ci(0.7),
+            "same_seed_distance": _ci(0.2),
+        },
+    }
+    m = table_metrics(suites, "artist")
+    assert m["concept_rate_target"] == 0.25 and m["concept_rate_leak"] == 0.5
+    assert m["prompt_accuracy"] == pytest.approx(0.9)
+    assert (m["watermark_rate"], m["world_fid"], m["clip_score"]) == (0.1, 3.0, 0.7)
+    assert m["same_seed_distance"] == 0.2
+    del suites["leak"], suites["neutral"]["same_seed_distance"]  # the watermark's original
+    m = table_metrics(suites, "watermark")
+    assert m["concept_rate_leak"] is None and m["same_seed_distance"] == 0.0
+    assert list(m) == list(METRICS)
+
+
+def test_aggregate_gives_mean_and_sample_std_over_seeds():
+    seeds = [dict.fromkeys(METRICS, 0.0) | {"world_fid": v} for v in (1.0, 2.0, 4.0)]
+    seeds[0]["concept_rate_leak"] = None
+    table = aggregate(seeds)
+    assert table["world_fid"]["mean"] == pytest.approx(7 / 3)
+    assert table["world_fid"]["std"] == pytest.approx(np.std([1, 2, 4], ddof=1))
+    assert table["concept_rate_leak"] is None  # does not apply to one seed: not to the row
+    assert aggregate(seeds[1:2])["world_fid"] == {"mean": 2.0, "std": 0.0}
+
+
+def test_a_table_folder_refuses_other_settings_but_takes_more_seeds(tmp_path):
+    path = tmp_path / "settings.json"
+    check_settings(path, {"steps": 25, "seeds": 1, "methods": ["original"]})
+    check_settings(path, {"steps": 25, "seeds": 3, "methods": ["original", "sega"]})
+    with pytest.raises(UnseeError, match=r"other settings \(steps\)"):
+        check_settings(path, {"steps": 10, "seeds": 3, "methods": ["original"]})
+    assert json.loads(path.read_text())["seeds"] == 3
+
+
+def test_markdown_and_index_show_every_row(tmp_path):
+    cell = {"mean": 0.5, "std": 0.25}
+    row = dict.fromkeys(METRICS, cell) | {"concept_rate_leak": None}
+    results = {
+        "settings": {"seeds": 2, "images_per_suite": 8, "steps": 25, "guidance": 7.5},
+        "tables": {"artist": {"original": row, "hfi_sdd": row}, "watermark": {"sega": row}},
+    }
+    md = results_markdown(results)
+    assert "| hfi_sdd | 0.500 ± 0.250 | – |" in md and "### watermark" in md
+    cfg = BenchWorldConfig(out=tmp_path, methods=["all"], seeds=2)
+    page = write_index(cfg, results).read_text()
+    assert page.count("<tr><td>hfi_sdd</td>") == 2  # the table and the bar chart
+    assert "0.500 ± 0.250" in page and "http" not in page
+
+
+def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path):
+    cfg = dict(
+        out=tmp_path, methods=["neg_text", "sega"], seeds=2, table_n=3, steps=3, bootstrap=20,
+        device="cpu",
+    )  # fmt: skip
+    results = run_bench_world(BenchWorldConfig(**cfg))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["tables"] == results["tables"]
+    assert set(saved["tables"]) == {"artist", "watermark"}
+    for concept, table in saved["tables"].items():
+        assert list(table) == ["original", "neg_text", "sega"]
+        for row, metrics in table.items():
+            assert list(metrics) == list(METRICS)
+            leak = metrics["concept_rate_leak"]
+            assert (leak is None) == (concept == "watermark"), (concept, row)
+            for metric, cell in metrics.items():
+                if cell is not None:
+                    assert cell["std"] >= 0, (concept, row, metric)
+        assert table["original"]["same_seed_distance"] == {"mean": 0.0, "std": 0.0}
+        assert table["neg_text"]["same_seed_distance"]["mean"] > 0
+    assert saved["settings"]["evaluation_seeds"][1] != saved["settings"]["evaluation_seeds"][0]
+    assert (tmp_path / "results.md").is_file() and (tmp_path / "index.html").is_file()
+    assert (tmp_path / "eval" / "seed1" / "artist" / "sega" / "grid_leak.png").is_file()
+    # a rerun keeps every finished row
+    row = tmp_path / "eval" / "seed0" / "watermark" / "neg_text" / "row.json"
+    before = row.stat().st_mtime_ns
+    assert run_bench_world(BenchWorldConfig(**cfg))["tables"] == results["tables"]
+    assert row.stat().st_mtime_ns == before
+    # the rows' same-seed reference is the original row's images, checked to match
+    with pytest.raises(UnseeError, match="not this suite's prompts and seeds"):
+        evaluate(
+            EvaluateConfig(
+                out=tmp_path / "other", suite=["neutral"], n=3, steps=3, seed=5, bootstrap=5,
+                negative_prompt="watermark", concept="watermark", device="cpu",
+                reference_dir=tmp_path / "eval" / "seed0" / "watermark" / "original",
+            )
+        )  # fmt: skip
