@@ -284,3 +284,13 @@ def test_unset_options_take_the_models_defaults(tmp_path):
     assert {k: getattr(sd, k) for k in PAPER_DEFAULTS} == PAPER_DEFAULTS
     given = EraseConfig(out=tmp_path, concept=["x"], lr=5e-5, iterations=7)
     assert (given.lr, given.iterations, given.batch) == (5e-5, 7, WORLD_DEFAULTS["batch"])
+    # training most of minisd's U-Net (esd-u, full) takes a tenth of the learning rate
+    from unsee.erase.config import WORLD_WIDE_LR
+
+    esd_u = EraseConfig(out=tmp_path, concept=["x"], method="esd-u")
+    assert (esd_u.params, esd_u.lr) == ("all-but-cross-attention", WORLD_WIDE_LR)
+    assert EraseConfig(out=tmp_path, concept=["x"], params="full").lr == WORLD_WIDE_LR
+    assert EraseConfig(out=tmp_path, concept=["x"], method="esd-x").lr == WORLD_DEFAULTS["lr"]
+    assert EraseConfig(out=tmp_path, concept=["x"], method="esd-u", lr=3e-3).lr == 3e-3
+    sd_u = EraseConfig(model="some/sd", out=tmp_path, concept=["x"], method="esd-u")
+    assert sd_u.lr == PAPER_DEFAULTS["lr"]

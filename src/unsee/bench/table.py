@@ -265,17 +265,20 @@ def run_bench_table(cfg: BenchWorldConfig) -> dict:
     return results
 
 
-def _erase_settings(cfg: BenchWorldConfig, rows: list[str]) -> dict | None:
-    """The settings the erasures ran with (from the first one's erase.json)."""
+def _erase_settings(cfg: BenchWorldConfig, rows: list[str]) -> dict:
+    """The settings each erasure ran with (seed 0's erase.json; the same for every seed
+    but the seed itself)."""
+    keys = ("method", "params", "iterations", "batch", "sample_steps", "lr", "ema", "cfg_scale",
+            "timesteps", "beta", "eta", "preserve")  # fmt: skip
+    out = {}
     for row in ERASURES:
         if row in rows:
             path = Path(cfg.out) / "train" / "seed0" / "models" / f"{row}_artist" / "erase.json"
             used = json.loads(path.read_text())["settings"]
-            keys = ("iterations", "batch", "sample_steps", "lr", "ema", "cfg_scale", "timesteps")
-            return {k: used.get(k) for k in keys} | {
-                "preserve": "sdd_text, hfi_sdd: the pool prompts the reward scores benign"
-            }
-    return None
+            out[row] = {k: used.get(k) for k in keys}
+            if used.get("preserve"):
+                out[row]["preserve"] = "the pool prompts the concept's reward scores benign"
+    return out
 
 
 def _fmt(cell: dict | None, digits: int = 3) -> str:
