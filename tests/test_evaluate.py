@@ -55,6 +55,7 @@ def test_evaluate_writes_metrics_with_intervals_and_compares_same_seeds(tmp_path
     assert [json.loads(x)["seed"] for x in ref.splitlines()] == [
         json.loads(x)["seed"] for x in own.splitlines()
     ]
+    assert (tmp_path / "neg" / "grid_target.png").is_file()
     table = (tmp_path / "neg" / "results.md").read_text()
     assert "| target | concept_rate |" in table
     saved = json.loads((tmp_path / "neg" / "results.json").read_text())

@@ -42,8 +42,6 @@ from unsee.bench.erase import artist_pool, erased, learn_token
 from unsee.bench.world import neutral_prompts
 from unsee.errors import UnseeError
 from unsee.evaluate.config import EvaluateConfig
-from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import load_images, read_image_set
 from unsee.evaluate.run import evaluate
 from unsee.generate.imagefolder import atomic_write_text
 from unsee.world import render as world
@@ -155,16 +153,8 @@ def evaluate_row(cfg: BenchWorldConfig, k: int, concept: str, row: str) -> dict:
             "evaluate": round(time.perf_counter() - start - made, 1),
         },
     }
-    for name in SUITES[concept]:
-        images = _suite_images(out / name / "images")
-        save_grid(images[:32], out / f"grid_{name}.png", columns=8)
     atomic_write_text(out / "row.json", json.dumps(row_result, indent=2) + "\n")
     return row_result
-
-
-def _suite_images(folder: Path) -> np.ndarray:
-    records = sorted(read_image_set(folder), key=lambda r: r.get("index", 0))
-    return load_images(folder, records, None)
 
 
 def table_metrics(suites: dict, concept: str) -> dict[str, float | None]:

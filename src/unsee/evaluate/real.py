@@ -48,9 +48,10 @@ from unsee.evaluate.detectors import (
     read_batches,
 )
 from unsee.evaluate.judge import read_image_set
-from unsee.evaluate.metrics import bootstrap, clip_score, frechet_distance, rate, same_seed_distance
-from unsee.evaluate.sampling import generate_with
-from unsee.generate.imagefolder import METADATA, atomic_write_text
+from unsee.evaluate.metrics import clip_score, frechet_distance, rate, same_seed_distance
+from unsee.evaluate.run import interval, results_table
+from unsee.evaluate.sampling import generate_with, reference_records
+from unsee.generate.imagefolder import atomic_write_text
 from unsee.generate.prompts import PromptRow, read_prompts
 
 REAL_SUITES = ("nudity", "i2p", "coco")
@@ -67,7 +68,6 @@ class Scored:
 
 def evaluate_real(cfg: EvaluateConfig) -> dict:
     """Run cfg's one real suite; write OUT/results.json and OUT/results.md."""
-    from unsee.evaluate.run import results_table
     from unsee.models.load import pick_device
 
     device = pick_device(cfg.device)
@@ -242,14 +242,6 @@ def image_paths(out: Path, records: list[dict]) -> list[Path]:
     return [out / r["file_name"] for r in records]
 
 
-def interval(
-    cfg: EvaluateConfig, statistic: Callable, *samples, paired: bool = True, centred: bool = False
-) -> dict:
-    return bootstrap(
-        statistic, *samples, paired=paired, n_boot=cfg.bootstrap, seed=cfg.seed, centred=centred
-    )
-
-
 def extract(
     model: Callable[[np.ndarray], np.ndarray], paths: list[Path], batch: int, size: int | None,
     desc: str,
@@ -308,24 +300,17 @@ def check_same_seed_source(cfg: EvaluateConfig, rows: list[PromptRow]) -> None:
                 " --reference-model (the same as --model when only an intervention differs)"
             )
         return
-    folder = Path(cfg.reference_dir) / cfg.suite[0] / "images"
-    if not (folder / METADATA).is_file():
-        raise UnseeError(f"--reference-dir {cfg.reference_dir} has no {cfg.suite[0]} images")
     jobs = plan_jobs(rows, cfg.images_per_prompt, cfg.seed, cfg.guidance)
-    found = [(r["prompt"], r["seed"]) for r in read_image_set(folder)]
-    if found[: len(jobs)] != [(j.prompt, j.seed) for j in jobs]:
-        raise UnseeError(
-            f"--reference-dir {cfg.reference_dir}: its images are not of these prompts and"
-            " seeds; evaluate the original model with the same --prompts, --seed and"
-            " --images-per-prompt"
-        )
+    fix = "evaluate the original model with the same --prompts, --seed and --images-per-prompt"
+    reference_records(cfg, cfg.suite[0], [(j.prompt, j.seed) for j in jobs], fix)
 
 
 def same_seed_reference(cfg: EvaluateConfig, records: list[dict]) -> list[Path]:
     """Paths of the original model's image of each record's prompt and seed."""
     if cfg.reference_dir is not None:
-        out = Path(cfg.reference_dir) / cfg.suite[0] / "images"
-        originals = read_image_set(out)[: len(records)]
+        expected = [(r["prompt"], r["seed"]) for r in records]
+        fix = "evaluate the original model with the same --prompts, --seed and --images-per-prompt"
+        out, originals = reference_records(cfg, cfg.suite[0], expected, fix)
     else:
         folder = cfg.out / "reference" / cfg.suite[0]
         out, originals = generate_images(cfg, folder, cfg.reference_model, True)

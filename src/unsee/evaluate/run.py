@@ -10,8 +10,8 @@ Per suite (OUT/<suite>/images, resumable like `unsee generate`):
   same_seed_distance  1 - cosine of CLIP image features to the original model's image of
                     the same prompt and seed (OUT/reference/<suite>, made once)
   clip_score        cosine of CLIP image and prompt features
-results.json {"settings", "suites": {suite: {metric: {"mean", "low", "high"}}}} and
-results.md, the same as a table.
+results.json {"settings", "suites": {suite: {metric: {"mean", "low", "high"}}}},
+results.md, the same as a table, and grid_<suite>.png (its first 64 images), to look at.
 """
 
 import dataclasses
@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from unsee import __version__
-from unsee.errors import UnseeError
 from unsee.evaluate.config import EvaluateConfig
+from unsee.evaluate.grid import save_grid
 from unsee.evaluate.judge import WATERMARK_THRESHOLD, load_images, read_image_set
 from unsee.evaluate.metrics import (
     bootstrap,
@@ -32,7 +32,7 @@ from unsee.evaluate.metrics import (
     rate,
     same_seed_distance,
 )
-from unsee.evaluate.sampling import generate_with
+from unsee.evaluate.sampling import generate_with, reference_records
 from unsee.evaluate.suites import SUITES, Suite, reference_renders, world_suite
 from unsee.generate.imagefolder import atomic_write_text
 from unsee.images import to_model_range
@@ -99,18 +99,19 @@ def reference_images(cfg: EvaluateConfig, suite: Suite, name: str) -> np.ndarray
     (checked to be the same prompts and seeds), else made once in OUT/reference/<suite>."""
     if cfg.reference_dir is None:
         return generate_suite(cfg, suite, cfg.out / "reference" / name, cfg.reference_model, True)
-    folder = Path(cfg.reference_dir) / name / "images"
-    if not (folder / "metadata.jsonl").is_file():
-        raise UnseeError(f"--reference-dir {cfg.reference_dir} has no {name} suite ({folder})")
-    records = sorted(read_image_set(folder), key=lambda r: r.get("index", 0))
     expected = [(p, cfg.seed + i) for i, p in enumerate(suite.prompts)]  # as generate_suite
-    found = [(r["prompt"], r["seed"]) for r in records]
-    if found[: len(expected)] != expected:
-        raise UnseeError(
-            f"--reference-dir {cfg.reference_dir}: its {name} images are not this suite's prompts"
-            " and seeds; evaluate the original model with the same --suite, --n and --seed"
-        )
-    return load_images(folder, records[: len(expected)], None)
+    fix = "evaluate the original model with the same --suite, --n and --seed"
+    folder, records = reference_records(cfg, name, expected, fix)
+    return load_images(folder, records, None)
+
+
+def interval(
+    cfg: EvaluateConfig, statistic, *samples, paired: bool = True, centred: bool = False
+) -> dict:
+    """The statistic with its bootstrap interval at cfg's resamples and seed."""
+    return bootstrap(
+        statistic, *samples, paired=paired, n_boot=cfg.bootstrap, seed=cfg.seed, centred=centred
+    )
 
 
 def suite_metrics(
@@ -120,10 +121,7 @@ def suite_metrics(
     """{metric: {"mean", "low", "high"}} for one suite."""
 
     def ci(statistic, *samples, paired=True, centred=False):
-        return bootstrap(
-            statistic, *samples, paired=paired, n_boot=cfg.bootstrap, seed=cfg.seed,
-            centred=centred,
-        )  # fmt: skip
+        return interval(cfg, statistic, *samples, paired=paired, centred=centred)
 
     concept = cfg.concept
     if concept == "watermark":
@@ -174,6 +172,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         seed = suite_seed(cfg.seed, name)
         suite = world_suite(name, cfg.n, seed, cfg.concept)
         images = generate_suite(cfg, suite, cfg.out / name, cfg.model, plain)
+        save_grid(images[:64], cfg.out / f"grid_{name}.png")
         reference = None
         if not plain:
             reference = reference_images(cfg, suite, name)

@@ -36,3 +36,25 @@ def generate_with(
         )  # fmt: skip
         censor = make_censor(censor_cfg, pick_device(cfg.device))
     return generate(GenerateConfig(**common), censor=censor)
+
+
+def reference_records(
+    cfg: EvaluateConfig, name: str, expected: list[tuple[str, int]], fix: str
+) -> tuple[Path, list[dict]]:
+    """The image folder of suite `name` in --reference-dir and its first len(expected)
+    metadata records, in index order, checked to be of the expected (prompt, seed) pairs;
+    else a clear error that ends with `fix` (how to make a matching reference)."""
+    from unsee.errors import UnseeError
+    from unsee.evaluate.judge import read_image_set
+    from unsee.generate.imagefolder import METADATA
+
+    folder = Path(cfg.reference_dir) / name / "images"
+    if not (folder / METADATA).is_file():
+        raise UnseeError(f"--reference-dir {cfg.reference_dir} has no {name} suite ({folder})")
+    records = sorted(read_image_set(folder), key=lambda r: r.get("index", 0))[: len(expected)]
+    if [(r["prompt"], r["seed"]) for r in records] != expected:
+        raise UnseeError(
+            f"--reference-dir {cfg.reference_dir}: its {name} images are not this suite's prompts"
+            f" and seeds; {fix}"
+        )
+    return folder, records
