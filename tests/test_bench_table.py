@@ -94,6 +94,17 @@ def test_markdown_and_index_show_every_row(tmp_path):
     assert "0.500 ± 0.250" in page and "http" not in page
 
 
+def test_markdown_sums_the_row_time_over_rows_and_seeds():
+    row = {key: {"mean": 0.5, "std": 0.0} for key in METRICS}
+    settings = {"seeds": 2, "images_per_suite": 8, "steps": 25, "guidance": 7.5}
+    seconds = {"artist": {"original": 600.0, "hfi_sdd": 1200.0}, "watermark": {"sega": 1800.0}}
+    results = {
+        "settings": settings | {"seconds": seconds, "machine": "2 CPU cores (x)"},
+        "tables": {"artist": {"original": row}, "watermark": {"sega": row}},
+    }
+    assert "Time: 60 minutes in all on 2 CPU cores (x)" in results_markdown(results)
+
+
 def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path):
     cfg = dict(
         out=tmp_path, methods=["neg_text", "sega"], seeds=2, table_n=3, steps=3, bootstrap=20,

@@ -110,7 +110,7 @@ def run_bench_speed(cfg: BenchSpeedConfig) -> dict:
             "timing": "wall time of the timed steps after the warm-up; model loading excluded",
             "torch": torch.__version__,
             "platform": platform.platform(),
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
             "gpu": torch.cuda.get_device_name() if "cuda" in devices else None,
         },
     }
@@ -260,7 +260,7 @@ def _plain_step(unet, teacher, ema, params, opt, scheduler, texts, g):
     return step
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]

@@ -31,6 +31,7 @@ interrupted run resumes where it stopped.
 """
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -244,7 +245,7 @@ def run_bench_table(cfg: BenchWorldConfig) -> dict:
     tables = {c: {r: aggregate(per_seed[c][r]) for r in rows} for c in CONCEPTS}
     erase_settings = _erase_settings(cfg, rows)
     results = {
-        "settings": settings | {"erase": erase_settings, "seconds": seconds},
+        "settings": settings | {"erase": erase_settings, "seconds": seconds, "machine": _machine()},
         "tables": tables,
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
@@ -271,6 +272,17 @@ def _erase_settings(cfg: BenchWorldConfig, rows: list[str]) -> dict:
     return out
 
 
+def _machine() -> str:
+    """Where the rows ran, for the time line: CPU count and model, or the GPU."""
+    import torch
+
+    from unsee.bench.speed import cpu_name
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{os.cpu_count()} CPU cores ({cpu_name()})"
+
+
 def _fmt(cell: dict | None, digits: int = 3) -> str:
     if cell is None:
         return "–"
@@ -293,6 +305,15 @@ def results_markdown(results: dict) -> str:
             digits = {"world_fid": 2}
             cells = [_fmt(metrics[m], digits.get(m, 3)) for m in METRICS]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        lines.append("")
+    seconds = s.get("seconds")
+    if seconds:
+        total = sum(sum(rows.values()) for rows in seconds.values())
+        lines.append(
+            f"Time: {total / 60:.0f} minutes in all on {s.get('machine', 'this machine')}"
+            " (each row's method and evaluation, summed over rows and seeds; a row made"
+            " beside another job counts its slower time)."
+        )
         lines.append("")
     return "\n".join(lines)
 
