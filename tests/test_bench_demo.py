@@ -1,3 +1,4 @@
+import html
 import json
 
 from conftest import read_metadata
@@ -58,6 +59,7 @@ def test_demo_runs_every_stage_and_ends_with_the_report(tmp_path, capsys):
     assert f"report: {report.resolve()}" in text
     page = report.read_text()
     assert "HFI + SDD" in page and "Censored sampling" in page
+    assert html.escape("shape accuracy on the other artists' prompts") in page
     for grid in ("grid_original_leak.png", "grid_erased_target.png", "grid_censored.png"):
         assert (tmp_path / grid).is_file() and grid in page
     assert (tmp_path / "hfi" / "erased" / "unet").is_dir()

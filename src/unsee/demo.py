@@ -239,6 +239,7 @@ def _report_sections(out, grid, censor_rates, evaluations, seconds, cfg, kept):
         ("target", "concept_rate", f"{LEAK_ARTIST}'s style on prompts naming him"),
         ("leak", "concept_rate", f"{LEAK_ARTIST}'s style on starry nights (never named)"),
         ("other-artists", "style_rate", "the other artists' styles kept"),
+        ("other-artists", "prompt_accuracy_shape", "shape accuracy on the other artists' prompts"),
         ("neutral", "prompt_accuracy_shape", "shape accuracy on plain prompts"),
         ("neutral", "prompt_accuracy_color", "colour accuracy on plain prompts"),
         ("neutral", "watermark_rate", "watermark rate on plain prompts"),
