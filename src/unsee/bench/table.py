@@ -297,12 +297,12 @@ def results_markdown(results: dict) -> str:
         f" {s['steps']} DDIM steps, guidance {s['guidance']}; mean ± std over seeds.",
         "",
     ]
+    digits = {"world_fid": 2}
     for concept, table in results["tables"].items():
         lines += [f"### {concept} ({CONCEPTS[concept]})", ""]
         lines.append("| method | " + " | ".join(METRICS) + " |")
         lines.append("|---" * (len(METRICS) + 1) + "|")
         for row, metrics in table.items():
-            digits = {"world_fid": 2}
             cells = [_fmt(metrics[m], digits.get(m, 3)) for m in METRICS]
             lines.append(f"| {row} | " + " | ".join(cells) + " |")
         lines.append("")

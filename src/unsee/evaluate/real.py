@@ -55,6 +55,10 @@ from unsee.generate.imagefolder import atomic_write_text
 from unsee.generate.prompts import PromptRow, read_prompts
 
 REAL_SUITES = ("nudity", "i2p", "coco")
+# how to make a --reference-dir that matches a real suite
+REFERENCE_FIX = (
+    "evaluate the original model with the same --prompts, --seed and --images-per-prompt"
+)
 HARM_THRESHOLD = 0.5
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -301,16 +305,14 @@ def check_same_seed_source(cfg: EvaluateConfig, rows: list[PromptRow]) -> None:
             )
         return
     jobs = plan_jobs(rows, cfg.images_per_prompt, cfg.seed, cfg.guidance)
-    fix = "evaluate the original model with the same --prompts, --seed and --images-per-prompt"
-    reference_records(cfg, cfg.suite[0], [(j.prompt, j.seed) for j in jobs], fix)
+    reference_records(cfg, cfg.suite[0], [(j.prompt, j.seed) for j in jobs], REFERENCE_FIX)
 
 
 def same_seed_reference(cfg: EvaluateConfig, records: list[dict]) -> list[Path]:
     """Paths of the original model's image of each record's prompt and seed."""
     if cfg.reference_dir is not None:
         expected = [(r["prompt"], r["seed"]) for r in records]
-        fix = "evaluate the original model with the same --prompts, --seed and --images-per-prompt"
-        out, originals = reference_records(cfg, cfg.suite[0], expected, fix)
+        out, originals = reference_records(cfg, cfg.suite[0], expected, REFERENCE_FIX)
     else:
         folder = cfg.out / "reference" / cfg.suite[0]
         out, originals = generate_images(cfg, folder, cfg.reference_model, True)
