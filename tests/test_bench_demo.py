@@ -123,8 +123,24 @@ def test_bench_erase_end_to_end_small_and_resumes(tmp_path):
     for key in (
         "hfi_sdd_style_target", "hfi_sdd_style_leak", "text_sdd_style_leak",
         "hfi_sdd_watermark", "text_sdd_watermark", "max_preservation_drop",
+        "hfi_neg_style_target", "hfi_neg_style_leak", "text_neg_style_leak",
+        "hfi_neg_watermark", "text_neg_watermark", "max_preservation_drop_neg",
     ):  # fmt: skip
         assert -1 <= results[key] <= 1, key
+    # the distilled negative prompt's anchors: the artist's flagged pool prompts, not the
+    # benign ones; every pool prompt for the watermark
+    root = tmp_path / "b"
+    lines = {
+        c: set((root / c / "anchors.txt").read_text().splitlines())
+        for c in ("Vanmond", "watermark")
+    }
+    keep = set((root / "Vanmond" / "keep.txt").read_text().splitlines())
+    assert lines["Vanmond"] and not lines["Vanmond"] & keep
+    assert lines["watermark"] == set(
+        (root / "watermark" / "pool" / "prompts.txt").read_text().splitlines()
+    )
+    neg = json.loads((root / "models" / "hfi_neg_artist" / "erase.json").read_text())
+    assert neg["method"] == "neg" and "<vanmond>" in neg["concepts"]
     assert results["erase_seconds"] > 0
     assert json.loads((tmp_path / "b" / "results.json").read_text())["settings"]["labels"] == 4
     token = tmp_path / "b" / "Vanmond" / "token.safetensors"

@@ -294,3 +294,67 @@ def test_unset_options_take_the_models_defaults(tmp_path):
     assert EraseConfig(out=tmp_path, concept=["x"], method="esd-u", lr=3e-3).lr == 3e-3
     sd_u = EraseConfig(model="some/sd", out=tmp_path, concept=["x"], method="esd-u")
     assert sd_u.lr == PAPER_DEFAULTS["lr"]
+
+
+def test_neg_target_is_the_negative_prompt_under_guidance():
+    """The distilled negative prompt's targets, guided at scale w with eta = 1 - 1/w, give
+    exactly what the original gives with the concept as negative prompt."""
+    from unsee.erase.neg import neg_loss, neg_target
+
+    e0, ea, ec = torch.tensor([1.0, 0.0]), torch.tensor([2.0, 2.0]), torch.tensor([3.0, -1.0])
+    torch.testing.assert_close(neg_target(e0, ea, ec, 1.0), torch.tensor([0.0, 3.0]))
+    g = torch.Generator().manual_seed(0)
+    e0, ea, ec = (torch.randn(4, 3, generator=g) for _ in range(3))
+    w = 7.5
+    erased = e0 + w * (neg_target(e0, ea, ec, 1 - 1 / w) - e0)
+    negative_prompt = ec + w * (ea - ec)
+    torch.testing.assert_close(erased, negative_prompt)
+    # the loss: both terms mean squares to fixed targets
+    sa = torch.tensor([[1.0, 1.0]], requires_grad=True)
+    s0 = torch.tensor([[0.0, 0.0]], requires_grad=True)
+    target = torch.tensor([[1.0, 3.0]], requires_grad=True)
+    loss = neg_loss(sa, s0, target, torch.tensor([[2.0, 0.0]]))
+    assert loss.item() == (0 + 4) / 2 + (4 + 0) / 2
+    loss.backward()
+    assert target.grad is None and sa.grad is not None and s0.grad is not None
+
+
+def test_neg_moves_the_anchor_estimates_to_their_targets(tiny_sd, tmp_path):
+    import pytest
+    from diffusers import UNet2DConditionModel
+
+    from unsee.erase.neg import neg_target
+    from unsee.erase.run import encode_texts, erase
+    from unsee.errors import UnseeError
+    from unsee.models.load import load_pipeline
+
+    anchors = tmp_path / "anchors.txt"
+    anchors.write_text("a red square on grass\na red square at night\n")
+    with pytest.raises(UnseeError, match="needs --anchors"):
+        _erase_cfg(tiny_sd, tmp_path / "none", method="neg")
+    out = erase(
+        _erase_cfg(tiny_sd, tmp_path / "neg", method="neg", anchors=anchors, eta=20.0,
+                   iterations=8, lr=1e-3, checkpoint_every=0)
+    )  # fmt: skip
+    before = _unet(tiny_sd)
+    after = _unet(out)
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    assert moved and all(".attn2." in n for n in moved)
+    assert '"method": "neg"' in (out / "README.md").read_text()
+
+    pipe = load_pipeline(str(tiny_sd), "cpu", "fp32")
+    c0, ca, cs = encode_texts(pipe, ["", "a red square on grass", "a red square"], "cpu")
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 4, 8, 8, generator=g)
+    t = torch.tensor([700, 500, 300, 100])
+
+    def eps(unet, c):
+        with torch.no_grad():
+            return unet(z, t, encoder_hidden_states=c.expand(4, -1, -1)).sample
+
+    # (a large eta: the tiny random model's concept direction is small)
+    target = neg_target(eps(pipe.unet, c0), eps(pipe.unet, ca), eps(pipe.unet, cs), 20.0)
+    student = UNet2DConditionModel.from_pretrained(out / "unet")
+    gap_before = ((eps(pipe.unet, ca) - target) ** 2).mean()
+    gap_after = ((eps(student, ca) - target) ** 2).mean()
+    assert gap_after < 0.8 * gap_before

@@ -74,7 +74,9 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
         "generate prompt suites (the world's; nudity, i2p, coco) and report metrics with intervals",
     ),
     "erase": Command(
-        EraseConfig, "unsee.erase.run:erase", "remove concepts from the weights (SDD, ESD)"
+        EraseConfig,
+        "unsee.erase.run:erase",
+        "remove concepts from the weights (SDD, ESD, distilled negative prompt)",
     ),
     "feedback": {
         "simulate": Command(

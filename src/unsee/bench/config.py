@@ -185,6 +185,11 @@ class BenchEraseConfig:
     with_text: bool = arg(
         True, help="HFI+SDD removes the concept's word beside the token (PAPERS.md section 3)"
     )
+    neg: bool = arg(
+        True,
+        help="also the distilled negative prompt (`unsee erase --method neg`) on the token and"
+        " on the word: hfi_neg_* and text_neg_* figures",
+    )
     template: str = arg("{token}", help="`unsee invert --template`")
     top_k: int | None = arg(None, help="`unsee invert --top-k` (default: every pool image)")
     invert_steps: int = arg(600, help="`unsee invert --steps`")

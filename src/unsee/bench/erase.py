@@ -8,6 +8,11 @@ For each concept (the leaking artist, and the watermark):
   4. SDD on the token (with the concept's word beside it) = HFI+SDD, and SDD on the word
      alone = text-only SDD, both with the default `unsee erase` settings on minisd and
      `--preserve` with the pool prompts the reward scores benign (keep.txt)
+With --neg, the same again with the distilled negative prompt (`unsee erase --method neg`):
+HFI+NEG on the token and word, text-only NEG on the word. Its anchors, the prompts whose
+estimates learn the negative prompt: for the artist, the pool prompts the reward scores bad
+(with --preserve the benign ones, as above); for the watermark, which marks any image
+whatever its prompt, every pool prompt (and nothing to preserve: the same prompts).
 then every model generates fresh suites from the same seeds:
   target   prompts naming the artist              -> the artist's style rate
   leak     starry nights, never naming him         -> the artist's style rate
@@ -16,7 +21,8 @@ then every model generates fresh suites from the same seeds:
 results.json: hfi_sdd_style_target, hfi_sdd_style_leak, text_sdd_style_target,
 text_sdd_style_leak, hfi_sdd_watermark, text_sdd_watermark, the original's figures,
 max_preservation_drop (largest drop of another artist's style rate or a prompt accuracy
-from the original, over the HFI+SDD models), erase_seconds, and per-model tables.
+from the original, over the HFI+SDD models), erase_seconds, and per-model tables; with
+--neg also hfi_neg_* / text_neg_* and max_preservation_drop_neg (over the HFI+NEG models).
 Every stage keeps its output, so an interrupted run resumes where it stopped.
 """
 
@@ -194,8 +200,26 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
         },
         "text_sdd_watermark": {"concept": ["watermark"], **keep["watermark"]},
     }  # fmt: skip
+    if cfg.neg:
+        anchors = {c: _anchors(out / c, prompt_bound=c == ARTIST) for c in tokens}
+        neg = {"method": "neg"}
+        plan |= {
+            "hfi_neg_artist": {**plan["hfi_sdd_artist"], **neg, "anchors": anchors[ARTIST]},
+            "text_neg_artist": {**plan["text_sdd_artist"], **neg, "anchors": anchors[ARTIST]},
+            "hfi_neg_watermark": {
+                "embedding": emb["watermark"], "concept": hfi_words["watermark"], **neg,
+                "anchors": anchors["watermark"],
+            },
+            "text_neg_watermark": {
+                "concept": ["watermark"], **neg, "anchors": anchors["watermark"]
+            },
+        }  # fmt: skip
     every = ["target", "leak", "neutral", "others"]
-    which = {"hfi_sdd_watermark": ["neutral", "others"], "text_sdd_watermark": ["neutral"]}
+    which = {
+        name: ["neutral", "others"] if name.startswith("hfi") else ["neutral"]
+        for name in plan
+        if name.endswith("_watermark")
+    }
     models, tables = {}, {}
     for name, what in plan.items():
         models[name] = ("minisd", 0.0) if what is None else erased(cfg, name, **what)
@@ -206,9 +230,10 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
     # 4. preservation: other artists' styles and prompt accuracy, against the original
     base = tables["original"]
     kept = [f"style_{a}" for a in OTHERS] + [f"accuracy_{k}" for k in ACCURACY]
+    hfi = [name for name in plan if name.startswith("hfi_")]
     drops = {
         name: {k: round(base[k] - tables[name][k], 4) for k in kept if k in tables[name]}
-        for name in ("hfi_sdd_artist", "hfi_sdd_watermark")
+        for name in hfi
     }
     # the settings the erasures ran with (erase resolves the unset ones to its minisd defaults)
     used = json.loads((Path(models["hfi_sdd_artist"][0]) / "erase.json").read_text())["settings"]
@@ -222,7 +247,10 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
         "hfi_sdd_watermark": tables["hfi_sdd_watermark"]["watermark"],
         "text_sdd_watermark": tables["text_sdd_watermark"]["watermark"],
         "original_watermark": base["watermark"],
-        "max_preservation_drop": max(max(d.values()) for d in drops.values()),
+        "max_preservation_drop": max(
+            max(drops[name].values()) for name in ("hfi_sdd_artist", "hfi_sdd_watermark")
+        ),
+        **(_neg_figures(tables, drops) if cfg.neg else {}),
         "erase_seconds": models["hfi_sdd_artist"][1],
         "erase_seconds_all": {k: v[1] for k, v in models.items() if k != "original"},
         "tables": tables,
@@ -240,6 +268,11 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
                     for k in ("iterations", "batch", "sample_steps", "lr", "ema", "cfg_scale")
                 },
                 "with_text": cfg.with_text,
+                "neg_anchors": {
+                    c: len((out / c / "anchors.txt").read_text().splitlines()) for c in tokens
+                }
+                if cfg.neg
+                else None,
                 "preserve": "the pool prompts the reward scores benign" if cfg.preserve else None,
                 "kept_prompts": {
                     c: len((out / c / "keep.txt").read_text().splitlines()) for c in tokens
@@ -260,3 +293,30 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     print(json.dumps({k: v for k, v in results.items() if not isinstance(v, dict)}, indent=2))
     return results
+
+
+def _anchors(root: Path, prompt_bound: bool) -> Path:
+    """The distilled negative prompt's anchors for a concept (root/anchors.txt): the pool
+    prompts the reward scores bad when the concept follows the prompt (an artist's style),
+    else every pool prompt (a watermark, on any image whatever its prompt)."""
+    path = root / "anchors.txt"
+    if not path.is_file():
+        pool = (root / "pool" / "prompts.txt").read_text().splitlines()
+        benign = set((root / "keep.txt").read_text().splitlines()) if prompt_bound else set()
+        anchors = list(dict.fromkeys(p for p in pool if p.strip() and p not in benign))
+        atomic_write_text(path, "".join(f"{p}\n" for p in anchors or pool))
+    return path
+
+
+def _neg_figures(tables: dict, drops: dict) -> dict:
+    return {
+        "hfi_neg_style_target": tables["hfi_neg_artist"]["style_target"],
+        "hfi_neg_style_leak": tables["hfi_neg_artist"]["style_leak"],
+        "text_neg_style_target": tables["text_neg_artist"]["style_target"],
+        "text_neg_style_leak": tables["text_neg_artist"]["style_leak"],
+        "hfi_neg_watermark": tables["hfi_neg_watermark"]["watermark"],
+        "text_neg_watermark": tables["text_neg_watermark"]["watermark"],
+        "max_preservation_drop_neg": max(
+            max(drops[name].values()) for name in ("hfi_neg_artist", "hfi_neg_watermark")
+        ),
+    }

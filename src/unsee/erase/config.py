@@ -38,8 +38,10 @@ def erase_defaults(model: str, params: str = "cross-attention") -> dict:
 @dataclass(kw_only=True)
 class EraseConfig(ModelArgs):
     out: Path = arg(help="output folder: a pipeline folder (or a LoRA file) with a model card")
-    method: Literal["sdd", "esd-x", "esd-u"] = arg(
-        "sdd", help="sdd: self-distillation (Kim et al.); esd-x / esd-u: erased stable diffusion"
+    method: Literal["sdd", "esd-x", "esd-u", "neg"] = arg(
+        "sdd",
+        help="sdd: self-distillation (Kim et al.); esd-x / esd-u: erased stable diffusion;"
+        " neg: the concept as negative prompt, distilled into the --anchors prompts",
     )
     concept: list[str] = arg([], help="concept texts to remove (several at once are fine)")
     embedding: list[Path] = arg(
@@ -68,7 +70,16 @@ class EraseConfig(ModelArgs):
     sample_steps: int | None = arg(
         None, help=f"DDIM steps of the teacher's trajectories {_defaults('sample_steps')}"
     )
-    eta: float = arg(1.0, help="esd: strength of the negative guidance in the target")
+    eta: float = arg(
+        1.0,
+        help="esd, neg: strength of the negative guidance in the target (neg: 1 - 1/w is"
+        " the concept as negative prompt at guidance w)",
+    )
+    anchors: Path | None = arg(
+        None,
+        help="neg: prompts (text or CSV file) whose estimates learn the negative prompt,"
+        " e.g. those whose images showed the concept",
+    )
     preserve: Path | None = arg(
         None,
         help="prompts to keep (text or CSV file): each step also pulls the student's estimate"
@@ -101,6 +112,8 @@ class EraseConfig(ModelArgs):
             raise UnseeError("--sample-steps must be at least 2")
         if len(self.beta) != 2 or min(self.beta) <= 0:
             raise UnseeError("--beta takes two positive numbers A B")
+        if self.method == "neg" and self.anchors is None:
+            raise UnseeError("--method neg needs --anchors: the prompts to change")
         if self.preserve_weight < 0:
             raise UnseeError("--preserve-weight must be >= 0")
         if not 0 <= self.ema < 1:
@@ -109,3 +122,5 @@ class EraseConfig(ModelArgs):
         self.embedding = [Path(p) for p in self.embedding]
         if self.preserve is not None:
             self.preserve = Path(self.preserve)
+        if self.anchors is not None:
+            self.anchors = Path(self.anchors)

@@ -11,6 +11,10 @@ same z_t, t are pulled to the frozen original's (weight --preserve-weight), for 
 ESD (Gandikota et al. 2023; section 4): z_t from the student with CFG on c, and
   eps_student(z_t, t, c) -> eps_orig(z_t, t) - eta (eps_orig(z_t, t, c) - eps_orig(z_t, t))
 with the frozen original as teacher; the student itself is saved.
+Distilled negative prompt (neg.py): z_t from the original with CFG on an anchor prompt p,
+  eps_student(z_t, t, p) -> eps_orig(z_t, t, p) - eta (eps_orig(z_t, t, c) - eps_orig(z_t, t))
+  eps_student(z_t, t)    -> eps_orig(z_t, t)
+with the frozen original as teacher; the student itself is saved.
 
 Runs under `accelerate launch` (each process its own trajectories, gradients averaged);
 checkpoints every N steps, and `--resume` continues to the same result as an unbroken run.
@@ -31,6 +35,7 @@ from tqdm.auto import tqdm
 from unsee import __version__
 from unsee.erase.config import EraseConfig
 from unsee.erase.esd import esd_target
+from unsee.erase.neg import neg_loss, neg_target
 from unsee.erase.params import select_parameters
 from unsee.erase.sdd import (
     ema_update,
@@ -90,15 +95,15 @@ def erase(cfg: EraseConfig) -> Path:
     c0 = encode_texts(pipe, [""], device)  # (1, L, D)
     cp = encode_texts(pipe, [", ".join(concepts)], device)
     cs = encode_texts(pipe, concepts, device)  # (n, L, D)
-    keep = None
+    keep = anchors = None
     if cfg.preserve is not None:
-        from unsee.generate.prompts import read_prompts
-
-        kept = list(dict.fromkeys(row.prompt for row in read_prompts(cfg.preserve)))
+        kept = _prompts(cfg.preserve)
         overlap = [c for c in concepts if c in kept]
         if overlap:
             raise UnseeError(f"--preserve lists what is to be removed: {', '.join(overlap)}")
         keep = encode_texts(pipe, kept, device)  # (m, L, D)
+    if cfg.anchors is not None and cfg.method == "neg":
+        anchors = encode_texts(pipe, _prompts(cfg.anchors), device)  # (a, L, D)
 
     # 2. student, teacher, optimiser
     unet = pipe.unet
@@ -153,7 +158,12 @@ def erase(cfg: EraseConfig) -> Path:
         if keep is not None:
             picks = torch.randint(0, len(keep), (cfg.batch,), generator=g)
             preserve = (keep[picks.to(keep.device)], original, cfg.preserve_weight)
-        if sdd:
+        if anchors is not None:
+            c_a = anchors[torch.randint(0, len(anchors), (cfg.batch,), generator=g).to(device)]
+            loss = neg_step(accelerator, unet, original, params, opt, scheduler,
+                            (c_0, c_a, c_s), z_T, stops, t, cfg.cfg_scale, cfg.eta,
+                            preserve)  # fmt: skip
+        elif sdd:
             c_p = cp.expand(cfg.batch, -1, -1)
             loss = sdd_step(accelerator, unet, teacher, ema, params, opt, scheduler,
                             (c_0, c_p, c_s), z_T, stops, t, cfg.cfg_scale, cfg.ema,
@@ -264,6 +274,52 @@ def esd_step(
             loss = loss + _preserve_term(z, t, e_k, preserve)
     _optimise(accelerator, loss, params, opt)
     return loss
+
+
+def neg_step(
+    accelerator: Accelerator,
+    unet: torch.nn.Module,
+    original: torch.nn.Module,
+    params: dict[str, torch.nn.Parameter],
+    opt: torch.optim.Optimizer,
+    scheduler: DDIMScheduler,
+    texts: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    z_T: torch.Tensor,
+    stops: torch.Tensor,
+    t: torch.Tensor,
+    cfg_scale: float,
+    eta: float,
+    preserve: tuple | None = None,
+) -> torch.Tensor:
+    """One distilled-negative-prompt step for B trajectories; returns the loss.
+
+    texts: c_0, the anchors c_a and the concepts c_s, each (B, L, D)."""
+    c_0, c_a, c_s = texts
+    with accelerator.autocast():
+        # the original's trajectories on the anchor prompts, where the concept shows
+        z = teacher_latents(original, scheduler, c_a, c_0, stops, cfg_scale, z_T)
+        with torch.no_grad():
+            o_0, o_a, o_c = original(
+                torch.cat([z, z, z]), torch.cat([t, t, t]),
+                encoder_hidden_states=torch.cat([c_0, c_a, c_s]),
+            ).sample.chunk(3)  # fmt: skip
+            target = neg_target(o_0, o_a, o_c, eta)
+        rows = [c_a, c_0] + ([preserve[0]] if preserve is not None else [])
+        out = unet(
+            torch.cat([z] * len(rows)), torch.cat([t] * len(rows)),
+            encoder_hidden_states=torch.cat(rows),
+        ).sample.chunk(len(rows))  # fmt: skip
+        loss = neg_loss(out[0].float(), out[1].float(), target.float(), o_0.float())
+        if preserve is not None:
+            loss = loss + _preserve_term(z, t, out[2], preserve)
+    _optimise(accelerator, loss, params, opt)
+    return loss
+
+
+def _prompts(path: Path) -> list[str]:
+    from unsee.generate.prompts import read_prompts
+
+    return list(dict.fromkeys(row.prompt for row in read_prompts(path)))
 
 
 def _student(unet, z, t, c_s, preserve):
