@@ -332,6 +332,8 @@ def test_neg_moves_the_anchor_estimates_to_their_targets(tiny_sd, tmp_path):
     anchors.write_text("a red square on grass\na red square at night\n")
     with pytest.raises(UnseeError, match="needs --anchors"):
         _erase_cfg(tiny_sd, tmp_path / "none", method="neg")
+    with pytest.raises(UnseeError, match="for --method neg only"):
+        _erase_cfg(tiny_sd, tmp_path / "sdd", anchors=anchors)
     out = erase(
         _erase_cfg(tiny_sd, tmp_path / "neg", method="neg", anchors=anchors, eta=20.0,
                    iterations=8, lr=1e-3, checkpoint_every=0)

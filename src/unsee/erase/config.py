@@ -114,6 +114,8 @@ class EraseConfig(ModelArgs):
             raise UnseeError("--beta takes two positive numbers A B")
         if self.method == "neg" and self.anchors is None:
             raise UnseeError("--method neg needs --anchors: the prompts to change")
+        if self.method != "neg" and self.anchors is not None:
+            raise UnseeError("--anchors is for --method neg only")
         if self.preserve_weight < 0:
             raise UnseeError("--preserve-weight must be >= 0")
         if not 0 <= self.ema < 1:

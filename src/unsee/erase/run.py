@@ -102,7 +102,7 @@ def erase(cfg: EraseConfig) -> Path:
         if overlap:
             raise UnseeError(f"--preserve lists what is to be removed: {', '.join(overlap)}")
         keep = encode_texts(pipe, kept, device)  # (m, L, D)
-    if cfg.anchors is not None and cfg.method == "neg":
+    if cfg.method == "neg":
         anchors = encode_texts(pipe, _prompts(cfg.anchors), device)  # (a, L, D)
 
     # 2. student, teacher, optimiser
