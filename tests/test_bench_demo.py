@@ -117,7 +117,15 @@ def test_bench_erase_end_to_end_small_and_resumes(tmp_path):
     from unsee.bench.erase import run_bench_erase
 
     cfg = BenchEraseConfig(
-        out=tmp_path / "b", n=4, pool=60, labels=4, iterations=2, invert_steps=3, device="cpu"
+        out=tmp_path / "b",
+        n=4,
+        pool=60,
+        labels=4,
+        iterations=2,
+        invert_steps=3,
+        steps=5,  # few DDIM steps: this checks the plumbing, not the figures
+        sample_steps=4,
+        device="cpu",
     )
     results = run_bench_erase(cfg)
     for key in (
