@@ -9,7 +9,6 @@ Writes OUT/result.json. Figures of 2026-11-23: docs/world-judge-pilots.json.
 """
 
 import argparse
-import functools
 import json
 import time
 import types
@@ -32,8 +31,6 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=WorldTrainConfig.judge_steps)
     parser.add_argument("--width", type=int, default=48)
     args = parser.parse_args()
-    # train_judge and load_judge build the module's Judge: a narrower one for this pilot
-    world_judge.Judge = functools.partial(world_judge.Judge, width=args.width)
     cfg = WorldTrainConfig(out=args.out, judge_steps=args.steps)
     device = torch.device("cpu")
     vae = AutoencoderKL.from_pretrained(MINISD_DIR / "vae").eval()
@@ -41,7 +38,14 @@ def main() -> None:
     start = time.time()
     if not (args.out / "judge" / "model.safetensors").exists():
         world_judge.train_judge(
-            args.out / "judge", cfg.seed + 4, cfg.judge_images, args.steps, 128, device, vae
+            args.out / "judge",
+            cfg.seed + 4,
+            cfg.judge_images,
+            args.steps,
+            128,
+            device,
+            vae,
+            args.width,
         )
     seconds["judge"] = round(time.time() - start, 1)
     unet = UNet2DConditionModel.from_pretrained(MINISD_DIR / "unet").eval()

@@ -94,3 +94,17 @@ def test_judge_refuses_bad_folders(minisd_set, tmp_path, tiny_uncond):
     )
     with pytest.raises(UnseeError, match="is 16x16; the world judge reads 32x32"):
         judge_folder(JudgeConfig(dir=small, device="cpu"))
+
+
+def test_a_judge_of_another_width_saves_and_reloads_at_that_width(tmp_path):
+    from unsee.world.judge import train_judge
+
+    train_judge(tmp_path / "j", seed=3, images=64, steps=1, batch_size=8, device="cpu", width=8)
+    assert json.loads((tmp_path / "j" / "config.json").read_text())["width"] == 8
+    judge = load_judge(tmp_path / "j")
+    assert judge.width == 8 and judge.features[0][0].out_channels == 8
+    images, _, _ = world.make_dataset(4, seed=5)
+    assert len(judge_images(judge, images)) == 4
+    # a judge saved before the width was recorded reloads at the old fixed width, 48
+    config = json.loads((JUDGE_DIR / "config.json").read_text())
+    assert load_judge(JUDGE_DIR).width == config.get("width", 48) == 48

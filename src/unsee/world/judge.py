@@ -35,6 +35,7 @@ class Judge(nn.Module):
 
     def __init__(self, width: int = 48) -> None:
         super().__init__()
+        self.width = width
 
         def block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
             return nn.Sequential(
@@ -110,6 +111,7 @@ def train_judge(
     batch_size: int,
     device: torch.device,
     vae=None,
+    width: int = 48,
 ) -> Path:
     """Train the judge on freshly rendered images (its own seed and distribution).
 
@@ -122,7 +124,7 @@ def train_judge(
     g = torch.Generator().manual_seed(seed)
     x_rt = vae_round_trip(x_all, vae, g) if vae is not None else x_all
     torch.manual_seed(seed)
-    model = Judge().to(device)
+    model = Judge(width).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
     for _ in tqdm(range(steps), desc="judge", dynamic_ncols=True):
@@ -194,12 +196,18 @@ def save_judge(model: Judge, out_dir: Path) -> None:
     save_file(
         {k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors"
     )
-    config = {"architecture": "unsee.world.judge.Judge", "heads": HEADS, "image_size": world.SIZE}
+    config = {
+        "architecture": "unsee.world.judge.Judge",
+        "width": model.width,
+        "heads": HEADS,
+        "image_size": world.SIZE,
+    }
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
 def load_judge(path: Path, device: torch.device | str = "cpu") -> Judge:
-    model = Judge()
+    config = json.loads((path / "config.json").read_text())
+    model = Judge(config.get("width", 48))  # judges saved before the width was recorded: 48
     model.load_state_dict(load_file(path / "model.safetensors"))
     return model.to(device).eval()
 

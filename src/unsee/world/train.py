@@ -504,8 +504,9 @@ def train_world(cfg: WorldTrainConfig) -> Path:
             128,
             device,
             vae,
+            cfg.judge_width,
         )
-        _finish(judge_dir, {"steps": cfg.judge_steps})
+        _finish(judge_dir, {"steps": cfg.judge_steps, "width": cfg.judge_width})
     gen_dir = stages / "judge_gen"
     if not _done(gen_dir):
         timed("judge_gen", stage_judge_gen, cfg, gen_dir, judge_dir, vae, unet, clip, tokenizer,
