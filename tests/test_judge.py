@@ -97,7 +97,11 @@ def test_judge_refuses_bad_folders(minisd_set, tmp_path, tiny_uncond):
 
 
 def test_a_judge_of_another_width_saves_and_reloads_at_that_width(tmp_path):
+    from unsee.world.config import WorldTrainConfig
     from unsee.world.judge import train_judge
+
+    with pytest.raises(UnseeError, match="multiple of 8"):
+        WorldTrainConfig(out=tmp_path, judge_width=30)
 
     train_judge(tmp_path / "j", seed=3, images=64, steps=1, batch_size=8, device="cpu", width=8)
     assert json.loads((tmp_path / "j" / "config.json").read_text())["width"] == 8

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unsee.config import arg
+from unsee.errors import UnseeError
 
 
 @dataclass(kw_only=True)
@@ -27,6 +28,13 @@ class WorldTrainConfig:
     )
     judge_gen_images: int = arg(4000, help="images rendered and re-drawn for that fine-tuning")
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+
+    def __post_init__(self) -> None:
+        if self.judge_width < 8 or self.judge_width % 8:
+            raise UnseeError(
+                f"--judge-width {self.judge_width}: a positive multiple of 8, please (the judge's"
+                " group norms split its channels into 8 groups)"
+            )
 
 
 @dataclass(kw_only=True)
