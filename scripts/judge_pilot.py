@@ -29,7 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=WorldTrainConfig.judge_steps)
-    parser.add_argument("--width", type=int, default=48)
+    parser.add_argument("--width", type=int, default=WorldTrainConfig.judge_width)
     args = parser.parse_args()
     cfg = WorldTrainConfig(out=args.out, judge_steps=args.steps)
     device = torch.device("cpu")

@@ -6,6 +6,9 @@ from pathlib import Path
 from unsee.config import arg
 from unsee.errors import UnseeError
 
+# the judge's channels in its first blocks (x2, x4 deeper); the shipped judge's width
+JUDGE_WIDTH = 48
+
 
 @dataclass(kw_only=True)
 class WorldTrainConfig:
@@ -21,7 +24,7 @@ class WorldTrainConfig:
     unet_batch: int = arg(128, help="U-Net batch size")
     checkpoint_every: int = arg(400, help="U-Net steps between checkpoints (for resuming)")
     judge_steps: int = arg(3000, help="judge steps (batch 128)")
-    judge_width: int = arg(48, help="judge channels in its first blocks (x2, x4 deeper)")
+    judge_width: int = arg(JUDGE_WIDTH, help="judge channels in its first blocks (x2, x4 deeper)")
     judge_images: int = arg(20000, help="images rendered for the judge (its own seed)")
     judge_gen_steps: int = arg(
         800, help="judge fine-tuning steps on renders and their re-drawings by minisd"

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from unsee.images import to_model_range
 from unsee.world import render as world
+from unsee.world.config import JUDGE_WIDTH
 
 # Class lists of each head; "none" where the attribute does not apply or is absent.
 HEADS: dict[str, list[str]] = {
@@ -33,7 +34,7 @@ HEADS: dict[str, list[str]] = {
 class Judge(nn.Module):
     """A small CNN over 32x32 RGB with one softmax head per attribute and a watermark logit."""
 
-    def __init__(self, width: int = 48) -> None:
+    def __init__(self, width: int = JUDGE_WIDTH) -> None:
         super().__init__()
         self.width = width
 
@@ -111,7 +112,7 @@ def train_judge(
     batch_size: int,
     device: torch.device,
     vae=None,
-    width: int = 48,
+    width: int = JUDGE_WIDTH,
 ) -> Path:
     """Train the judge on freshly rendered images (its own seed and distribution).
 
