@@ -109,6 +109,14 @@ def test_a_judge_of_another_width_saves_and_reloads_at_that_width(tmp_path):
     assert judge.width == 8 and judge.features[0][0].out_channels == 8
     images, _, _ = world.make_dataset(4, seed=5)
     assert len(judge_images(judge, images)) == 4
-    # a judge saved before the width was recorded reloads at the old fixed width, 48
-    config = json.loads((JUDGE_DIR / "config.json").read_text())
-    assert load_judge(JUDGE_DIR).width == config.get("width", 48) == 48
+    # the shipped judge records its width; a judge saved before the width was recorded
+    # (no "width" in its config) reloads at the old fixed width, 48
+    assert (
+        load_judge(JUDGE_DIR).width == json.loads((JUDGE_DIR / "config.json").read_text())["width"]
+    )
+    legacy = tmp_path / "legacy"
+    train_judge(legacy, seed=3, images=64, steps=1, batch_size=8, device="cpu", width=48)
+    config = json.loads((legacy / "config.json").read_text())
+    del config["width"]
+    (legacy / "config.json").write_text(json.dumps(config))
+    assert load_judge(legacy).width == 48
