@@ -52,6 +52,12 @@ class GenerateConfig(ModelArgs):
     scheduler: Literal["ddim", "ddpm", "euler", "dpm++"] = arg(
         "ddim", help="sampler, with the model's noise schedule"
     )
+    optimize: Literal["none", "layout", "compile"] = arg(
+        "layout",
+        help="GPU speed-ups (none on the CPU): layout = channels_last U-Net and VAE with fused"
+        " attention projections; compile = layout + torch.compile of the U-Net (a minute or"
+        " two to compile, then faster: for large sets); none = the model as loaded",
+    )
     batch_invariant: Literal["auto", "on", "off"] = arg(
         "auto",
         help="on: each image's pixels depend only on its prompt and seed, whatever the batch"

@@ -94,3 +94,42 @@ def rewrite_metadata(out: Path, records: dict[int, dict[str, Any]]) -> None:
 
 def write_run_file(out: Path, run: dict[str, Any]) -> None:
     atomic_write_text(out / RUN_FILE, json.dumps(run, indent=2, ensure_ascii=False) + "\n")
+
+
+class ImageWriter:
+    """Saves images and appends their metadata lines on a background thread, in the order
+    given, so PNG encoding and fsync overlap with sampling instead of stalling it.
+
+    Each image is still written whole before its line (save_png, then append_line); an
+    error in the thread is raised by the next put() or by close(). At most `pending`
+    images wait in memory."""
+
+    def __init__(self, out: Path, pending: int = 64) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.out = out
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unsee-writer")
+        self.futures: list = []
+        self.pending = pending
+
+    def _write(self, image: Image.Image, record: dict[str, Any]) -> None:
+        save_png(image, self.out / record["file_name"], record)
+        append_line(self.out / METADATA, record)
+
+    def put(self, image: Image.Image, record: dict[str, Any]) -> None:
+        done = [f for f in self.futures if f.done()]
+        for f in done:
+            f.result()  # raises the thread's error here
+        self.futures = [f for f in self.futures if not f.done()]
+        while len(self.futures) >= self.pending:
+            self.futures.pop(0).result()
+        self.futures.append(self.pool.submit(self._write, image, record))
+
+    def close(self) -> None:
+        """Wait for every image to be written; raise the first error, if any."""
+        try:
+            for f in self.futures:
+                f.result()
+        finally:
+            self.pool.shutdown(wait=True)
+            self.futures = []

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 import time
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +29,13 @@ from unsee.generate.config import GenerateConfig
 from unsee.generate.prompts import PromptRow, read_prompts
 from unsee.guidance.sega import SEGASettings, sega_denoiser
 from unsee.guidance.sld import PRESETS, SLDPreset, sld_denoiser
-from unsee.models.load import is_conditional, load_embeddings, load_pipeline, process_state
+from unsee.models.load import (
+    is_conditional,
+    load_embeddings,
+    load_pipeline,
+    optimize_inference,
+    process_state,
+)
 from unsee.sampling.denoiser import (
     INVARIANT_CHUNK,
     Denoiser,
@@ -168,6 +174,7 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
         if cfg.lora is not None:
             _load_lora(pipe, cfg.lora)
         load_embeddings(pipe, cfg.embedding)
+    optimize_inference(pipe, cfg.optimize)
     sld = PRESETS[cfg.sld].for_steps(cfg.steps) if cfg.sld != "off" else None
     sega = SEGASettings(cfg.sega_scale).for_steps(cfg.steps) if cfg.sega_remove else None
 
@@ -270,7 +277,8 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     # oneDNN is exact at a fixed call size of INVARIANT_CHUNK images (and much faster than
     # the native kernels); guided images go one at a time, where only the native kernels are
     exact = invariant and device.type == "cpu" and chunk is not None and chunk < INVARIANT_CHUNK
-    with exact_cpu_kernels() if exact else nullcontext():
+    writer = folder.ImageWriter(out)
+    with exact_cpu_kernels() if exact else nullcontext(), closing(writer):
         for batch in batches(mine, batch_size):
             generators = [torch.Generator("cpu").manual_seed(j.seed) for j in batch]
             x_T = initial_noise(shape, generators, device, unet.dtype)
@@ -292,9 +300,7 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
             images = decode(vae, x0, chunk)
             scores = censor.score(images) if censor is not None else [{}] * len(batch)
             for job, pixels, score in zip(batch, images, scores, strict=True):
-                record = expected[job.index] | score
-                folder.save_png(Image.fromarray(pixels.numpy()), out / record["file_name"], record)
-                folder.append_line(out / folder.METADATA, record)
+                writer.put(Image.fromarray(pixels.numpy()), expected[job.index] | score)
             bar.update(len(batch) * state.num_processes)
     bar.close()
 

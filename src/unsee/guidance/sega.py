@@ -22,7 +22,7 @@ import torch
 from diffusers import SchedulerMixin
 from torch import Tensor
 
-from unsee.sampling.denoiser import Denoiser, in_chunks, step_index
+from unsee.sampling.denoiser import Denoiser, Rows, in_chunks, step_index
 
 # SemanticStableDiffusionPipeline's defaults (diffusers), for 50 steps
 WARMUP_STEPS = 10  # edit_warmup_steps
@@ -97,19 +97,18 @@ def sega_denoiser(
             momentum = torch.zeros_like(x)
         step = step_index(scheduler.timesteps, t)
 
-        def run(i: Tensor) -> Tensor:
-            i_text, i_x = i.to(cond.device), i.to(x.device)
-            texts = [uncond[i_text], cond[i_text], *(c[i_text] for c in concepts)]
+        def run(i: Rows) -> Tensor:
+            texts = [uncond[i], cond[i], *(c[i] for c in concepts)]
             # 1. eps_u, eps_c and each eps_e in one forward: ((2 + E) b, C, h, w)
             e_u, e_c, *e_e = unet(
-                torch.cat([x[i_x]] * n), t, encoder_hidden_states=torch.cat(texts)
+                torch.cat([x[i]] * n), t, encoder_hidden_states=torch.cat(texts)
             ).sample.chunk(n)
             # 2. the edit, and this chunk's rows of the momentum
-            gamma, momentum[i_x] = sega_guidance(e_u, torch.stack(e_e), momentum[i_x], settings)
+            gamma, momentum[i] = sega_guidance(e_u, torch.stack(e_e), momentum[i], settings)
             # 3. classifier-free guidance, plus the edit after the warm-up
             out = e_u + guidance * (e_c - e_u)
             return out + gamma if step >= settings.warmup_steps else out
 
-        return in_chunks(run, x.shape[0], chunk)
+        return in_chunks(run, x.shape[0], chunk, x.device)
 
     return eps

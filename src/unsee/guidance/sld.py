@@ -21,7 +21,7 @@ import torch
 from diffusers import SchedulerMixin
 from torch import Tensor
 
-from unsee.sampling.denoiser import Denoiser, in_chunks, step_index
+from unsee.sampling.denoiser import Denoiser, Rows, in_chunks, step_index
 
 PRESET_STEPS = 50  # the presets' warm-up counts are for 50 denoising steps
 
@@ -102,18 +102,17 @@ def sld_denoiser(
             momentum = torch.zeros_like(x)
         step = step_index(scheduler.timesteps, t)
 
-        def run(i: Tensor) -> Tensor:
-            i_text, i_x = i.to(cond.device), i.to(x.device)
+        def run(i: Rows) -> Tensor:
             # 1. eps_u, eps_c, eps_S in one forward: (3b, C, h, w)
             e_u, e_c, e_s = unet(
-                torch.cat([x[i_x]] * 3),
+                torch.cat([x[i]] * 3),
                 t,
-                encoder_hidden_states=torch.cat([uncond[i_text], cond[i_text], concept[i_text]]),
+                encoder_hidden_states=torch.cat([uncond[i], cond[i], concept[i]]),
             ).sample.chunk(3)
             # 2. SLD's noise guidance, and this chunk's rows of the momentum
-            noise_guidance, momentum[i_x] = sld_guidance(e_u, e_c, e_s, momentum[i_x], step, preset)
+            noise_guidance, momentum[i] = sld_guidance(e_u, e_c, e_s, momentum[i], step, preset)
             return e_u + guidance * noise_guidance
 
-        return in_chunks(run, x.shape[0], chunk)
+        return in_chunks(run, x.shape[0], chunk, x.device)
 
     return eps

@@ -186,6 +186,24 @@ def load_pipeline(model: str, device: str = "auto", dtype: str = "auto") -> Diff
     return pipe
 
 
+def optimize_inference(pipe: DiffusionPipeline, level: str) -> None:
+    """Speed-ups for sampling on a CUDA GPU (nothing changes on other devices).
+
+    level "none": as loaded; "layout": the U-Net and VAE in channels_last (the layout the
+    GPU's convolution kernels read natively) and each attention's projections fused into
+    one matrix product; "compile": layout, then torch.compile of the U-Net (a minute or two
+    of compilation on the first batch, worth it for large sets). Call it after LoRA weights
+    are loaded (fused projections take the weights as they are then)."""
+    if level == "none" or pipe.device.type != "cuda":
+        return
+    pipe.unet.to(memory_format=torch.channels_last)
+    if is_conditional(pipe):
+        pipe.unet.fuse_qkv_projections()
+        pipe.vae.to(memory_format=torch.channels_last)
+    if level == "compile":
+        pipe.unet.compile()  # in place: the module keeps its type, config and methods
+
+
 def is_conditional(pipe: DiffusionPipeline) -> bool:
     """True for text-to-image pipelines, False for unconditional ones."""
     return isinstance(pipe, StableDiffusionPipeline)

@@ -38,11 +38,18 @@ def exact_cpu_kernels() -> Iterator[None]:
 INVARIANT_CHUNK = 16  # images per network call in batch-invariant mode (measured bit-exact)
 
 
-def in_chunks(fn: Callable[[Tensor], Tensor], batch: int, chunk: int | None) -> Tensor:
-    """fn(rows) over the batch, `chunk` rows per call (padded by repeating the last row)."""
-    rows = torch.arange(batch)
+Rows = Tensor | slice  # which rows of the batch a call sees: an index tensor, or all of them
+
+
+def in_chunks(fn: Callable[[Rows], Tensor], batch: int, chunk: int | None, device=None) -> Tensor:
+    """fn(rows) over the batch, `chunk` rows per call (padded by repeating the last row).
+
+    Unchunked, fn sees `slice(None)`: the tensors as they are, no gather and no index
+    copied to the device (a copy from the host waits for the GPU, which would stall the
+    sampler every step). Chunked, the index tensors live on `device`."""
     if chunk is None:
-        return fn(rows)
+        return fn(slice(None))
+    rows = torch.arange(batch, device=device)
     out = []
     for start in range(0, batch, chunk):
         idx = rows[start : start + chunk]
@@ -67,20 +74,19 @@ def text_denoiser(
     """
 
     def eps(x: Tensor, t: Tensor) -> Tensor:
-        def run(i: Tensor) -> Tensor:
-            i_cond = i.to(cond.device)
+        def run(i: Rows) -> Tensor:
             if uncond is None:
-                return unet(x[i], t, encoder_hidden_states=cond[i_cond]).sample
+                return unet(x[i], t, encoder_hidden_states=cond[i]).sample
             # 1. the unconditional/conditional pair in one forward: (2b, C, h, w)
             e_uncond, e_cond = unet(
                 torch.cat([x[i], x[i]]),
                 t,
-                encoder_hidden_states=torch.cat([uncond[i_cond], cond[i_cond]]),
+                encoder_hidden_states=torch.cat([uncond[i], cond[i]]),
             ).sample.chunk(2)
             # 2. guided noise estimate
             return e_uncond + guidance * (e_cond - e_uncond)
 
-        return in_chunks(run, x.shape[0], chunk)
+        return in_chunks(run, x.shape[0], chunk, x.device)
 
     return eps
 
@@ -89,7 +95,7 @@ def unconditional_denoiser(unet: torch.nn.Module, chunk: int | None = None) -> D
     """eps(x, t) of an unconditional UNet2DModel."""
 
     def eps(x: Tensor, t: Tensor) -> Tensor:
-        return in_chunks(lambda i: unet(x[i], t).sample, x.shape[0], chunk)
+        return in_chunks(lambda i: unet(x[i], t).sample, x.shape[0], chunk, x.device)
 
     return eps
 

@@ -93,6 +93,6 @@ def decode(vae: torch.nn.Module | None, x0: Tensor, chunk: int | None = None) ->
     per VAE call (fixed for batch invariance, see sampling.denoiser)."""
     if vae is not None:
         z = x0 / vae.config.scaling_factor
-        x0 = in_chunks(lambda i: vae.decode(z[i]).sample, z.shape[0], chunk)
+        x0 = in_chunks(lambda i: vae.decode(z[i]).sample, z.shape[0], chunk, z.device)
     images = (x0.float() / 2 + 0.5).clamp(0, 1)
     return (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
