@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 
 from unsee.erase.sdd import ema_update, sdd_loss, stop_steps, train_timesteps
@@ -360,3 +361,48 @@ def test_neg_moves_the_anchor_estimates_to_their_targets(tiny_sd, tmp_path):
     gap_before = ((eps(pipe.unet, ca) - target) ** 2).mean()
     gap_after = ((eps(student, ca) - target) ** 2).mean()
     assert gap_after < 0.8 * gap_before
+
+
+def test_several_stops_on_one_walk_are_the_single_stop_latents():
+    from diffusers import DDIMScheduler
+
+    from unsee.erase.sdd import teacher_latents
+    from unsee.models.tiny import tiny_sd_pipeline
+    from unsee.sampling.denoiser import exact_cpu_kernels
+
+    pipe = tiny_sd_pipeline()
+    sched = DDIMScheduler.from_config(pipe.scheduler.config)
+    sched.set_timesteps(6)
+    cond = pipe.encode_prompt(["a red circle"] * 2, "cpu", 1, False)[0]
+    uncond = pipe.encode_prompt([""] * 2, "cpu", 1, False)[0]
+    z_T = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    stops = torch.tensor([[2, 5, 2], [1, 3, 4]])  # (B, K): repeats allowed
+    with exact_cpu_kernels():
+        many = teacher_latents(pipe.unet, sched, cond, uncond, stops, 3.0, z_T)
+        assert many.shape == (2, 3, 4, 16, 16)
+        for k in range(3):
+            one = teacher_latents(pipe.unet, sched, cond, uncond, stops[:, k], 3.0, z_T)
+            torch.testing.assert_close(many[:, k], one, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(many[0, 0], many[0, 2])
+    assert not torch.allclose(many[0, 0], many[0, 1])
+
+
+@pytest.mark.parametrize("method", ["sdd", "esd-x"])
+def test_reuse_walks_one_trajectory_per_k_samples(tiny_sd, tmp_path, monkeypatch, method):
+    import unsee.erase.run as run
+
+    walks = []
+    real = run.teacher_latents
+
+    def counting(unet, scheduler, cond, uncond, stops, cfg_scale, z_T):
+        walks.append(tuple(stops.shape))
+        return real(unet, scheduler, cond, uncond, stops, cfg_scale, z_T)
+
+    monkeypatch.setattr(run, "teacher_latents", counting)
+    run.erase(_erase_cfg(tiny_sd, tmp_path / "k1", method=method, reuse=1, checkpoint_every=0))
+    assert walks == [(2,)] * 4  # a fresh pair of trajectories every step
+    walks.clear()
+    run.erase(_erase_cfg(tiny_sd, tmp_path / "k4", method=method, reuse=4, checkpoint_every=0))
+    assert walks == [(2, 4)]  # 2 trajectories x 4 stops feed the 4 steps of 2 samples
+    one, four = _unet(tmp_path / "k1"), _unet(tmp_path / "k4")
+    assert any(not torch.equal(one[n], four[n]) for n in one)

@@ -207,7 +207,7 @@ def _batched_step(cuda, unet, teacher, ema, params, opt, scheduler, texts, g):
     from accelerate import Accelerator
 
     from unsee.erase.run import sdd_step
-    from unsee.erase.sdd import train_timesteps
+    from unsee.erase.sdd import teacher_latents, train_timesteps
 
     accelerator = Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda)
     unet, opt = accelerator.prepare(unet, opt)
@@ -220,9 +220,10 @@ def _batched_step(cuda, unet, teacher, ema, params, opt, scheduler, texts, g):
         shape = (b, config.in_channels, config.sample_size, config.sample_size)
         z_T = torch.randn(shape, generator=g).to(accelerator.device)
         t = train_timesteps(scheduler.timesteps, stops, train_steps, g).to(accelerator.device)
-        texts_b = tuple(c.expand(b, -1, -1) for c in texts)
-        sdd_step(accelerator, unet, teacher, ema, params, opt, scheduler, texts_b, z_T, stops,
-                 t, cfg_scale, momentum)  # fmt: skip
+        c_0, c_p, c_s = (c.expand(b, -1, -1) for c in texts)
+        with accelerator.autocast():
+            z = teacher_latents(teacher, scheduler, c_p, c_0, stops, cfg_scale, z_T)
+        sdd_step(accelerator, unet, ema, params, opt, (c_0, c_s), z, t, momentum)
 
     return step
 

@@ -8,10 +8,16 @@ from unsee.config import ModelArgs, arg
 from unsee.errors import UnseeError
 
 # The papers' settings, for Stable Diffusion sized models (SDD, HFI: 1500 steps at lr 1e-5)
-PAPER_DEFAULTS = {"iterations": 1500, "batch": 4, "sample_steps": 50, "lr": 1e-5, "ema": 0.999}
+# ... except --reuse, unsee's: each teacher trajectory gives 16 training samples
+# (docs/bench-gpu); the papers walk one trajectory per sample
+PAPER_DEFAULTS = {
+    "iterations": 1500, "batch": 4, "sample_steps": 50, "lr": 1e-5, "ema": 0.999, "reuse": 16,
+}  # fmt: skip
 # minisd's: at lr 1e-5 it does not move in 300 steps; this erases in minutes on a 2-core
 # CPU (chosen by the pilots in docs/bench-erase/pilots.json)
-WORLD_DEFAULTS = {"iterations": 200, "batch": 8, "sample_steps": 25, "lr": 1e-3, "ema": 0.99}
+WORLD_DEFAULTS = {
+    "iterations": 200, "batch": 8, "sample_steps": 25, "lr": 1e-3, "ema": 0.99, "reuse": 1,
+}  # fmt: skip
 
 
 # ... except when most of minisd's U-Net trains (esd-u's all-but-cross-attention, full):
@@ -66,6 +72,12 @@ class EraseConfig(ModelArgs):
     ema: float | None = arg(
         None, help=f"EMA momentum of the teacher (the EMA is what is saved) {_defaults('ema')}"
     )
+    reuse: int | None = arg(
+        None,
+        help="training samples from each teacher trajectory: K stops drawn on one walk (each"
+        " from the stop distribution), used over the next K steps; 1 = a fresh trajectory per"
+        f" sample, as in the papers {_defaults('reuse')}",
+    )
     cfg_scale: float = arg(3.0, help="classifier-free guidance of the teacher's trajectories")
     sample_steps: int | None = arg(
         None, help=f"DDIM steps of the teacher's trajectories {_defaults('sample_steps')}"
@@ -106,8 +118,8 @@ class EraseConfig(ModelArgs):
                 setattr(self, key, value)
         if not self.concept and not self.embedding:
             raise UnseeError("give what to remove: --concept TEXT and/or --embedding FILE")
-        if self.iterations < 1 or self.batch < 1:
-            raise UnseeError("--iterations and --batch must be at least 1")
+        if self.iterations < 1 or self.batch < 1 or self.reuse < 1:
+            raise UnseeError("--iterations, --batch and --reuse must be at least 1")
         if self.sample_steps < 2:
             raise UnseeError("--sample-steps must be at least 2")
         if len(self.beta) != 2 or min(self.beta) <= 0:

@@ -105,32 +105,66 @@ def erase(cfg: EraseConfig) -> Path:
     if cfg.method == "neg":
         anchors = encode_texts(pipe, _prompts(cfg.anchors), device)  # (a, L, D)
 
-    # 2. student, teacher, optimiser
+    # 2. student, teacher, optimiser; on a GPU the networks that only run without
+    # gradients (the frozen original, the copy that walks the trajectories) are in half
+    # precision instead of being cast op by op under autocast
+    mixed = _mixed_precision(cfg)
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed)
     unet = pipe.unet
     sdd = cfg.method == "sdd"
     original = None
     if not sdd or keep is not None:
         # ESD's teacher, and the target of the prompts to keep
-        original = copy.deepcopy(unet).requires_grad_(False).eval()
+        original = copy.deepcopy(unet).requires_grad_(False).eval().to(half or torch.float32)
     params = select_parameters(unet, cfg.params, cfg.lora_rank)
     names = list(params)
+    ema = None
     if sdd:
         teacher = copy.deepcopy(unet).requires_grad_(False).eval()  # the EMA
         teacher_params = dict(teacher.named_parameters())
         ema = [teacher_params[n] for n in names]
+    # the network whose CFG trajectories give z_t, and the tensors it is refreshed from
+    if cfg.method == "neg":
+        walker, sources = original, None
+    elif half is None:
+        walker, sources = (teacher if sdd else unet), None
+    else:
+        walker = copy.deepcopy(teacher if sdd else unet).requires_grad_(False).eval().to(half)
+        sources = ema if sdd else list(params.values())
     if cfg.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=1e-4)
     unet.train()
     unet, opt = accelerator.prepare(unet, opt)
+    if cfg.method != "neg" and half is None and not sdd:
+        walker = unet  # ESD: the student walks its own trajectories
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     scheduler.set_timesteps(cfg.sample_steps, device=device)
     train_steps = scheduler.config.num_train_timesteps
     config = accelerator.unwrap_model(unet).config
     shape = (cfg.batch, config.in_channels, config.sample_size, config.sample_size)
     g = torch.Generator().manual_seed(cfg.seed + accelerator.process_index)
+    walker_params = None if sources is None else [dict(walker.named_parameters())[n] for n in names]
 
-    start, losses = 0, []
+    def walk(z_T: torch.Tensor, stops: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        """2. the teacher's CFG trajectories from z_T (b, C, h, w) to their stops (b,) or
+        (b, K): on the joined concepts (SDD), the concept of each row (ESD), the anchor of
+        each row (neg)."""
+        if walker_params is not None:
+            with torch.no_grad():
+                torch._foreach_copy_(walker_params, [p.detach() for p in sources])
+        if cfg.method == "sdd":
+            cond = cp.expand(len(z_T), -1, -1)
+        elif cfg.method == "neg":
+            cond = anchors[rows]
+        else:
+            cond = cs[rows]
+        with accelerator.autocast():
+            return teacher_latents(
+                walker, scheduler, cond, c0.expand(len(z_T), -1, -1), stops, cfg.cfg_scale, z_T
+            )
+
+    start, losses, pool = 0, [], None
     if cfg.resume:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         with torch.no_grad():
@@ -142,42 +176,50 @@ def erase(cfg: EraseConfig) -> Path:
         opt.load_state_dict(state["optimizer"])
         g.set_state(state["generators"][accelerator.process_index])
         start, losses = state["step"], state["losses"]
+        pools = state.get("pools") or [None] * accelerator.num_processes
+        pool = _pool_to(pools[accelerator.process_index], device)
 
     # 3. the loop
     started = time.time()
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="erase",
                disable=not accelerator.is_main_process, dynamic_ncols=True)  # fmt: skip
     for step in bar:
-        z_T = torch.randn(shape, generator=g).to(device)
-        stops = stop_steps(cfg.batch, cfg.sample_steps, cfg.timesteps, tuple(cfg.beta), g)
         which = torch.tensor([(step * cfg.batch + b) % len(concepts) for b in range(cfg.batch)])
         c_s = cs[which.to(cs.device)]
         c_0 = c0.expand(cfg.batch, -1, -1)
+        if cfg.reuse == 1:
+            # B fresh trajectories, each giving one sample (the draws in the order of old)
+            z_T = torch.randn(shape, generator=g).to(device)
+            stops = stop_steps(cfg.batch, cfg.sample_steps, cfg.timesteps, tuple(cfg.beta), g)
+            rows = which.to(device)
+        else:
+            if pool is None or len(pool["stops"]) == 0:
+                pool = _fill_pool(walk, cfg, shape, len(concepts), anchors, step, g, device)
+            z, stops, rows = (pool[k][: cfg.batch] for k in ("z", "stops", "rows"))
+            pool = {k: v[cfg.batch :] for k, v in pool.items()}
         t = train_timesteps(scheduler.timesteps, stops, train_steps, g).to(device)
         preserve = None
         if keep is not None:
             picks = torch.randint(0, len(keep), (cfg.batch,), generator=g)
             preserve = (keep[picks.to(keep.device)], original, cfg.preserve_weight)
-        if anchors is not None:
-            c_a = anchors[torch.randint(0, len(anchors), (cfg.batch,), generator=g).to(device)]
-            loss = neg_step(accelerator, unet, original, params, opt, scheduler,
-                            (c_0, c_a, c_s), z_T, stops, t, cfg.cfg_scale, cfg.eta,
-                            preserve)  # fmt: skip
+        if cfg.method == "neg" and cfg.reuse == 1:
+            rows = torch.randint(0, len(anchors), (cfg.batch,), generator=g).to(device)
+        if cfg.reuse == 1:
+            z = walk(z_T, stops, rows)
+        if cfg.method == "neg":
+            loss = neg_step(accelerator, unet, original, params, opt, (c_0, anchors[rows], c_s),
+                            z, t, cfg.eta, preserve)  # fmt: skip
         elif sdd:
-            c_p = cp.expand(cfg.batch, -1, -1)
-            loss = sdd_step(accelerator, unet, teacher, ema, params, opt, scheduler,
-                            (c_0, c_p, c_s), z_T, stops, t, cfg.cfg_scale, cfg.ema,
+            loss = sdd_step(accelerator, unet, ema, params, opt, (c_0, c_s), z, t, cfg.ema,
                             preserve)  # fmt: skip
         else:
-            loss = esd_step(accelerator, unet, original, params, opt, scheduler,
-                            (c_0, c_s), z_T, stops, t, cfg.cfg_scale, cfg.eta,
-                            preserve)  # fmt: skip
+            loss = esd_step(accelerator, unet, original, params, opt, (c_0, cs[rows]), z, t,
+                            cfg.eta, preserve)  # fmt: skip
         losses.append(round(loss.item(), 6))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         done = step + 1
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
-            ema_state = ema if sdd else None
-            _checkpoint(accelerator, ckpt, params, names, ema_state, opt, g, done, losses)
+            _checkpoint(accelerator, ckpt, params, names, ema, opt, g, done, losses, pool)
     bar.close()
 
     # 4. the result: the EMA (SDD) or the student (ESD), in the original text encoder
@@ -208,27 +250,21 @@ def erase(cfg: EraseConfig) -> Path:
 def sdd_step(
     accelerator: Accelerator,
     unet: torch.nn.Module,
-    teacher: torch.nn.Module,
     ema: list[torch.Tensor],
     params: dict[str, torch.nn.Parameter],
     opt: torch.optim.Optimizer,
-    scheduler: DDIMScheduler,
-    texts: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    z_T: torch.Tensor,
-    stops: torch.Tensor,
+    texts: tuple[torch.Tensor, torch.Tensor],
+    z: torch.Tensor,
     t: torch.Tensor,
-    cfg_scale: float,
     momentum: float,
     preserve: tuple | None = None,
 ) -> torch.Tensor:
-    """One SDD step (module docstring, 2 to 5) for B trajectories at once; returns the loss.
+    """One SDD step (module docstring, 4 and 5) on B teacher latents; returns the loss.
 
-    texts: c_0, c_p, c_s, each (B, L, D); z_T (B, C, h, w); stops, t (B,);
+    texts: c_0, c_s, each (B, L, D); z (B, C, h, w) from the EMA teacher (step 2); t (B,);
     preserve: (c_k (B, L, D), the frozen original, weight) or None."""
-    c_0, c_p, c_s = texts
+    c_0, c_s = texts
     with accelerator.autocast():
-        # 2. the EMA teacher's trajectories under CFG on the joined concepts (no gradient)
-        z = teacher_latents(teacher, scheduler, c_p, c_0, stops, cfg_scale, z_T)
         # 4. eps(z_t, t, "") is the target of eps(z_t, t, c_s)
         with torch.no_grad():
             e_0 = unet(z, t, encoder_hidden_states=c_0).sample
@@ -248,20 +284,16 @@ def esd_step(
     original: torch.nn.Module,
     params: dict[str, torch.nn.Parameter],
     opt: torch.optim.Optimizer,
-    scheduler: DDIMScheduler,
     texts: tuple[torch.Tensor, torch.Tensor],
-    z_T: torch.Tensor,
-    stops: torch.Tensor,
+    z: torch.Tensor,
     t: torch.Tensor,
-    cfg_scale: float,
     eta: float,
     preserve: tuple | None = None,
 ) -> torch.Tensor:
-    """One ESD step for B trajectories at once; returns the loss. texts: c_0, c_s."""
+    """One ESD step on B latents of the student's own CFG trajectories on the concept;
+    returns the loss. texts: c_0, c_s."""
     c_0, c_s = texts
     with accelerator.autocast():
-        # the student samples its own trajectories, CFG on the concept
-        z = teacher_latents(unet, scheduler, c_s, c_0, stops, cfg_scale, z_T)
         with torch.no_grad():
             both = torch.cat([c_0, c_s])
             o_0, o_c = original(
@@ -282,22 +314,18 @@ def neg_step(
     original: torch.nn.Module,
     params: dict[str, torch.nn.Parameter],
     opt: torch.optim.Optimizer,
-    scheduler: DDIMScheduler,
     texts: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    z_T: torch.Tensor,
-    stops: torch.Tensor,
+    z: torch.Tensor,
     t: torch.Tensor,
-    cfg_scale: float,
     eta: float,
     preserve: tuple | None = None,
 ) -> torch.Tensor:
-    """One distilled-negative-prompt step for B trajectories; returns the loss.
+    """One distilled-negative-prompt step on B latents of the original's trajectories on
+    the anchor prompts (where the concept shows); returns the loss.
 
     texts: c_0, the anchors c_a and the concepts c_s, each (B, L, D)."""
     c_0, c_a, c_s = texts
     with accelerator.autocast():
-        # the original's trajectories on the anchor prompts, where the concept shows
-        z = teacher_latents(original, scheduler, c_a, c_0, stops, cfg_scale, z_T)
         with torch.no_grad():
             o_0, o_a, o_c = original(
                 torch.cat([z, z, z]), torch.cat([t, t, t]),
@@ -347,11 +375,40 @@ def _optimise(accelerator: Accelerator, loss: torch.Tensor, params: dict, opt) -
     opt.zero_grad(set_to_none=True)
 
 
-def _checkpoint(accelerator, path, params, names, ema, opt, g, step, losses) -> None:
+def _fill_pool(walk, cfg: EraseConfig, shape, n_concepts: int, anchors, step: int, g, device):
+    """--reuse K: B trajectories, K stops on each (drawn from the stop distribution, so
+    every sample's stop keeps its law), walked once; the B K samples in a random order."""
+    z_T = torch.randn(shape, generator=g).to(device)
+    b = cfg.batch
+    stops = stop_steps(b * cfg.reuse, cfg.sample_steps, cfg.timesteps, tuple(cfg.beta), g)
+    stops = stops.view(b, cfg.reuse)
+    if cfg.method == "neg":
+        rows = torch.randint(0, len(anchors), (b,), generator=g)
+    else:  # ESD: the concepts in turn, as SDD's c_s
+        rows = torch.tensor([(step * b + i) % n_concepts for i in range(b)])
+    z = walk(z_T, stops, rows.to(device)).flatten(0, 1)  # (B K, C, h, w)
+    order = torch.randperm(b * cfg.reuse, generator=g)
+    return {
+        "z": z[order.to(device)],
+        "stops": stops.flatten()[order],
+        "rows": rows.repeat_interleave(cfg.reuse)[order].to(device),
+    }
+
+
+def _pool_to(pool: dict | None, device) -> dict | None:
+    if pool is None:
+        return None
+    return {k: (v if k == "stops" else v.to(device)) for k, v in pool.items()}
+
+
+def _checkpoint(accelerator, path, params, names, ema, opt, g, step, losses, pool) -> None:
     generators = accelerator.gather_for_metrics([g.get_state()], use_gather_object=True)
+    mine = None if pool is None else {k: v.cpu() for k, v in pool.items()}
+    pools = accelerator.gather_for_metrics([mine], use_gather_object=True)
     if not accelerator.is_main_process:
         return
     state = {
+        "pools": pools,
         "step": step,
         "params": {n: p.detach().cpu() for n, p in params.items()},
         "ema": None if ema is None else {n: p.cpu() for n, p in zip(names, ema, strict=True)},

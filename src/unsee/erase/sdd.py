@@ -81,12 +81,18 @@ def teacher_latents(
     """DDIM (eta = 0) with classifier-free guidance from z_T (B, C, h, w), each trajectory
     stopped after stops[b] steps: returns z at timesteps[stops[b]] for every b.
 
+    stops: (B,), or (B, K) for K stops on each trajectory (the latents along one walk are
+    K training samples for the price of its longest stop); the result is then (B, K, C, h, w).
     cond, uncond: (B, L, D) text states. At step i only the trajectories still running go
     through the U-Net, their unconditional and conditional halves in one forward.
     """
+    many = stops.dim() == 2
+    stops = stops if many else stops[:, None]  # (B, K)
+    last = stops.max(1).values  # (B,) where each walk may end
     z = z_T.clone()
-    for i, t in enumerate(scheduler.timesteps[: int(stops.max())]):
-        run = (stops > i).nonzero().squeeze(1).to(z.device)  # trajectories still going
+    out = z_T.new_empty((*stops.shape, *z_T.shape[1:]))  # (B, K, C, h, w)
+    for i, t in enumerate(scheduler.timesteps[: int(last.max())]):
+        run = (last > i).nonzero().squeeze(1).to(z.device)  # trajectories still going
         x = z[run]
         # 1. the CFG pair in one forward: (2b, C, h, w)
         e_u, e_c = unet(
@@ -95,4 +101,7 @@ def teacher_latents(
         eps = e_u + cfg_scale * (e_c - e_u)
         # 2. z_t -> z_{t-1} for those
         z[run] = scheduler.step(eps, t, x).prev_sample
-    return z
+        # 3. keep the latents of every stop reached after i + 1 steps
+        b, k = (stops == i + 1).nonzero(as_tuple=True)
+        out[b.to(z.device), k.to(z.device)] = z[b.to(z.device)]
+    return out if many else out[:, 0]
