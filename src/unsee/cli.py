@@ -17,6 +17,7 @@ from unsee.bench.config import (
     BenchCensorConfig,
     BenchEraseConfig,
     BenchGenerateConfig,
+    BenchGpuConfig,
     BenchLabelConfig,
     BenchRewardConfig,
     BenchSpeedConfig,
@@ -128,6 +129,11 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
             BenchGenerateConfig,
             "unsee.bench.generate:run_bench_generate",
             "time image generation with a tiny pipeline",
+        ),
+        "gpu": Command(
+            BenchGpuConfig,
+            "unsee.bench.gpu:run_bench_gpu",
+            "speed and memory at Stable Diffusion 1.5 size on one GPU, each against its baseline",
         ),
         "label": Command(
             BenchLabelConfig,

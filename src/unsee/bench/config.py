@@ -211,3 +211,49 @@ class BenchEraseConfig:
     @property
     def init(self) -> dict[str, str]:
         return {"Vanmond": self.init_artist, "watermark": self.init_watermark}
+
+
+@dataclass(kw_only=True)
+class BenchGpuConfig:
+    out: Path = arg(help="folder for results.json and results.md")
+    device: Literal["cuda", "cpu"] = arg(
+        "cuda", help="cuda: the figures; cpu: the same stages, for tests (with --size tiny)"
+    )
+    size: Literal["sd15", "tiny"] = arg(
+        "sd15", help="sd15: Stable Diffusion 1.5's sizes, random weights; tiny: the test pipeline"
+    )
+    stages: list[str] = arg(
+        ["generate", "sdd", "erase", "censor", "invert", "attack", "compile"],
+        help="which stages to run, in this order",
+    )
+    images: int = arg(16, help="timed images per generation figure")
+    batch_size: int = arg(8, help="images per batch (generate, invert)")
+    steps: int = arg(50, help="denoising steps of the generation figures")
+    plain_trajectories: int = arg(4, help="timed trajectories of the plain SDD loop")
+    sdd_steps: int = arg(32, help="`unsee erase` steps timed at its defaults (--reuse 16)")
+    sdd_steps_reuse1: int = arg(8, help="`unsee erase --reuse 1` steps timed")
+    sample_steps: int | None = arg(
+        None, help="teacher steps of the SDD figures (default: `unsee erase`'s, 50; tests: fewer)"
+    )
+    erase_budget: float = arg(
+        240.0, help="run the whole default erase only when projected within this many seconds"
+    )
+    censor_images: int = arg(4, help="images of each censored-sampling figure (one batch)")
+    censor_steps: int = arg(25, help="denoising steps of the censored-sampling figures")
+    invert_steps: int = arg(20, help="`unsee invert` steps timed")
+    work: Path | None = arg(None, help="where the temporary model folder goes (default: /tmp)")
+
+    def __post_init__(self) -> None:
+        from unsee.bench.gpu import STAGES
+
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise UnseeError(f"unknown --stages {unknown}; choose from {', '.join(STAGES)}")
+        counts = (self.images, self.batch_size, self.steps, self.plain_trajectories,
+                  self.sdd_steps, self.sdd_steps_reuse1, self.censor_images, self.censor_steps,
+                  self.invert_steps)  # fmt: skip
+        if min(counts) < 1:
+            raise UnseeError("every count of `unsee bench gpu` must be at least 1")
+        if self.images % self.batch_size:
+            raise UnseeError("--images must be a multiple of --batch-size")
+        self.out = Path(self.out)

@@ -278,8 +278,10 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     # the native kernels); guided images go one at a time, where only the native kernels are
     exact = invariant and device.type == "cpu" and chunk is not None and chunk < INVARIANT_CHUNK
     writer = folder.ImageWriter(out)
+    batch_seconds: list[float] = []  # this process's, this sitting's: where the time goes
     with exact_cpu_kernels() if exact else nullcontext(), closing(writer):
         for batch in batches(mine, batch_size):
+            batch_started = time.perf_counter()
             generators = [torch.Generator("cpu").manual_seed(j.seed) for j in batch]
             x_T = initial_noise(shape, generators, device, unet.dtype)
             guidance = batch[0].guidance
@@ -301,6 +303,7 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
             scores = censor.score(images) if censor is not None else [{}] * len(batch)
             for job, pixels, score in zip(batch, images, scores, strict=True):
                 writer.put(Image.fromarray(pixels.numpy()), expected[job.index] | score)
+            batch_seconds.append(round(time.perf_counter() - batch_started, 4))
             bar.update(len(batch) * state.num_processes)
     bar.close()
 
@@ -314,6 +317,7 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
         folder.rewrite_metadata(out, finished)
         run["complete"] = True
         run["seconds"] = round(earlier + time.time() - started, 3)
+        run["batch_seconds"] = batch_seconds
         folder.write_run_file(out, run)
     return out
 

@@ -1,0 +1,437 @@
+"""`unsee bench gpu`: speed and peak memory at Stable Diffusion 1.5 size on one GPU.
+
+Every figure is measured against its baseline in the same run, on the same card, on a
+pipeline folder of Stable Diffusion 1.5's sizes with random weights (models/tiny.py;
+speed does not depend on the weights), saved in fp16 and loaded by the commands as a
+user's folder would be:
+
+  generate  `unsee generate` (--optimize layout, the default; and none) against a plain
+            diffusers StableDiffusionPipeline call: same batch, steps, guidance; images/s
+            after the first batch (both warmed up), PNG writing included for unsee
+  sdd       `unsee erase` at its defaults (--reuse 16) and with --reuse 1, training samples
+            (trajectory-iterations) per second, against the plain SDD loop of `unsee bench
+            speed` (one trajectory per step, separate CFG forwards, fp32)
+  erase     one whole `unsee erase` at the Stable Diffusion defaults (1500 steps x 4),
+            loading and saving included, when the sdd stage projects it within
+            --erase-budget seconds (else the projection, marked as one)
+  censor    `unsee censor --scale 4 --recurrence 2` (a cnn reward with random weights) in
+            s/image against `unsee generate` at the same settings; variants without
+            gradient checkpointing and without the U-Net in the gradient
+  invert    `unsee invert` optimiser steps per second
+  attack    `unsee bench attack`'s GPU figure, when the attack command is installed
+  compile   `unsee generate --optimize compile`: compilation time and images/s after it
+
+Each stage runs on its own; an error is recorded and the next stage runs.
+results.json and results.md are rewritten after every stage, so a run cut short keeps
+what it measured.
+"""
+
+import dataclasses
+import gc
+import json
+import platform
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from unsee import __version__
+from unsee.bench.config import BenchGpuConfig
+from unsee.errors import UnseeError
+from unsee.generate.imagefolder import atomic_write_text
+
+PROMPT = "a photo of a lighthouse in the style of Vanmond"
+CONCEPT = "Vanmond"
+STAGES = ("generate", "sdd", "erase", "censor", "invert", "attack", "compile")
+
+
+def run_bench_gpu(cfg: BenchGpuConfig) -> dict:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UnseeError("`unsee bench gpu` needs a CUDA GPU (torch sees none); --device cpu"
+                         " runs the same stages on the CPU, for testing")  # fmt: skip
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    report: dict = {
+        "benchmark": "gpu",
+        "figures": {},
+        "stages": {},
+        "errors": {},
+        "settings": _settings(cfg),
+    }
+    with tempfile.TemporaryDirectory(prefix="unsee-bench-gpu-", dir=cfg.work) as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        folder = _build_folder(cfg, work / "model")
+        report["settings"]["build_seconds"] = round(time.perf_counter() - t0, 2)
+        stages: dict[str, Callable[[], dict]] = {
+            "generate": lambda: _stage_generate(cfg, folder, work),
+            "sdd": lambda: _stage_sdd(cfg, folder, work),
+            "erase": lambda: _stage_erase(cfg, folder, work, report),
+            "censor": lambda: _stage_censor(cfg, folder, work),
+            "invert": lambda: _stage_invert(cfg, folder, work),
+            "attack": lambda: _stage_attack(cfg, work),
+            "compile": lambda: _stage_compile(cfg, folder, work),
+        }
+        for name in cfg.stages:
+            t0 = time.perf_counter()
+            print(f"bench gpu: {name} ...", flush=True)
+            try:
+                report["stages"][name] = stages[name]()
+            except Exception as e:  # one stage's failure must not lose the others
+                report["errors"][name] = "".join(traceback.format_exception(e)[-3:])
+                print(f"bench gpu: {name} failed: {e!r}", flush=True)
+            report["stages"].setdefault(name, {})["stage_seconds"] = round(
+                time.perf_counter() - t0, 2
+            )
+            _free()
+            report["figures"] = _figures(report["stages"])
+            report["settings"]["total_seconds"] = round(time.perf_counter() - started, 2)
+            _write(cfg.out, report)
+    print((cfg.out / "results.md").read_text())
+    return report
+
+
+# --- the folder -----------------------------------------------------------------------
+
+
+def _build_folder(cfg: BenchGpuConfig, path: Path) -> Path:
+    """Stable Diffusion 1.5's sizes with random weights (or the tiny pipeline, for tests),
+    saved in the dtype a user's fp16 checkpoint has."""
+    from unsee.models.tiny import sd15_sized_pipeline, tiny_sd_pipeline
+
+    with torch.device(cfg.device):
+        pipe = sd15_sized_pipeline(seed=0) if cfg.size == "sd15" else tiny_sd_pipeline(seed=0)
+    pipe.to(torch.float16 if cfg.device == "cuda" else torch.float32)
+    pipe.save_pretrained(path, safe_serialization=True)
+    del pipe
+    _free()
+    return path
+
+
+# --- stages ----------------------------------------------------------------------------
+
+
+def _stage_generate(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
+    out = {"plain_diffusers": _diffusers_generate(cfg, folder)}
+    for level in ("layout", "none"):
+        out[f"unsee_{level}"] = _unsee_generate(cfg, folder, work / f"gen-{level}", level)
+    return out
+
+
+def _diffusers_generate(cfg: BenchGpuConfig, folder: Path) -> dict:
+    """A plain StableDiffusionPipeline call: one warm-up batch, then the timed ones."""
+    from diffusers import StableDiffusionPipeline
+
+    dtype = torch.float16 if cfg.device == "cuda" else torch.float32
+    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=dtype).to(cfg.device)
+    pipe.set_progress_bar_config(disable=True)
+    batch = cfg.batch_size
+
+    def call(steps: int, first_seed: int):
+        gens = [torch.Generator("cpu").manual_seed(first_seed + i) for i in range(batch)]
+        return pipe(prompt=[PROMPT] * batch, num_inference_steps=steps, guidance_scale=7.5,
+                    generator=gens, output_type="pil").images  # fmt: skip
+
+    call(cfg.steps, 10_000)  # warm-up: kernels, allocator
+    _reset_peak(cfg)
+    timed = cfg.images // batch
+    t0 = _now(cfg)
+    for k in range(timed):
+        call(cfg.steps, k * batch)
+    seconds = _now(cfg) - t0
+    result = {"images": timed * batch, "seconds": seconds, "images_per_s": timed * batch / seconds}
+    return result | _peak(cfg)
+
+
+def _unsee_generate(cfg: BenchGpuConfig, folder: Path, out: Path, level: str) -> dict:
+    """`unsee generate`: one batch more than the diffusers call; the first is its warm-up."""
+    from unsee.generate.config import GenerateConfig
+    from unsee.generate.run import generate
+
+    _reset_peak(cfg)
+    n = (cfg.images // cfg.batch_size + 1) * cfg.batch_size
+    t0 = time.perf_counter()
+    config = GenerateConfig(
+        model=str(folder), prompt=PROMPT, n=n, batch_size=cfg.batch_size, steps=cfg.steps,
+        out=out, device=cfg.device, optimize=level,
+    )  # fmt: skip
+    generate(config)
+    wall = time.perf_counter() - t0
+    run = json.loads((out / "run.json").read_text())
+    batch_seconds = run["batch_seconds"]
+    steady = batch_seconds[1:]
+    return {
+        "images": n,
+        "first_batch_seconds": batch_seconds[0],
+        "steady_seconds": sum(steady),
+        "images_per_s": cfg.batch_size * len(steady) / sum(steady),
+        "images_per_s_all": n / run["seconds"],
+        "wall_seconds_with_loading": wall,
+    } | _peak(cfg)
+
+
+def _stage_sdd(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
+    from unsee.bench.config import BenchSpeedConfig
+    from unsee.bench.speed import _measure
+    from unsee.erase.sdd import stop_steps
+
+    # the plain loop of `unsee bench speed` (it builds its own SD-sized U-Net on the GPU)
+    sample_steps = cfg.sample_steps or 50  # SDD's, the default of `unsee erase` at SD size
+    n = cfg.plain_trajectories
+    speed = BenchSpeedConfig(
+        out=work, iterations=n, warmup=1, batch=1, sample_steps=sample_steps,
+        device=cfg.device, model=str(folder),
+    )  # fmt: skip
+    stops = stop_steps(n + 1, sample_steps, "beta", (3.0, 3.0), torch.Generator().manual_seed(0))
+    _reset_peak(cfg)
+    plain = _measure(speed, cfg.device, "plain", stops.tolist())
+    _free()
+    out = {"plain_loop": {"its": plain["its"], "seconds": plain["seconds"]} | _peak(cfg)}
+    for reuse, steps in ((1, cfg.sdd_steps_reuse1), (None, cfg.sdd_steps)):
+        key = "unsee_default" if reuse is None else f"unsee_reuse{reuse}"
+        out[key] = _erase(cfg, folder, work / f"sdd-{key}", steps, reuse)
+    return out
+
+
+def _erase(cfg: BenchGpuConfig, folder: Path, out: Path, iterations: int | None, reuse) -> dict:
+    from unsee.erase.config import EraseConfig
+    from unsee.erase.run import erase
+
+    kw = {"reuse": reuse} if reuse is not None else {}
+    if iterations is not None:
+        kw["iterations"] = iterations
+    if cfg.sample_steps is not None:
+        kw["sample_steps"] = cfg.sample_steps
+    config = EraseConfig(model=str(folder), concept=[CONCEPT], out=out, device=cfg.device,
+                         checkpoint_every=0, **kw)  # fmt: skip
+    _reset_peak(cfg)
+    t0 = time.perf_counter()
+    erase(config)
+    wall = time.perf_counter() - t0
+    info = json.loads((out / "erase.json").read_text())
+    samples = config.iterations * config.batch
+    return {
+        "iterations": config.iterations,
+        "batch": config.batch,
+        "reuse": config.reuse,
+        "loop_seconds": info["seconds"],
+        "wall_seconds": wall,
+        "its": samples / info["seconds"],
+        "projected_default_seconds": None,
+    } | _peak(cfg)
+
+
+def _stage_erase(cfg: BenchGpuConfig, folder: Path, work: Path, report: dict) -> dict:
+    from unsee.erase.config import erase_defaults
+
+    defaults = erase_defaults(str(folder))
+    sdd = report["stages"].get("sdd", {}).get("unsee_default")
+    projected = None
+    if sdd is not None:
+        projected = defaults["iterations"] * defaults["batch"] / sdd["its"]
+    if projected is None or projected > cfg.erase_budget:
+        return {"ran": False, "projected_loop_seconds": projected,
+                "why": f"projected beyond --erase-budget {cfg.erase_budget:g} s"}  # fmt: skip
+    result = _erase(cfg, folder, work / "erase-default", None, None)
+    return {"ran": True, "projected_loop_seconds": projected} | result
+
+
+def _stage_censor(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
+    from unsee.generate.config import GenerateConfig
+    from unsee.generate.run import generate
+    from unsee.guidance.censor import censor
+    from unsee.guidance.config import CensorConfig
+
+    reward = _random_reward(work / "reward")
+    common = dict(
+        model=str(folder), prompt=PROMPT, n=cfg.censor_images, batch_size=cfg.censor_images,
+        steps=cfg.censor_steps, device=cfg.device,
+    )  # fmt: skip
+    out = {}
+    _reset_peak(cfg)
+    generate(GenerateConfig(**common, out=work / "censor-plain"))
+    out["plain"] = _per_image(work / "censor-plain", cfg.censor_images) | _peak(cfg)
+    variants = {
+        "guided": {},
+        "guided_no_checkpointing": {"checkpointing": "off"},
+        "guided_eps_constant": {"checkpointing": "off", "through_unet": False},
+    }
+    for name, extra in variants.items():
+        _reset_peak(cfg)
+        censor(CensorConfig(**common, reward=reward, scale=4.0, recurrence=2,
+                            out=work / f"censor-{name}", **extra))  # fmt: skip
+        out[name] = _per_image(work / f"censor-{name}", cfg.censor_images) | _peak(cfg)
+        out[name]["times_plain"] = out[name]["s_per_image"] / out["plain"]["s_per_image"]
+        _free()
+    return out
+
+
+def _stage_invert(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
+    from unsee.invert.config import InvertConfig
+    from unsee.invert.run import invert
+
+    feedback = work / "gen-layout"
+    if not (feedback / "metadata.jsonl").is_file():
+        raise UnseeError("the invert stage reads the generate stage's images; run it first")
+    reward = work / "reward"
+    if not reward.is_dir():
+        _random_reward(reward)
+    out = work / "token.safetensors"
+    _reset_peak(cfg)
+    invert(InvertConfig(model=str(folder), feedback=feedback, reward=reward, init="painting",
+                        token="<look>", steps=cfg.invert_steps, batch=cfg.batch_size, out=out,
+                        device=cfg.device))  # fmt: skip
+    info = json.loads(out.with_suffix(".json").read_text())
+    return {"steps": cfg.invert_steps, "batch": cfg.batch_size, "seconds": info["seconds"],
+            "steps_per_s": cfg.invert_steps / info["seconds"]} | _peak(cfg)  # fmt: skip
+
+
+def _stage_attack(cfg: BenchGpuConfig, work: Path) -> dict:
+    import importlib.util
+
+    if importlib.util.find_spec("unsee.bench.attack") is None:
+        return {"ran": False, "why": "this version has no `unsee bench attack`"}
+    from unsee.bench.attack import gpu_seconds_per_prompt
+
+    return {"ran": True} | gpu_seconds_per_prompt(work / "attack", cfg.device)
+
+
+def _stage_compile(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
+    return _unsee_generate(cfg, folder, work / "gen-compile", "compile")
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _random_reward(path: Path) -> Path:
+    """A cnn reward with random weights: guidance costs the same whatever it learned."""
+    from unsee.reward.cnn import CnnReward
+    from unsee.reward.model import RewardModel
+
+    torch.manual_seed(0)
+    config = {"unsee_version": __version__, "backbone": "cnn", "loss": "bce", "ensemble": 1,
+              "image_size": 64, "note": "random weights, for `unsee bench gpu`"}  # fmt: skip
+    RewardModel(config, [CnnReward(64)]).save(path)
+    return path
+
+
+def _per_image(out: Path, n: int) -> dict:
+    run = json.loads((out / "run.json").read_text())
+    return {"images": n, "seconds": run["seconds"], "s_per_image": run["seconds"] / n}
+
+
+def _figures(stages: dict) -> dict:
+    """The headline ratios, from whichever stages finished."""
+    f: dict = {}
+    gen = stages.get("generate", {})
+    if "plain_diffusers" in gen and "unsee_layout" in gen:
+        base = gen["plain_diffusers"]["images_per_s"]
+        f["generate_images_per_s"] = gen["unsee_layout"]["images_per_s"]
+        f["diffusers_images_per_s"] = base
+        f["generate_vs_diffusers"] = gen["unsee_layout"]["images_per_s"] / base
+        if "unsee_none" in gen:
+            f["generate_none_vs_diffusers"] = gen["unsee_none"]["images_per_s"] / base
+        if "images_per_s" in stages.get("compile", {}):
+            f["generate_compile_vs_diffusers"] = stages["compile"]["images_per_s"] / base
+    sdd = stages.get("sdd", {})
+    if "plain_loop" in sdd:
+        for key in ("unsee_default", "unsee_reuse1"):
+            if key in sdd:
+                f[f"sdd_{key}_its"] = sdd[key]["its"]
+                f[f"sdd_{key}_vs_plain"] = sdd[key]["its"] / sdd["plain_loop"]["its"]
+        f["sdd_plain_its"] = sdd["plain_loop"]["its"]
+    erase = stages.get("erase", {})
+    if erase.get("ran"):
+        f["erase_default_wall_seconds"] = erase["wall_seconds"]
+        f["erase_default_loop_seconds"] = erase["loop_seconds"]
+    elif erase.get("projected_loop_seconds") is not None:
+        f["erase_default_projected_loop_seconds"] = erase["projected_loop_seconds"]
+    for key, value in stages.get("censor", {}).items():
+        if isinstance(value, dict) and "times_plain" in value:
+            f[f"censor_{key}_times_plain"] = value["times_plain"]
+    if "steps_per_s" in stages.get("invert", {}):
+        f["invert_steps_per_s"] = stages["invert"]["steps_per_s"]
+    if "gpu_seconds_per_prompt" in stages.get("attack", {}):
+        f["attack_gpu_seconds_per_prompt"] = stages["attack"]["gpu_seconds_per_prompt"]
+    return f
+
+
+def _settings(cfg: BenchGpuConfig) -> dict:
+    import diffusers
+    import transformers
+
+    cuda = cfg.device == "cuda"
+    return {
+        "unsee_version": __version__,
+        **{f.name: _plain(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)},
+        "card": torch.cuda.get_device_name() if cuda else platform.processor(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "model": "Stable Diffusion 1.5 sized components with random weights "
+        "(models/tiny.py sd15_sized_pipeline), saved in fp16, 512x512 images"
+        if cfg.size == "sd15"
+        else "the tiny test pipeline (models/tiny.py)",
+        "timing": "wall time between device synchronisations; model loading excluded unless"
+        " a figure says 'wall'",
+        "memory": "torch.cuda.max_memory_allocated after a reset at the start of each"
+        " measurement (weights included)",
+    }
+
+
+def _plain(value):
+    return str(value) if isinstance(value, Path) else value
+
+
+def _write(out: Path, report: dict) -> None:
+    atomic_write_text(out / "results.json", json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_text(out / "results.md", _markdown(report))
+
+
+def _markdown(report: dict) -> str:
+    s = report["settings"]
+    lines = [
+        f"# unsee bench gpu: {s['card']}",
+        "",
+        f"torch {s['torch']} (CUDA {s['cuda']}), diffusers {s['diffusers']}, transformers "
+        f"{s['transformers']}, unsee {s['unsee_version']}; {s['model']}; total "
+        f"{s.get('total_seconds', 0):.0f} s.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v:.3f} |" for k, v in report["figures"].items()]
+    for stage, value in report["stages"].items():
+        lines += ["", f"## {stage}", "", "```json", json.dumps(value, indent=1), "```"]
+    if report["errors"]:
+        lines += ["", "## errors", ""]
+        lines += [f"- {k}: {v.strip().splitlines()[-1]}" for k, v in report["errors"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _now(cfg: BenchGpuConfig) -> float:
+    if cfg.device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def _reset_peak(cfg: BenchGpuConfig) -> None:
+    if cfg.device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak(cfg: BenchGpuConfig) -> dict:
+    if cfg.device != "cuda":
+        return {}
+    return {"peak_mib": torch.cuda.max_memory_allocated() / 2**20}
+
+
+def _free() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,45 @@
+"""`unsee bench gpu` runs every stage on the CPU with the tiny pipeline: the code paths the
+GPU run takes, with their figures and the report written after each stage."""
+
+import json
+
+from unsee.bench.config import BenchGpuConfig
+from unsee.bench.gpu import run_bench_gpu
+
+
+def test_bench_gpu_stages_on_the_cpu(tmp_path):
+    cfg = BenchGpuConfig(
+        out=tmp_path / "out", device="cpu", size="tiny", images=2, batch_size=2, steps=2,
+        plain_trajectories=1, sdd_steps=2, sdd_steps_reuse1=1, sample_steps=3, erase_budget=0,
+        censor_images=1, censor_steps=2, invert_steps=1, work=tmp_path,
+        stages=["generate", "sdd", "erase", "censor", "invert", "attack"],
+    )  # fmt: skip
+    report = run_bench_gpu(cfg)
+    assert report["errors"] == {}
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    f = saved["figures"]
+    for key in ("generate_vs_diffusers", "generate_none_vs_diffusers", "sdd_unsee_default_vs_plain",
+                "sdd_unsee_reuse1_vs_plain", "censor_guided_times_plain", "invert_steps_per_s",
+                "erase_default_projected_loop_seconds"):  # fmt: skip
+        assert f[key] > 0, key
+    stages = saved["stages"]
+    assert stages["sdd"]["unsee_default"]["reuse"] == 16  # erase's default off minisd
+    assert stages["sdd"]["unsee_reuse1"]["reuse"] == 1
+    assert stages["erase"]["ran"] is False  # the budget of 0 s keeps the whole erase out
+    assert stages["generate"]["unsee_layout"]["images"] == 4  # one warm-up batch more
+    assert "## censor" in (tmp_path / "out" / "results.md").read_text()
+    assert not list(tmp_path.glob("unsee-bench-gpu-*"))  # the temporary folder is gone
+
+
+def test_a_failing_stage_is_recorded_and_the_next_runs(tmp_path, monkeypatch):
+    import unsee.bench.gpu as gpu
+
+    def broken(*args):
+        raise RuntimeError("out of memory, say")
+
+    monkeypatch.setattr(gpu, "_stage_invert", broken)
+    cfg = BenchGpuConfig(out=tmp_path / "out", device="cpu", size="tiny", work=tmp_path,
+                         stages=["invert", "attack"])  # fmt: skip
+    report = run_bench_gpu(cfg)
+    assert "out of memory, say" in report["errors"]["invert"]
+    assert "attack" in report["stages"] and "attack" not in report["errors"]
