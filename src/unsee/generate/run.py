@@ -225,6 +225,8 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     out = cfg.out
     if state.is_main_process:
         (out / folder.IMAGES).mkdir(parents=True, exist_ok=True)
+        for place in (out, out / folder.IMAGES):  # what a killed run was writing
+            folder.remove_stale_temporaries(place)
         finished = folder.read_finished(out)
         _check_resume(finished, expected, out)
         folder.rewrite_metadata(out, finished)
