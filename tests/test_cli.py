@@ -75,3 +75,43 @@ def test_env_reports_versions_and_devices(capsys):
     assert torch.__version__ in text
     for key in ("diffusers", "transformers", "accelerate", "peft", "devices", "minisd"):
         assert key in text
+
+
+def _float_flags() -> list[tuple[tuple[str, ...], str]]:
+    import typing
+
+    from unsee.config import _unwrap_optional
+
+    found = []
+    for path, command in LEAVES:
+        hints = typing.get_type_hints(command.config)
+        for field in dataclasses.fields(command.config):
+            tp, _ = _unwrap_optional(hints[field.name])
+            if tp is float or tp == list[float]:
+                found.append((path, "--" + field.name.replace("_", "-")))
+    return found
+
+
+FLOAT_FLAGS = _float_flags()
+
+
+def test_float_options_are_found():
+    assert (("generate",), "--guidance") in FLOAT_FLAGS
+    assert (("reward", "train"), "--lr") in FLOAT_FLAGS
+    assert len(FLOAT_FLAGS) > 20
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "1e999"])
+def test_every_float_option_refuses_nan_and_infinity(value, capsys):
+    for path, flag in FLOAT_FLAGS:
+        with pytest.raises(SystemExit) as exit:
+            build_parser().parse_args([*path, f"{flag}={value}"])
+        assert exit.value.code == 2, (path, flag)
+        err = capsys.readouterr().err
+        assert f"argument {flag}: {value!r} is not a finite number" in err, (path, flag, err)
+
+
+def test_a_nan_guidance_is_refused_before_any_work(tmp_path):
+    out = run_unsee("generate", "--prompt", "x", "--guidance", "nan", "--out", str(tmp_path / "o"))
+    assert out.returncode == 2 and "--guidance: 'nan' is not a finite number" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "o").exists()

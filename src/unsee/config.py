@@ -6,6 +6,7 @@ single source for both the Python API and `--help`.
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -38,6 +39,21 @@ class ModelArgs:
     )
 
 
+def finite_float(text: str) -> float:
+    """argparse type of every float option: a number, and neither NaN nor infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _arg_type(tp: Any) -> Any:
+    return finite_float if tp is float else tp
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     if get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
@@ -66,9 +82,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(tp) is list:
             kwargs["nargs"] = "+"
-            kwargs["type"] = get_args(tp)[0]
+            kwargs["type"] = _arg_type(get_args(tp)[0])
         elif tp in (int, float, str, Path):
-            kwargs["type"] = tp
+            kwargs["type"] = _arg_type(tp)
         else:
             raise TypeError(f"{cls.__name__}.{f.name}: unsupported type {tp!r}")
         if f.metadata.get("positional"):
