@@ -91,8 +91,20 @@ def _order(ids: dict[str, int], cfg: LabelConfig) -> list[int]:
             f"--order {cfg.order} needs {path}: run `unsee reward score REWARD {cfg.dir}` first"
         )
     p_bad = {}
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
+    fix = f"run `unsee reward score REWARD {cfg.dir}` again"
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise UnseeError(f"{path}:{n}: not a JSON line; {fix}") from None
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("file_name"), str)
+            or not isinstance(row.get("p_bad"), int | float)
+            or isinstance(row["p_bad"], bool)
+            or not 0 <= row["p_bad"] <= 1
+        ):
+            raise UnseeError(f"{path}:{n}: not a score (file_name, p_bad from 0 to 1); {fix}")
         p_bad[row["file_name"]] = row["p_bad"]
     key = (
         (lambda f: abs(p_bad.get(f, 0.5) - 0.5))
