@@ -115,3 +115,100 @@ def test_a_nan_guidance_is_refused_before_any_work(tmp_path):
     out = run_unsee("generate", "--prompt", "x", "--guidance", "nan", "--out", str(tmp_path / "o"))
     assert out.returncode == 2 and "--guidance: 'nan' is not a finite number" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "--prompt", "x"],
+        ["reward", "train", "DIR"],
+        ["demo"],
+        ["evaluate"],
+        ["erase", "--concept", "x"],
+        ["feedback", "export", "DIR"],
+        ["bench", "generate"],
+        ["world", "train"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, args):
+    taken = tmp_path / "taken"
+    taken.write_text("keep me\n")
+    args = [str(tmp_path) if a == "DIR" else a for a in args]
+    with pytest.raises(SystemExit) as exit:
+        main([*args, "--out", str(taken)])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"unsee: error: --out {taken} is a file; give a folder" + (
+        " (it is made if it does not exist)\n"
+    )
+    assert taken.read_text() == "keep me\n" and sorted(tmp_path.iterdir()) == [taken]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["erase", "--concept", "", "--out", "o"], "--concept is empty"),
+        (["erase", "--concept", "a", " ", "--out", "o"], "--concept is empty"),
+        (["demo", "--labels", "0"], "--labels must be at least 2"),
+        (["demo", "--artist-labels", "500"], "at most --artist-pool (100)"),
+        (["demo", "--eval-n", "0"], "--eval-n must be at least 1"),
+        (["reward", "train", "d", "--out", "o", "--cv-folds", "1"], "--cv-folds must be 0"),
+        (
+            [
+                "invert",
+                "--feedback",
+                "f",
+                "--reward",
+                "r",
+                "--init",
+                "cat",
+                "--out",
+                "o.safetensors",
+                "--template",
+                "{foo} {token}",
+            ],
+            "names {foo}: only {token} and {prompt}",
+        ),
+        (
+            [
+                "invert",
+                "--feedback",
+                "f",
+                "--reward",
+                "r",
+                "--init",
+                "cat",
+                "--out",
+                "o.safetensors",
+                "--template",
+                "{token",
+            ],
+            "--template '{token'",
+        ),
+        (
+            [
+                "invert",
+                "--feedback",
+                "f",
+                "--reward",
+                "r",
+                "--init",
+                "cat",
+                "--out",
+                "o.safetensors",
+                "--template",
+                "{0} {token}",
+            ],
+            "names {0}",
+        ),
+    ],
+)
+def test_bad_settings_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit:
+        main(args)
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("unsee: error: ") and err.count("\n") == 1 and message in err, err
+    assert not list(tmp_path.iterdir())  # nothing made

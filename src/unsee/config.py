@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from unsee.errors import UnseeError
+
 
 def arg(default: Any = dataclasses.MISSING, help: str = "", **extra: Any) -> Any:
     """A dataclass field carrying its command-line help text.
@@ -37,6 +39,16 @@ class ModelArgs:
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = arg(
         "auto", help="auto: fp16 on a GPU, fp32 on the CPU"
     )
+
+
+def check_out_folder(path: Path, flag: str = "--out") -> Path:
+    """An output folder, refused before any work when it names an existing file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UnseeError(
+            f"{flag} {path} is a file; give a folder (it is made if it does not exist)"
+        )
+    return path
 
 
 def finite_float(text: str) -> float:

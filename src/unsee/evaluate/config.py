@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from unsee.config import ModelArgs, arg
+from unsee.config import ModelArgs, arg, check_out_folder
 from unsee.errors import UnseeError
 
 
@@ -80,7 +80,7 @@ class EvaluateConfig(ModelArgs):
     def __post_init__(self) -> None:
         from unsee.evaluate.suites import CONCEPTS, SUITES
 
-        self.out = Path(self.out)
+        self.out = check_out_folder(self.out)
         self._check_suites(SUITES)
         if self.concept not in CONCEPTS:
             raise UnseeError(f"--concept must be one of {', '.join(CONCEPTS)}")
