@@ -212,3 +212,33 @@ def test_bad_settings_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, arg
     err = capsys.readouterr().err
     assert err.startswith("unsee: error: ") and err.count("\n") == 1 and message in err, err
     assert not list(tmp_path.iterdir())  # nothing made
+
+
+@pytest.mark.parametrize(
+    "code,advice", [(28, "free some space"), (30, "writable disk"), (13, "writable --out")]
+)
+def test_a_full_or_read_only_disk_is_one_line(tiny_sd, tmp_path, capsys, monkeypatch, code, advice):
+    """ENOSPC / EROFS / EACCES while writing images: one line, exit 2, nothing half-written."""
+    import errno
+    import os
+
+    from unsee.generate import imagefolder
+
+    assert (errno.ENOSPC, errno.EROFS, errno.EACCES) == (28, 30, 13)
+    real = imagefolder.atomic_file
+
+    def failing(path, mode="w"):
+        if path.suffix == ".png":
+            raise OSError(code, os.strerror(code), str(path))
+        return real(path, mode)
+
+    monkeypatch.setattr(imagefolder, "atomic_file", failing)
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as exit:
+        main(["generate", "--model", str(tiny_sd), "--prompt", "x", "--steps", "2", "--device",
+              "cpu", "--out", str(out)])  # fmt: skip
+    assert exit.value.code == 2
+    err = capsys.readouterr().err.rsplit("\r", 1)[-1]  # after the progress bar
+    assert "unsee: error: cannot write " + f"{out / 'images' / '000000.png'}: " in err
+    assert err.count("\n") == 1 and advice in err and "Traceback" not in err, err
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp") or p.suffix == ".png"]
