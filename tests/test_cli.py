@@ -242,3 +242,11 @@ def test_a_full_or_read_only_disk_is_one_line(tiny_sd, tmp_path, capsys, monkeyp
     assert "unsee: error: cannot write " + f"{out / 'images' / '000000.png'}: " in err
     assert err.count("\n") == 1 and advice in err and "Traceback" not in err, err
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp") or p.suffix == ".png"]
+
+
+def test_a_missing_reference_dir_is_refused_up_front(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["evaluate", "--out", str(tmp_path / "e"), "--reference-dir", str(tmp_path / "no")])
+    assert exit.value.code == 2
+    assert f"--reference-dir {tmp_path / 'no'} is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()

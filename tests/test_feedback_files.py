@@ -232,3 +232,15 @@ def test_a_broken_reward_jsonl_is_refused_by_order_uncertain(labelled_set, tmp_p
     (folder / "reward.jsonl").write_text(text)
     with pytest.raises(UnseeError, match=r"reward\.jsonl:1: .*unsee reward score"):
         open_state(LabelConfig(dir=folder, order="uncertain"))
+
+
+def test_simulated_rankings_need_enough_images(labelled_set, tmp_path):
+    folder = tmp_path / "set"
+    shutil.copytree(labelled_set, folder)
+    with pytest.raises(UnseeError, match=r"--rank-size 7 images; .* has only 6 without"):
+        simulate(
+            FeedbackSimulateConfig(
+                dir=folder, concept="watermark", budget=1, mode="rank", rank_size=7, device="cpu"
+            )
+        )
+    assert not [d for d in FeedbackStore.for_folder(folder).decisions() if d["kind"] == "rank"]

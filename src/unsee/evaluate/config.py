@@ -81,6 +81,11 @@ class EvaluateConfig(ModelArgs):
         from unsee.evaluate.suites import CONCEPTS, SUITES
 
         self.out = check_out_folder(self.out)
+        if self.reference_dir is not None and not Path(self.reference_dir).is_dir():
+            raise UnseeError(
+                f"--reference-dir {self.reference_dir} is not a folder: give an earlier"
+                " `unsee evaluate --out` of the original model, or leave it out"
+            )
         self._check_suites(SUITES)
         if self.concept not in CONCEPTS:
             raise UnseeError(f"--concept must be one of {', '.join(CONCEPTS)}")
