@@ -75,3 +75,178 @@ def test_env_reports_versions_and_devices(capsys):
     assert torch.__version__ in text
     for key in ("diffusers", "transformers", "accelerate", "peft", "devices", "minisd"):
         assert key in text
+
+
+def _float_flags() -> list[tuple[tuple[str, ...], str]]:
+    import typing
+
+    from unsee.config import _unwrap_optional
+
+    found = []
+    for path, command in LEAVES:
+        hints = typing.get_type_hints(command.config)
+        for field in dataclasses.fields(command.config):
+            tp, _ = _unwrap_optional(hints[field.name])
+            if tp is float or tp == list[float]:
+                found.append((path, "--" + field.name.replace("_", "-")))
+    return found
+
+
+FLOAT_FLAGS = _float_flags()
+
+
+def test_float_options_are_found():
+    assert (("generate",), "--guidance") in FLOAT_FLAGS
+    assert (("reward", "train"), "--lr") in FLOAT_FLAGS
+    assert len(FLOAT_FLAGS) > 20
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "1e999"])
+def test_every_float_option_refuses_nan_and_infinity(value, capsys):
+    for path, flag in FLOAT_FLAGS:
+        with pytest.raises(SystemExit) as exit:
+            build_parser().parse_args([*path, f"{flag}={value}"])
+        assert exit.value.code == 2, (path, flag)
+        err = capsys.readouterr().err
+        assert f"argument {flag}: {value!r} is not a finite number" in err, (path, flag, err)
+
+
+def test_a_nan_guidance_is_refused_before_any_work(tmp_path):
+    out = run_unsee("generate", "--prompt", "x", "--guidance", "nan", "--out", str(tmp_path / "o"))
+    assert out.returncode == 2 and "--guidance: 'nan' is not a finite number" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "--prompt", "x"],
+        ["reward", "train", "DIR"],
+        ["demo"],
+        ["evaluate"],
+        ["erase", "--concept", "x"],
+        ["feedback", "export", "DIR"],
+        ["bench", "generate"],
+        ["world", "train"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, args):
+    taken = tmp_path / "taken"
+    taken.write_text("keep me\n")
+    args = [str(tmp_path) if a == "DIR" else a for a in args]
+    with pytest.raises(SystemExit) as exit:
+        main([*args, "--out", str(taken)])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"unsee: error: --out {taken} is a file; give a folder" + (
+        " (it is made if it does not exist)\n"
+    )
+    assert taken.read_text() == "keep me\n" and sorted(tmp_path.iterdir()) == [taken]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["erase", "--concept", "", "--out", "o"], "--concept is empty"),
+        (["erase", "--concept", "a", " ", "--out", "o"], "--concept is empty"),
+        (["demo", "--labels", "0"], "--labels must be at least 2"),
+        (["demo", "--artist-labels", "500"], "at most --artist-pool (100)"),
+        (["demo", "--eval-n", "0"], "--eval-n must be at least 1"),
+        (["reward", "train", "d", "--out", "o", "--cv-folds", "1"], "--cv-folds must be 0"),
+        (
+            [
+                "invert",
+                "--feedback",
+                "f",
+                "--reward",
+                "r",
+                "--init",
+                "cat",
+                "--out",
+                "o.safetensors",
+                "--template",
+                "{foo} {token}",
+            ],
+            "names {foo}: only {token} and {prompt}",
+        ),
+        (
+            [
+                "invert",
+                "--feedback",
+                "f",
+                "--reward",
+                "r",
+                "--init",
+                "cat",
+                "--out",
+                "o.safetensors",
+                "--template",
+                "{token",
+            ],
+            "--template '{token'",
+        ),
+        (
+            [
+                "invert",
+                "--feedback",
+                "f",
+                "--reward",
+                "r",
+                "--init",
+                "cat",
+                "--out",
+                "o.safetensors",
+                "--template",
+                "{0} {token}",
+            ],
+            "names {0}",
+        ),
+    ],
+)
+def test_bad_settings_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit:
+        main(args)
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("unsee: error: ") and err.count("\n") == 1 and message in err, err
+    assert not list(tmp_path.iterdir())  # nothing made
+
+
+@pytest.mark.parametrize(
+    "code,advice", [(28, "free some space"), (30, "writable disk"), (13, "writable --out")]
+)
+def test_a_full_or_read_only_disk_is_one_line(tiny_sd, tmp_path, capsys, monkeypatch, code, advice):
+    """ENOSPC / EROFS / EACCES while writing images: one line, exit 2, nothing half-written."""
+    import errno
+    import os
+
+    from unsee.generate import imagefolder
+
+    assert (errno.ENOSPC, errno.EROFS, errno.EACCES) == (28, 30, 13)
+    real = imagefolder.atomic_file
+
+    def failing(path, mode="w"):
+        if path.suffix == ".png":
+            raise OSError(code, os.strerror(code), str(path))
+        return real(path, mode)
+
+    monkeypatch.setattr(imagefolder, "atomic_file", failing)
+    out = tmp_path / "o"
+    with pytest.raises(SystemExit) as exit:
+        main(["generate", "--model", str(tiny_sd), "--prompt", "x", "--steps", "2", "--device",
+              "cpu", "--out", str(out)])  # fmt: skip
+    assert exit.value.code == 2
+    err = capsys.readouterr().err.rsplit("\r", 1)[-1]  # after the progress bar
+    assert "unsee: error: cannot write " + f"{out / 'images' / '000000.png'}: " in err
+    assert err.count("\n") == 1 and advice in err and "Traceback" not in err, err
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp") or p.suffix == ".png"]
+
+
+def test_a_missing_reference_dir_is_refused_up_front(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["evaluate", "--out", str(tmp_path / "e"), "--reference-dir", str(tmp_path / "no")])
+    assert exit.value.code == 2
+    assert f"--reference-dir {tmp_path / 'no'} is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()

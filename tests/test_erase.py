@@ -183,6 +183,16 @@ def test_erase_refuses_bad_input(tiny_sd, tmp_path):
         from unsee.erase.run import erase
 
         erase(_erase_cfg(tiny_sd, tmp_path / "y", resume=True))
+    # a refused --preserve (or a missing one) leaves no empty --out behind
+    keep = tmp_path / "keep.txt"
+    concept = _erase_cfg(tiny_sd, tmp_path / "z").concept[0]
+    keep.write_text(f"{concept}\n")
+    with pytest.raises(UnseeError, match="--preserve lists what is to be removed"):
+        erase(_erase_cfg(tiny_sd, tmp_path / "z", preserve=keep))
+    assert not (tmp_path / "z").exists()
+    with pytest.raises(UnseeError):
+        erase(_erase_cfg(tiny_sd, tmp_path / "z", preserve=tmp_path / "missing.txt"))
+    assert not (tmp_path / "z").exists()
 
 
 def test_erase_runs_on_two_processes_under_accelerate(tiny_sd, tmp_path):

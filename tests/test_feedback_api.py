@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from unsee.errors import UnseeError
 from unsee.feedback.config import LabelConfig
-from unsee.feedback.server import bind, build_app, open_state
+from unsee.feedback.server import PAGE_TOKEN_HEADER, bind, build_app, open_state, page_token
 from unsee.feedback.store import FeedbackStore
 from unsee.generate.config import GenerateConfig
 from unsee.generate.run import generate
@@ -39,7 +39,10 @@ def fresh_set(image_set, tmp_path) -> Path:
 
 
 def client(folder: Path, **kw) -> TestClient:
-    return TestClient(build_app(open_state(LabelConfig(dir=folder, **kw))))
+    """A client as the served page is: same origin, the page token on every request."""
+    state = open_state(LabelConfig(dir=folder, **kw))
+    app = build_app(state, frozenset({"testserver"}))
+    return TestClient(app, headers={PAGE_TOKEN_HEADER: state.page_token})
 
 
 def test_binary_flow_every_endpoint(fresh_set):
@@ -127,11 +130,11 @@ def test_relabel_supersedes_and_rank(fresh_set):
     ],
 )
 def test_bad_requests_get_a_4xx_with_a_message(fresh_set, method, path, body, status, message):
-    c = client(fresh_set)
+    c = client(fresh_set, mode="rank")  # rank mode takes labels and rankings
     if body is None:
         r = getattr(c, method)(path)
     elif isinstance(body, str):
-        r = c.post(path, content=body)
+        r = c.post(path, content=body, headers={"Content-Type": "application/json"})
     else:
         r = c.post(path, json=body)
     assert r.status_code == status
@@ -141,7 +144,9 @@ def test_bad_requests_get_a_4xx_with_a_message(fresh_set, method, path, body, st
 
 
 def test_huge_body_is_refused(fresh_set):
-    r = client(fresh_set).post("/api/label", content=b"x" * 100_000)
+    r = client(fresh_set).post(
+        "/api/label", content=b"x" * 100_000, headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 413
 
 
@@ -202,6 +207,13 @@ def _start_server(folder: Path, port: int) -> subprocess.Popen:
     raise AssertionError(proc.stdout.read().decode())
 
 
+def _page_client(port: int) -> httpx.Client:
+    """A client that posts as the page does: with the token read from the served page."""
+    base = f"http://127.0.0.1:{port}"
+    token = page_token(httpx.get(base + "/", timeout=30).text)
+    return httpx.Client(base_url=base, timeout=30, headers={PAGE_TOKEN_HEADER: token})
+
+
 def test_eight_annotators_400_decisions_all_stored(fresh_set):
     port = _free_port()
     proc = _start_server(fresh_set, port)
@@ -209,7 +221,7 @@ def test_eight_annotators_400_decisions_all_stored(fresh_set):
     errors = []
 
     def annotate(k: int) -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        with _page_client(port) as http:
             for j in range(50):
                 body = {
                     "image_id": 1 + (k + j) % 12,
@@ -240,7 +252,7 @@ def test_sigkill_loses_no_acknowledged_decision(fresh_set):
     port = _free_port()
     proc = _start_server(fresh_set, port)
     acked = []
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+    with _page_client(port) as http:
         for j in range(60):
             r = http.post(
                 "/api/label", json={"image_id": 1 + j % 12, "annotator": "k", "label": "bad"}

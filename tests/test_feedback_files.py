@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from unsee.feedback.config import (
     FeedbackImportConfig,
     FeedbackSimulateConfig,
     FeedbackStatsConfig,
+    LabelConfig,
 )
 from unsee.feedback.simulate import simulate
 from unsee.feedback.stats import run_export, run_import, run_stats
@@ -157,3 +159,88 @@ def test_simulated_noise_balance_and_rankings(minisd_mixed, tmp_path):
     assert len(ranks) == 15 and sorted({d["rank"] for d in ranks}) == [1, 2, 3, 4, 5]
     with pytest.raises(UnseeError, match="--concept must be one of"):
         simulate(FeedbackSimulateConfig(dir=folder, concept="nudity", budget=2, device="cpu"))
+
+
+def test_stats_say_what_they_count(labelled_set, capsys):
+    run_stats(FeedbackStatsConfig(dir=labelled_set))
+    first = capsys.readouterr().out.splitlines()[0]
+    # 5 labels on 3 images by ann and bob: not "5 live decisions"
+    assert first.startswith("6 images, 3 labelled by 2 annotators: 5 labels in force"), first
+    assert "5 decisions not undone" in first
+
+
+@pytest.mark.parametrize(
+    "name,text,message",
+    [
+        ("l.csv", "name,label\nimages/000003.png,good\n", "no file_name column"),
+        ("l.csv", "file_name\nimages/000003.png\n", "no label column"),
+        ("l.csv", "file_name,label,seconds\nimages/000003.png,good,notanumber\n", "seconds"),
+        ("l.csv", "file_name,label,seconds\nimages/000003.png,good,inf\n", "seconds 'inf'"),
+        ("l.csv", "file_name,label,seconds\nimages/000003.png,good,nan\n", "seconds 'nan'"),
+        (
+            "l.jsonl",
+            '{"file_name": "images/000003.png", "label": "good", "seconds": Infinity}\n',
+            "seconds inf",
+        ),
+        (
+            "l.jsonl",
+            '{"file_name": "images/000003.png", "label": "good", "seconds": "x"}\n',
+            "seconds 'x'",
+        ),
+        ("l.jsonl", '{"label": "good"}\n', ":1: no file_name"),
+        ("l.jsonl", '["images/000003.png", "good"]\n', "not a JSON object"),
+        (
+            "l.jsonl",
+            '{"file_name": "images/000003.png", "label": "good", "annotator": 5}\n',
+            "annotator 5",
+        ),
+    ],
+)
+def test_import_refuses_bad_columns_and_seconds(labelled_set, tmp_path, name, text, message):
+    folder = tmp_path / "set"
+    shutil.copytree(labelled_set, folder)
+    before = len(FeedbackStore.for_folder(folder).decisions())
+    (tmp_path / name).write_text(text)
+    with pytest.raises(UnseeError, match=re.escape(message)):
+        run_import(FeedbackImportConfig(dir=folder, file=tmp_path / name))
+    assert len(FeedbackStore.for_folder(folder).decisions()) == before
+
+
+def test_a_damaged_store_is_one_clear_error(labelled_set, tmp_path):
+    folder = tmp_path / "set"
+    shutil.copytree(labelled_set, folder)
+    for suffix in ("-wal", "-shm"):
+        (folder / f"feedback.sqlite{suffix}").unlink(missing_ok=True)
+    (folder / "feedback.sqlite").write_bytes(b"this is not SQLite at all" * 100)
+    with pytest.raises(UnseeError, match=r"feedback\.sqlite .*damaged"):
+        run_stats(FeedbackStatsConfig(dir=folder))
+    half = (labelled_set / "feedback.sqlite").read_bytes()[:1500]  # a cut-off copy
+    (folder / "feedback.sqlite").write_bytes(half)
+    with pytest.raises(UnseeError, match=r"feedback\.sqlite"):
+        run_stats(FeedbackStatsConfig(dir=folder))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["not json\n", '{"file_name": "images/000000.png"}\n', '{"file_name": 1, "p_bad": 0.5}\n'],
+)
+def test_a_broken_reward_jsonl_is_refused_by_order_uncertain(labelled_set, tmp_path, text):
+    from unsee.feedback.server import open_state
+
+    folder = tmp_path / "set"
+    shutil.copytree(labelled_set, folder)
+    (folder / "reward.jsonl").write_text(text)
+    with pytest.raises(UnseeError, match=r"reward\.jsonl:1: .*unsee reward score"):
+        open_state(LabelConfig(dir=folder, order="uncertain"))
+
+
+def test_simulated_rankings_need_enough_images(labelled_set, tmp_path):
+    folder = tmp_path / "set"
+    shutil.copytree(labelled_set, folder)
+    with pytest.raises(UnseeError, match=r"--rank-size 7 images; .* has only 6 without"):
+        simulate(
+            FeedbackSimulateConfig(
+                dir=folder, concept="watermark", budget=1, mode="rank", rank_size=7, device="cpu"
+            )
+        )
+    assert not [d for d in FeedbackStore.for_folder(folder).decisions() if d["kind"] == "rank"]

@@ -136,6 +136,7 @@ def test_resume_skips_finished_images_and_repairs_a_killed_run(tiny_sd, tmp_path
     assert now["000000.png"] == mtimes["000000.png"]  # untouched
     assert now["000001.png"] == mtimes["000001.png"]
     assert now["000003.png"] != mtimes["000003.png"]  # remade: its line was cut
+    assert not (out / "images" / ".000001.png.abc.tmp").exists()  # the stale temp file too
 
 
 def test_interrupted_run_leaves_only_complete_entries(tiny_sd, tmp_path, monkeypatch):
@@ -219,3 +220,26 @@ def test_bad_sizes_are_refused(tiny_sd, tmp_path):
         generate(config(tiny_sd, tmp_path / "x", height=36))
     with pytest.raises(UnseeError, match="at least 1"):
         config(tiny_sd, tmp_path / "x", n=0)
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_files_are_created_with_the_umask(tmp_path, umask, mode):
+    from PIL import Image
+
+    old = os.umask(umask)
+    try:
+        imagefolder.atomic_write_text(tmp_path / "run.json", "{}\n")
+        imagefolder.save_png(Image.new("RGB", (2, 2)), tmp_path / "a.png", {})
+        imagefolder.append_line(tmp_path / "metadata.jsonl", {"index": 0})
+        with imagefolder.atomic_file(tmp_path / "model.bin", "wb") as f:
+            f.write(b"\0")
+    finally:
+        os.umask(old)
+    for name in ("run.json", "a.png", "metadata.jsonl", "model.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.png",
+        "metadata.jsonl",
+        "model.bin",
+        "run.json",
+    ]  # no temporary file left

@@ -195,3 +195,51 @@ def test_noise_aware_reward_checks_its_model(world_set, tmp_path, tiny_sd):
         reward.check_model(load_pipeline(str(tiny_sd), "cpu"))
     with pytest.raises(UnseeError, match="scores noisy samples"):
         reward.score_images(np.zeros((1, 32, 32, 3), np.uint8))
+    # minisd itself, but at twice its size: other latents, refused before any folder is made
+    from unsee.guidance.censor import censor
+    from unsee.guidance.config import CensorConfig
+
+    minisd = load_pipeline("minisd", "cpu")
+    side = 2 * minisd.vae_scale_factor * minisd.unet.config.sample_size  # 64 px for 32 px
+    with pytest.raises(UnseeError, match=r"asked for \[4, 16, 16\]"):
+        censor(
+            CensorConfig(
+                reward=out, prompt="x", out=tmp_path / "c", height=side, width=side, device="cpu"
+            )
+        )
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_damaged_reward_folder_is_one_clear_error(world_set, tmp_path):
+    import shutil
+
+    good = train_reward(
+        RewardTrainConfig(
+            dir=world_set, out=tmp_path / "good", backbone="cnn", ensemble=1, steps=2,
+            cv_folds=0, device="cpu",
+        )
+    )  # fmt: skip
+    config = json.loads((good / "config.json").read_text())
+    weights = (good / "model.safetensors").read_bytes()
+    damages = [
+        ("config.json", "{not json", r"config\.json is not JSON"),
+        ("config.json", "[1, 2]", "not a JSON object"),
+        (
+            "config.json",
+            json.dumps({**config, "ensemble": "3"}),
+            "ensemble is missing or not valid",
+        ),
+        ("config.json", json.dumps({**config, "image_size": None}), "image_size is missing"),
+        ("config.json", json.dumps({**config, "ensemble": 2}), "does not hold the weights"),
+        ("model.safetensors", weights[: len(weights) // 2], r"model\.safetensors cannot be read"),
+        ("model.safetensors", b"", r"model\.safetensors cannot be read"),
+    ]
+    for name, content, message in damages:
+        bad = tmp_path / "bad"
+        shutil.rmtree(bad, ignore_errors=True)
+        shutil.copytree(good, bad)
+        target = bad / name
+        target.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(UnseeError, match=message) as error:
+            score_folder(RewardScoreConfig(reward=bad, dir=world_set, device="cpu"))
+        assert "unsee reward train" in str(error.value)  # the fix is named

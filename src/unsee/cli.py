@@ -6,6 +6,7 @@ the traceback too).
 """
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -41,6 +42,15 @@ from unsee.guidance.config import CensorConfig
 from unsee.invert.config import InvertConfig
 from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
 from unsee.world.config import WorldPathConfig, WorldShipConfig, WorldTrainConfig
+
+# what the disk refuses, and what to do about it; finished work stays (runs resume)
+DISK_ERRORS = {
+    errno.ENOSPC: "free some space, then run the same command again to resume",
+    errno.EDQUOT: "free some space, then run the same command again to resume",
+    errno.EACCES: "pick a writable --out (or fix the permissions)",
+    errno.EPERM: "pick a writable --out (or fix the permissions)",
+    errno.EROFS: "pick an --out on a writable disk",
+}
 
 
 @dataclass(frozen=True)
@@ -245,6 +255,15 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("UNSEE_DEBUG"):
             raise
         print(f"unsee: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        if e.errno not in DISK_ERRORS or os.environ.get("UNSEE_DEBUG"):
+            raise  # anything else is a bug and keeps its traceback
+        where = f" {e.filename}" if e.filename else ""
+        print(
+            f"unsee: error: cannot write{where}: {e.strerror}; {DISK_ERRORS[e.errno]}",
+            file=sys.stderr,
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         print("unsee: interrupted; run the same command again to resume", file=sys.stderr)

@@ -6,11 +6,14 @@ single source for both the Python API and `--help`.
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
+
+from unsee.errors import UnseeError
 
 
 def arg(default: Any = dataclasses.MISSING, help: str = "", **extra: Any) -> Any:
@@ -36,6 +39,31 @@ class ModelArgs:
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = arg(
         "auto", help="auto: fp16 on a GPU, fp32 on the CPU"
     )
+
+
+def check_out_folder(path: Path, flag: str = "--out") -> Path:
+    """An output folder, refused before any work when it names an existing file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UnseeError(
+            f"{flag} {path} is a file; give a folder (it is made if it does not exist)"
+        )
+    return path
+
+
+def finite_float(text: str) -> float:
+    """argparse type of every float option: a number, and neither NaN nor infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _arg_type(tp: Any) -> Any:
+    return finite_float if tp is float else tp
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -66,9 +94,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif get_origin(tp) is list:
             kwargs["nargs"] = "+"
-            kwargs["type"] = get_args(tp)[0]
+            kwargs["type"] = _arg_type(get_args(tp)[0])
         elif tp in (int, float, str, Path):
-            kwargs["type"] = tp
+            kwargs["type"] = _arg_type(tp)
         else:
             raise TypeError(f"{cls.__name__}.{f.name}: unsupported type {tp!r}")
         if f.metadata.get("positional"):

@@ -13,7 +13,8 @@ erased model; a killed erase resumes) and redoes the rest.
 from dataclasses import dataclass
 from pathlib import Path
 
-from unsee.config import arg
+from unsee.config import arg, check_out_folder
+from unsee.errors import UnseeError
 
 DEMO_PROMPTS = [
     "a red circle on grass",
@@ -44,7 +45,18 @@ class DemoConfig:
     def __post_init__(self) -> None:
         from unsee.guidance.config import check_window
 
+        self.out = check_out_folder(self.out)
         check_window(self.window)  # before any image is made
+        counts = ("n", "pool", "censor_n", "artist_pool", "invert_steps", "erase_iterations")
+        for name in (*counts, "eval_n"):
+            if getattr(self, name) < 1:
+                raise UnseeError(f"--{name.replace('_', '-')} must be at least 1")
+        for labels, pool in (("labels", "pool"), ("artist_labels", "artist_pool")):
+            if not 2 <= getattr(self, labels) <= getattr(self, pool):
+                raise UnseeError(
+                    f"--{labels.replace('_', '-')} must be at least 2 (half bad, half good) and"
+                    f" at most --{pool.replace('_', '-')} ({getattr(self, pool)})"
+                )
 
 
 STAGES = 9

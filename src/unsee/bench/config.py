@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from unsee.config import arg
+from unsee.config import arg, check_out_folder
 from unsee.erase.config import WORLD_DEFAULTS
 from unsee.errors import UnseeError
 
@@ -19,6 +19,9 @@ class BenchGenerateConfig:
     steps: int = arg(25, help="denoising steps")
     batch_size: int = arg(16, help="images per batch")
     image_size: int = arg(32, help="image side in pixels")
+
+    def __post_init__(self) -> None:
+        self.out = check_out_folder(self.out)
 
 
 @dataclass(kw_only=True)
@@ -59,6 +62,7 @@ class BenchWorldConfig:
     def __post_init__(self) -> None:
         from unsee.guidance.config import check_window
 
+        self.out = check_out_folder(self.out)
         check_window(self.censor_window)
         if min(self.seeds, self.table_n - 1, self.pool, self.labels, self.bootstrap) < 1:
             raise UnseeError(
@@ -77,6 +81,9 @@ class BenchLabelConfig:
     browser: bool = arg(True, help="also time keyboard labelling in headless Chromium")
     browser_decisions: int = arg(120, help="decisions made with keys in the browser")
 
+    def __post_init__(self) -> None:
+        self.out = check_out_folder(self.out)
+
 
 @dataclass(kw_only=True)
 class BenchRewardConfig:
@@ -86,6 +93,9 @@ class BenchRewardConfig:
     steps: int = arg(25, help="DDIM steps of the generated sets")
     seed: int = arg(2_000_000, help="first seed of the generated sets")
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+
+    def __post_init__(self) -> None:
+        self.out = check_out_folder(self.out)
 
 
 @dataclass(kw_only=True)
@@ -127,6 +137,7 @@ class BenchCensorConfig:
     def __post_init__(self) -> None:
         from unsee.guidance.config import check_window
 
+        self.out = check_out_folder(self.out)
         check_window(self.window)
         if self.retry < 0:
             raise UnseeError("--retry must be >= 0")
@@ -155,6 +166,7 @@ class BenchSpeedConfig:
     model: str = arg("minisd", help="the CPU's model (tests pass a tiny pipeline folder)")
 
     def __post_init__(self) -> None:
+        self.out = check_out_folder(self.out)
         if self.iterations < 1 or self.batch < 1 or min(self.warmup, self.threads) < 0:
             raise UnseeError("--iterations and --batch must be at least 1; --warmup, --threads 0")
         if self.sample_steps < 2:
@@ -204,6 +216,7 @@ class BenchEraseConfig:
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
     def __post_init__(self) -> None:
+        self.out = check_out_folder(self.out)
         if min(self.n, self.pool, self.labels, self.iterations or 1) < 1:
             raise UnseeError("--n, --pool, --labels and --iterations must be at least 1")
         self.out = Path(self.out)

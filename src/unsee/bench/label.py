@@ -17,7 +17,7 @@ from PIL import Image
 
 from unsee.bench.config import BenchLabelConfig
 from unsee.feedback.config import LabelConfig
-from unsee.feedback.server import BackgroundServer
+from unsee.feedback.server import PAGE_TOKEN_HEADER, BackgroundServer
 from unsee.feedback.store import FeedbackStore
 from unsee.generate.imagefolder import METADATA, atomic_write_text, save_png
 from unsee.world import render as world
@@ -36,12 +36,12 @@ def make_world_set(folder: Path, n: int, seed: int = 0) -> Path:
     return folder
 
 
-def _post(url: str, body: dict) -> dict:
+def _post(url: str, body: dict, page_token: str) -> dict:
     request = urllib.request.Request(
         url,
         data=json.dumps(body).encode(),
         method="POST",
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", PAGE_TOKEN_HEADER: page_token},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
@@ -60,6 +60,7 @@ def time_api(folder: Path, n: int) -> dict:
             answer = _post(
                 server.url + "/api/label",
                 {"image_id": 1 + i % 50, "annotator": "bench", "label": "good"},
+                server.state.page_token,
             )
             ms.append((time.perf_counter() - start) * 1000)
             assert answer["saved"]

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from unsee.config import ModelArgs, arg
+from unsee.config import ModelArgs, arg, check_out_folder
 from unsee.errors import UnseeError
 
 # The papers' settings, for Stable Diffusion sized models (SDD, HFI: 1500 steps at lr 1e-5)
@@ -118,6 +118,8 @@ class EraseConfig(ModelArgs):
                 setattr(self, key, value)
         if not self.concept and not self.embedding:
             raise UnseeError("give what to remove: --concept TEXT and/or --embedding FILE")
+        if any(not text.strip() for text in self.concept):
+            raise UnseeError("--concept is empty: give the text of the concept to remove")
         if self.iterations < 1 or self.batch < 1 or self.reuse < 1:
             raise UnseeError("--iterations, --batch and --reuse must be at least 1")
         if self.sample_steps < 2:
@@ -132,7 +134,7 @@ class EraseConfig(ModelArgs):
             raise UnseeError("--preserve-weight must be >= 0")
         if not 0 <= self.ema < 1:
             raise UnseeError("--ema must lie in [0, 1)")
-        self.out = Path(self.out)
+        self.out = Path(self.out) if self.save == "lora" else check_out_folder(self.out)
         self.embedding = [Path(p) for p in self.embedding]
         if self.preserve is not None:
             self.preserve = Path(self.preserve)

@@ -87,7 +87,6 @@ def erase(cfg: EraseConfig) -> Path:
         raise UnseeError(f"{out} already holds an erased model; use another --out")
     if cfg.resume and not ckpt.exists():
         raise UnseeError(f"nothing to resume in {out} (no {CHECKPOINT})")
-    out.mkdir(parents=True, exist_ok=True)
 
     # 1. texts: c_0 = "", c_p = the joined concepts, c_s = each concept
     text_encoder, tokenizer = copy.deepcopy(pipe.text_encoder), copy.deepcopy(pipe.tokenizer)
@@ -104,6 +103,7 @@ def erase(cfg: EraseConfig) -> Path:
         keep = encode_texts(pipe, kept, device)  # (m, L, D)
     if cfg.method == "neg":
         anchors = encode_texts(pipe, _prompts(cfg.anchors), device)  # (a, L, D)
+    out.mkdir(parents=True, exist_ok=True)  # only once every input is read and accepted
 
     # 2. student, teacher, optimiser; on a GPU the networks that only run without
     # gradients (the frozen original, the copy that walks the trajectories) are in half

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from unsee.config import ModelArgs, arg
+from unsee.config import ModelArgs, arg, check_out_folder
 from unsee.errors import UnseeError
 
 
@@ -80,7 +80,12 @@ class EvaluateConfig(ModelArgs):
     def __post_init__(self) -> None:
         from unsee.evaluate.suites import CONCEPTS, SUITES
 
-        self.out = Path(self.out)
+        self.out = check_out_folder(self.out)
+        if self.reference_dir is not None and not Path(self.reference_dir).is_dir():
+            raise UnseeError(
+                f"--reference-dir {self.reference_dir} is not a folder: give an earlier"
+                " `unsee evaluate --out` of the original model, or leave it out"
+            )
         self._check_suites(SUITES)
         if self.concept not in CONCEPTS:
             raise UnseeError(f"--concept must be one of {', '.join(CONCEPTS)}")

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from unsee.config import arg
+from unsee.config import arg, check_out_folder
 from unsee.errors import UnseeError
 
 
@@ -62,6 +62,10 @@ class FeedbackExportConfig:
         " (metadata + images), parquet a table",
     )
     decisions: bool = arg(False, help="one row per decision instead of one per image")
+
+    def __post_init__(self) -> None:
+        if self.out is not None:
+            self.out = check_out_folder(self.out)
 
 
 @dataclass(kw_only=True)

@@ -1,7 +1,12 @@
 """`unsee label DIR`: the labelling page and its JSON API (Starlette + uvicorn).
 
 API (the page uses it; scripts may too). With a token, every request carries it as the
-header `X-Unsee-Token` or the query parameter `token`.
+header `X-Unsee-Token` or the query parameter `token`. Every request must name the served
+address in its Host header (localhost forms included) and, when it has an Origin, come from
+the page's own origin. Every POST must be `Content-Type: application/json` and carry the
+server's page token, a random value written into the page it serves
+(`<meta name="unsee-page-token">`; `page_token` reads it), as the header
+`X-Unsee-Page-Token`: another web site can neither read it nor send it.
   GET  /api/next?annotator=A      -> {"image_id", "url", "prompt"} | {"done": true}
   POST /api/label  {"image_id", "annotator", "label": "bad"|"good"|"skip", "seconds"?}
                                   -> {"saved": true, "decision_id"}
@@ -15,9 +20,12 @@ header `X-Unsee-Token` or the query parameter `token`.
 A decision is committed to disk before "saved" is answered.
 """
 
+import contextlib
 import hmac
+import ipaddress
 import json
 import random
+import re
 import secrets
 import socket
 import threading
@@ -51,6 +59,9 @@ KEYMAP = {
     },
 }
 MAX_BODY = 64 * 1024
+PAGE_TOKEN_HEADER = "X-Unsee-Page-Token"
+SAFE_METHODS = ("GET", "HEAD")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 @dataclass
@@ -63,6 +74,7 @@ class LabelState:
     order: list[int] = field(default_factory=list)
     served: dict[str, set[int]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    page_token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
 
 def _order(ids: dict[str, int], cfg: LabelConfig) -> list[int]:
@@ -79,8 +91,20 @@ def _order(ids: dict[str, int], cfg: LabelConfig) -> list[int]:
             f"--order {cfg.order} needs {path}: run `unsee reward score REWARD {cfg.dir}` first"
         )
     p_bad = {}
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
+    fix = f"run `unsee reward score REWARD {cfg.dir}` again"
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise UnseeError(f"{path}:{n}: not a JSON line; {fix}") from None
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("file_name"), str)
+            or not isinstance(row.get("p_bad"), int | float)
+            or isinstance(row["p_bad"], bool)
+            or not 0 <= row["p_bad"] <= 1
+        ):
+            raise UnseeError(f"{path}:{n}: not a score (file_name, p_bad from 0 to 1); {fix}")
         p_bad[row["file_name"]] = row["p_bad"]
     key = (
         (lambda f: abs(p_bad.get(f, 0.5) - 0.5))
@@ -95,13 +119,23 @@ def _bad(message: str, status: int = 400) -> JSONResponse:
 
 
 async def _json_body(request: Request) -> dict:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise HTTPException(413, "request body too large")
+    """The body as a JSON object, read in chunks: refused (413) past MAX_BODY bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and not declared.isdigit():
+        raise HTTPException(400, "Content-Length must be a number of bytes")
+    if declared is not None and int(declared) > MAX_BODY:
+        raise HTTPException(413, f"request body too large (at most {MAX_BODY} bytes)")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise HTTPException(413, f"request body too large (at most {MAX_BODY} bytes)")
     try:
-        data = json.loads(body or b"null")
-    except json.JSONDecodeError:
+        data = json.loads(bytes(body) or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise HTTPException(400, "body is not JSON") from None
+    except RecursionError:
+        raise HTTPException(400, "body is JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise HTTPException(400, "body must be a JSON object")
     return data
@@ -129,7 +163,8 @@ def _image_id(state: LabelState, value: object) -> int:
     return value
 
 
-def build_app(state: LabelState) -> Starlette:
+def build_app(state: LabelState, hosts: frozenset[str]) -> Starlette:
+    """The app; `hosts` are the Host header values it answers (`served_hosts`)."""
     store, cfg = state.store, state.cfg
 
     def stats(annotator: str) -> dict:
@@ -147,6 +182,7 @@ def build_app(state: LabelState) -> Starlette:
 
     async def page(request: Request) -> Response:
         html = files("unsee.feedback").joinpath("page.html").read_text(encoding="utf-8")
+        html = html.replace("{{PAGE_TOKEN}}", state.page_token)
         return HTMLResponse(html, headers={"Cache-Control": "no-store"})
 
     async def config(request: Request) -> Response:
@@ -190,6 +226,8 @@ def build_app(state: LabelState) -> Starlette:
         return JSONResponse({"saved": True, "decision_id": decision_id})
 
     async def rank(request: Request) -> Response:
+        if cfg.mode != "rank":
+            return _bad(f"this server labels in {cfg.mode} mode; rankings need --mode rank", 409)
         data = await _json_body(request)
         annotator = _annotator(data.get("annotator"))
         ids = data.get("image_ids")
@@ -266,25 +304,83 @@ def build_app(state: LabelState) -> Starlette:
         ],
         exception_handlers={HTTPException: on_http_error},
     )
-    if cfg.token is not None:
-        app.add_middleware(_TokenMiddleware, token=cfg.token)
+    app.add_middleware(_GuardMiddleware, state=state, hosts=hosts)
     return app
 
 
-class _TokenMiddleware:
-    """Refuse any request that does not carry the token (header or query parameter)."""
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
-    def __init__(self, app, token: str) -> None:
-        self.app, self.token = app, token.encode()
+
+class _GuardMiddleware:
+    """Refuse what another web site could make the labeller's browser send.
+
+    Host must be an address this server is reached under (a foreign name is DNS rebinding);
+    an Origin, when sent, must be the page's own; the --token, when set, on every request;
+    a POST must be JSON and carry the page token, which only the served page holds.
+    """
+
+    def __init__(self, app, state: LabelState, hosts: frozenset[str]) -> None:
+        self.app, self.state, self.hosts = app, state, hosts
+
+    def _refusal(self, request: Request) -> JSONResponse | None:
+        host = request.headers.get("host", "").lower()
+        if host not in self.hosts:
+            return _bad(f"Host {host!r} is not this server's address", 403)
+        origin = request.headers.get("origin")
+        if origin is not None and origin.lower() != f"http://{host}":
+            return _bad("cross-origin requests are refused", 403)
+        token = self.state.cfg.token
+        if token is not None and not _same(
+            request.headers.get("x-unsee-token") or request.query_params.get("token"), token
+        ):
+            return _bad("missing or wrong token", 401)
+        if request.method in SAFE_METHODS:
+            return None
+        if not _same(request.headers.get(PAGE_TOKEN_HEADER), self.state.page_token):
+            return _bad(f"missing or wrong {PAGE_TOKEN_HEADER} (send the page's token)", 403)
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            return _bad("requests that change labels must be Content-Type application/json", 415)
+        return None
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
-            request = Request(scope)
-            given = request.headers.get("x-unsee-token") or request.query_params.get("token")
-            if not given or not hmac.compare_digest(given.encode(), self.token):
-                await _bad("missing or wrong token", 401)(scope, receive, send)
+            refusal = self._refusal(Request(scope))
+            if refusal is not None:
+                await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def page_token(html: str) -> str:
+    """The page token written into a served page (for scripts that post to the API)."""
+    found = re.search(r'<meta name="unsee-page-token" content="([^"]+)">', html)
+    if found is None:
+        raise UnseeError("the page carries no unsee-page-token: is this an unsee label server?")
+    return found.group(1)
+
+
+def _host_form(name: str) -> str:
+    return f"[{name}]" if ":" in name else name
+
+
+def served_hosts(host: str, port: int) -> frozenset[str]:
+    """The Host header values a server listening on host:port is reached under.
+
+    The listening address itself, the localhost forms when it is a loopback or wildcard
+    address, and for a wildcard address also this machine's names and addresses.
+    """
+    names = {host.lower()}
+    if _is_loopback(host) or host in WILDCARD_HOSTS:
+        names |= {"localhost", "127.0.0.1", "::1"}
+    if host in WILDCARD_HOSTS:
+        for name in (socket.gethostname(), socket.getfqdn()):
+            names.add(name.lower())
+            with contextlib.suppress(OSError):  # a name that does not resolve adds none
+                names |= {info[4][0] for info in socket.getaddrinfo(name, None)}
+    forms = {_host_form(name) for name in names - {""}}
+    return frozenset({f"{form}:{port}" for form in forms} | (forms if port == 80 else set()))
 
 
 def open_state(cfg: LabelConfig) -> LabelState:
@@ -300,7 +396,12 @@ def open_state(cfg: LabelConfig) -> LabelState:
 
 
 def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -327,8 +428,7 @@ def serve(cfg: LabelConfig) -> None:
     state = open_state(cfg)
     sock = bind(cfg.host, cfg.port)
     port = sock.getsockname()[1]
-    shown = "localhost" if _is_loopback(cfg.host) else cfg.host
-    url = f"http://{shown}:{port}/?annotator={cfg.annotator}"
+    url = f"{page_url(cfg.host, port)}/?annotator={cfg.annotator}"
     if cfg.token:
         url += f"&token={cfg.token}"
     print(f"labelling {len(state.order)} images of {cfg.dir} ({cfg.mode} mode)", flush=True)
@@ -338,8 +438,15 @@ def serve(cfg: LabelConfig) -> None:
         import webbrowser
 
         webbrowser.open(url)
-    server = uvicorn.Server(uvicorn.Config(build_app(state), log_level="warning"))
+    app = build_app(state, served_hosts(cfg.host, port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])
+
+
+def page_url(host: str, port: int) -> str:
+    """The address to open for a server listening on host:port (localhost for 127.0.0.1)."""
+    shown = "localhost" if host in ("127.0.0.1", "localhost") else _host_form(host)
+    return f"http://{shown}:{port}"
 
 
 class BackgroundServer:
@@ -350,8 +457,10 @@ class BackgroundServer:
 
         self.state = open_state(cfg)
         self.sock = bind(cfg.host, cfg.port)
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(build_app(self.state), log_level="warning"))
+        port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        app = build_app(self.state, served_hosts(cfg.host, port))
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
         )

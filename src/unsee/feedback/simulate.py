@@ -46,6 +46,12 @@ def simulate(cfg: FeedbackSimulateConfig) -> dict:
     todo = [r for r in records if ids[r["file_name"]] not in done]
     if not todo:
         raise UnseeError(f"every image of {cfg.dir} already has a decision by {cfg.annotator!r}")
+    if cfg.mode == "rank" and len(todo) < cfg.rank_size:
+        raise UnseeError(
+            f"a ranking takes --rank-size {cfg.rank_size} images; {cfg.dir} has only"
+            f" {len(todo)} without a decision by {cfg.annotator!r}: lower --rank-size or"
+            " generate more images"
+        )
     judge = load_judge(JUDGE_DIR, pick_device(cfg.device))
     verdicts = judge_images(judge, load_images(cfg.dir, todo, world.SIZE))
     rng = np.random.default_rng(cfg.seed)

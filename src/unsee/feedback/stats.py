@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import statistics
@@ -61,6 +62,8 @@ def feedback_stats(store: FeedbackStore) -> dict:
             for a, n in rankings.items()
             if a not in per_annotator
         },
+        "labelled_images": len({image_id for image_id, _ in current}),
+        "labels_in_force": len(current),
         "rankings": sum(rankings.values()),
         "decisions": len(decisions),
         "median_seconds": statistics.median(seconds) if seconds else None,
@@ -74,8 +77,10 @@ def run_stats(cfg: FeedbackStatsConfig) -> dict:
         print(json.dumps(stats, indent=2))
         return stats
     print(
-        f"{stats['images']} images, {stats['decisions']} live decisions,"
-        f" {stats['rankings']} rankings"
+        f"{stats['images']} images, {stats['labelled_images']} labelled by"
+        f" {len(stats['annotators'])} annotators: {stats['labels_in_force']} labels in force"
+        f" (the latest per image and annotator), {stats['rankings']} rankings;"
+        f" {stats['decisions']} decisions not undone (relabels and ranked images included)"
     )
     print(f"{'annotator':20s} {'bad':>6s} {'good':>6s} {'skip':>6s} {'rankings':>9s}")
     for name, c in stats["annotators"].items():
@@ -181,19 +186,40 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def _import_seconds(value: object, path: Path, line: int) -> float | None:
+    """A row's seconds: empty, or a number from 0 to a day (as the labelling page sends)."""
+    if value is None or value == "":
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not 0 <= seconds < 86400:
+        raise UnseeError(f"{path}:{line}: seconds {value!r} is not a number from 0 to 86400")
+    return seconds
+
+
 def run_import(cfg: FeedbackImportConfig) -> int:
     from unsee.evaluate.judge import read_image_set
 
     folder = Path(cfg.dir)
-    store = FeedbackStore.for_folder(folder)
-    store.register_images(read_image_set(folder))
-    ids = {i.file_name: i.image_id for i in store.images()}
     path = Path(cfg.file)
     if not path.is_file():
         raise UnseeError(f"{path} does not exist")
-    text = path.read_text(encoding="utf-8-sig")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise UnseeError(f"{path} is not UTF-8 text") from None
     if path.suffix == ".csv":
-        rows = list(csv.DictReader(io.StringIO(text)))
+        reader = csv.DictReader(io.StringIO(text))
+        rows = list(reader)
+        missing = [c for c in ("file_name", "label") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UnseeError(
+                f"{path} has no {' or '.join(missing)} column (its header:"
+                f" {','.join(reader.fieldnames or [])}); give file_name,label"
+                "[,annotator,seconds]"
+            )
         lines = range(2, len(rows) + 2)
     else:
         rows, lines = [], []
@@ -204,22 +230,26 @@ def run_import(cfg: FeedbackImportConfig) -> int:
                 except json.JSONDecodeError:
                     raise UnseeError(f"{path}:{n}: not a JSON line") from None
                 lines.append(n)
+    store = FeedbackStore.for_folder(folder)
+    store.register_images(read_image_set(folder))
+    ids = {i.file_name: i.image_id for i in store.images()}
     checked = []
     for n, row in zip(lines, rows, strict=True):
-        name, label = row.get("file_name"), row.get("label")
+        if not isinstance(row, dict):
+            raise UnseeError(f"{path}:{n}: not a JSON object with file_name and label")
+        if "file_name" not in row:
+            raise UnseeError(f"{path}:{n}: no file_name")
+        name, label = row["file_name"], row.get("label")
         if name not in ids:
             raise UnseeError(f"{path}:{n}: {name!r} is not an image of {folder}")
         if label not in LABELS:
             raise UnseeError(f"{path}:{n}: label {label!r} is not one of {', '.join(LABELS)}")
-        seconds = row.get("seconds")
-        checked.append(
-            (
-                ids[name],
-                row.get("annotator") or cfg.annotator,
-                label,
-                float(seconds) if seconds not in (None, "") else None,
+        annotator = row.get("annotator") or cfg.annotator
+        if not isinstance(annotator, str) or len(annotator) > 64:
+            raise UnseeError(
+                f"{path}:{n}: annotator {annotator!r} is not a name of <= 64 characters"
             )
-        )
+        checked.append((ids[name], annotator, label, _import_seconds(row.get("seconds"), path, n)))
     for image_id, annotator, label, seconds in checked:  # all rows checked before any is stored
         store.add_label(image_id, annotator, label, seconds)
     print(f"imported {len(checked)} decisions into {folder / STORE_NAME}")

@@ -18,7 +18,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,9 +96,15 @@ class FeedbackStore:
             yield db
             if db.in_transaction:  # executescript() commits on its own
                 db.execute("COMMIT")
-        except BaseException:
+        except BaseException as e:
             if db.in_transaction:
-                db.execute("ROLLBACK")
+                with suppress(sqlite3.DatabaseError):  # a damaged file may refuse this too
+                    db.execute("ROLLBACK")
+            if type(e) in (sqlite3.DatabaseError, sqlite3.OperationalError):
+                raise UnseeError(
+                    f"cannot read {self.path} ({e}): it is damaged or not an unsee feedback"
+                    " store; restore it from a backup, or move it away to start labelling anew"
+                ) from None
             raise
         finally:
             db.close()

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from unsee.config import ModelArgs, arg
+from unsee.config import ModelArgs, arg, check_out_folder
 from unsee.errors import UnseeError
 
 
@@ -65,6 +65,7 @@ class GenerateConfig(ModelArgs):
     )
 
     def __post_init__(self) -> None:
+        self.out = check_out_folder(self.out)
         if self.prompt is not None and self.prompts is not None:
             raise UnseeError("give --prompt or --prompts, not both")
         for name in ("n", "steps", "batch_size"):

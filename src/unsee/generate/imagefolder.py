@@ -9,7 +9,7 @@ The layout is the datasets library's imagefolder: load_dataset("imagefolder", da
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,8 +29,18 @@ def image_name(index: int) -> str:
 @contextmanager
 def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file beside `path`; on success it is synced and renamed to `path`,
-    on failure removed: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    on failure removed: readers never see half a file.
+
+    The file is created 0o666 less the umask, as any other tool creates files (mkstemp would
+    make it 0o600 whatever the umask).
+    """
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:  # a name another writer holds: draw again
+            continue
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
@@ -40,6 +50,16 @@ def atomic_file(path: Path, mode: str = "w") -> Iterator[IO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Remove the temporary files (`.NAME.*.tmp`) a killed run left in `folder`.
+
+    Only for a folder no other writer is using: a resuming run calls it before it writes.
+    """
+    for tmp in folder.glob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -58,7 +78,7 @@ def save_png(image: Image.Image, path: Path, info: dict[str, Any]) -> None:
 def append_line(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line in a single write (safe with several processes appending)."""
     data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         os.write(fd, data)
         os.fsync(fd)

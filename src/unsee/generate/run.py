@@ -192,6 +192,10 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     if not conditional and cfg.negative_prompt:
         raise UnseeError(f"model {cfg.model!r} is unconditional; it takes no negative prompt")
     height, width = _image_size(pipe, cfg, conditional)
+    factor = pipe.vae_scale_factor if conditional else 1
+    shape = (pipe.unet.config.in_channels, height // factor, width // factor)
+    if censor is not None:  # before the output folder is made
+        censor.reward.check_model(pipe, shape)
     jobs = plan_jobs(rows, cfg.n, cfg.seed, cfg.guidance)
     if conditional and state.is_main_process:
         _warn_long_prompts(pipe.tokenizer, rows)
@@ -232,6 +236,8 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     out = cfg.out
     if state.is_main_process:
         (out / folder.IMAGES).mkdir(parents=True, exist_ok=True)
+        for place in (out, out / folder.IMAGES):  # what a killed run was writing
+            folder.remove_stale_temporaries(place)
         finished = folder.read_finished(out)
         _check_resume(finished, expected, out)
         folder.rewrite_metadata(out, finished)
@@ -261,9 +267,6 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     chunk = (1 if censor is not None else INVARIANT_CHUNK) if invariant else None
     scheduler = make_scheduler(cfg.scheduler, pipe.scheduler.config)
     unet = pipe.unet
-    channels = unet.config.in_channels
-    factor = pipe.vae_scale_factor if conditional else 1
-    shape = (channels, height // factor, width // factor)
     embed_cache: dict[str, torch.Tensor] = {}
     bar = tqdm(
         total=len(todo),
@@ -296,7 +299,7 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
                 vae = None
             recurrence = 1
             if censor is not None:
-                denoiser = censor.wrap(denoiser, pipe, conditional)
+                denoiser = censor.wrap(denoiser, pipe, conditional, shape)
                 recurrence = censor.recurrence
             x0 = sample(denoiser, scheduler, x_T, cfg.steps, generators, recurrence=recurrence)
             images = decode(vae, x0, chunk)

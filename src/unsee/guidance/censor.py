@@ -56,9 +56,16 @@ class Censor:
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()},
         }
 
-    def wrap(self, denoiser: Denoiser, pipe, conditional: bool) -> Denoiser:
-        """The guided denoiser for this pipeline's sample space."""
-        self.reward.check_model(pipe)
+    def wrap(
+        self,
+        denoiser: Denoiser,
+        pipe,
+        conditional: bool,
+        sample_shape: tuple[int, int, int] | None = None,
+    ) -> Denoiser:
+        """The guided denoiser for this pipeline's samples of sample_shape (default: the
+        model's native size)."""
+        self.reward.check_model(pipe, sample_shape)
         self.reward.to(pipe.device)
         use_checkpointing = self.checkpointing == "on" or (
             self.checkpointing == "auto" and pipe.device.type != "cpu"

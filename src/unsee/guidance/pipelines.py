@@ -111,13 +111,13 @@ class CensoredStableDiffusionPipeline(StableDiffusionPipeline):
             guidance_schedule,
             through_unet,
         )
-        if censor is not None:
-            denoiser = censor.wrap(denoiser, self, conditional=True)
-        # 3. sample and decode
         factor = self.vae_scale_factor
         h = (height or self.unet.config.sample_size * factor) // factor
         w = (width or self.unet.config.sample_size * factor) // factor
         shape = (self.unet.config.in_channels, h, w)
+        if censor is not None:
+            denoiser = censor.wrap(denoiser, self, conditional=True, sample_shape=shape)
+        # 3. sample and decode
         x_T, gens = _noise(shape, batch, generator, device, cond.dtype)
         x0 = sample(
             denoiser,

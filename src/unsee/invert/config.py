@@ -1,5 +1,6 @@
 """Settings of `unsee invert`."""
 
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -47,7 +48,19 @@ class InvertConfig(ModelArgs):
             raise UnseeError("--num-vectors, --steps and --batch must be at least 1")
         if self.top_k is not None and self.top_k < 1:
             raise UnseeError("--top-k must be at least 1")
-        if "{token}" not in self.template:
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None}
+        except ValueError as e:
+            raise UnseeError(
+                f"--template {self.template!r}: {e} (write {{{{ and }}}} for a literal brace)"
+            ) from None
+        if "token" not in fields:
             raise UnseeError("--template must contain {token}")
+        unknown = sorted(fields - {"token", "prompt"})
+        if unknown:
+            raise UnseeError(
+                f"--template {self.template!r} names {{{unknown[0]}}}: only {{token}} and"
+                " {prompt} are filled in"
+            )
         if not self.token.strip() or " " in self.token:
             raise UnseeError("--token must be one word without spaces, e.g. '<vanmond-look>'")

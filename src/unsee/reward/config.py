@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from unsee.config import arg
+from unsee.config import arg, check_out_folder
 from unsee.errors import UnseeError
 
 
@@ -41,6 +41,9 @@ class RewardTrainConfig:
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
     def __post_init__(self) -> None:
+        self.out = check_out_folder(self.out)
+        if self.cv_folds == 1 or self.cv_folds < 0:
+            raise UnseeError("--cv-folds must be 0 (no cross-validation) or at least 2")
         if self.ensemble < 1:
             raise UnseeError("--ensemble must be at least 1")
         if not self.alpha > 0:

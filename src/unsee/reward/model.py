@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
@@ -86,17 +87,28 @@ class RewardModel(nn.Module):
             out.append(self.logits(x).cpu())
         return torch.cat(out).numpy()
 
-    def check_model(self, pipe) -> None:
-        """Refuse a model this reward cannot read (noise-aware: other sample space)."""
+    def check_model(self, pipe, sample_shape: tuple[int, int, int] | None = None) -> None:
+        """Refuse samples this reward cannot read (noise-aware: other sample space).
+
+        sample_shape: (channels, height, width) of the samples asked for (latents for a
+        latent model); default the model's native size.
+        """
         if self.backbone != "noise-aware":
             return
         unet = pipe.unet
-        shape = [unet.config.in_channels, unet.config.sample_size, unet.config.sample_size]
+        if sample_shape is None:
+            sample_shape = (
+                unet.config.in_channels,
+                unet.config.sample_size,
+                unet.config.sample_size,
+            )
+        shape = list(sample_shape)
         if shape != list(self.config["sample_shape"]):
             raise UnseeError(
                 f"this noise-aware reward reads samples of shape {self.config['sample_shape']}"
-                f" from {self.config.get('model')!r}; the model gives {shape}. Train a reward"
-                " on this model's samples, or use the clip or cnn backbone"
+                f" from {self.config.get('model')!r}; asked for {shape} (a model or an image"
+                " size other than its own). Train a reward on these samples, or use the clip or"
+                " cnn backbone"
             )
 
     def save(self, out: Path) -> None:
@@ -116,9 +128,16 @@ def load_reward(path: str | Path, device: torch.device | str = "cpu") -> RewardM
     path = Path(path)
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
         raise UnseeError(f"{path} is not a reward folder (config.json + model.safetensors)")
-    config = json.loads((path / "config.json").read_text())
+    fix = f"train it again (`unsee reward train ... --out {path}`)"
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UnseeError(f"{path}/config.json is not JSON ({e}); {fix}") from None
+    if not isinstance(config, dict):
+        raise UnseeError(f"{path}/config.json is not a JSON object; {fix}")
     if config.get("backbone") not in BACKBONES:
         raise UnseeError(f"{path}/config.json names an unknown backbone {config.get('backbone')!r}")
+    _check_config(config, path / "config.json", fix)
     features = None
     dim = None
     if config["backbone"] == "clip":
@@ -126,8 +145,34 @@ def load_reward(path: str | Path, device: torch.device | str = "cpu") -> RewardM
         dim = features.dim
     members = [make_member(config, dim) for _ in range(config["ensemble"])]
     model = RewardModel(config, members, features)
-    state = {
-        k.removeprefix("members."): v for k, v in load_file(path / "model.safetensors").items()
-    }
-    model.members.load_state_dict(state)
+    try:
+        tensors = load_file(path / "model.safetensors")
+    except SafetensorError as e:
+        raise UnseeError(f"{path}/model.safetensors cannot be read ({e}); {fix}") from None
+    state = {k.removeprefix("members."): v for k, v in tensors.items()}
+    try:
+        model.members.load_state_dict(state)
+    except RuntimeError:
+        raise UnseeError(
+            f"{path}/model.safetensors does not hold the weights its config.json describes; {fix}"
+        ) from None
     return model.to(device).eval().requires_grad_(False)
+
+
+def _check_config(config: dict, path: Path, fix: str) -> None:
+    """The fields a reward's config.json needs to rebuild its members."""
+
+    def count(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    needs = {
+        "clip": ("clip_model", lambda v: isinstance(v, str) and v != ""),
+        "cnn": ("image_size", count),
+        "noise-aware": (
+            "sample_shape",
+            lambda v: isinstance(v, list) and len(v) == 3 and all(count(x) for x in v),
+        ),
+    }
+    for key, ok in (("ensemble", count), needs[config["backbone"]]):
+        if not ok(config.get(key)):
+            raise UnseeError(f"{path}: {key} is missing or not valid ({config.get(key)!r}); {fix}")

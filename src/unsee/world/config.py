@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from unsee.config import arg
+from unsee.config import arg, check_out_folder
 from unsee.errors import UnseeError
 
 # the judge's channels in its first blocks (x2, x4 deeper); the shipped judge's width
@@ -33,6 +33,7 @@ class WorldTrainConfig:
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
     def __post_init__(self) -> None:
+        self.out = check_out_folder(self.out)
         if self.judge_width < 8 or self.judge_width % 8:
             raise UnseeError(
                 f"--judge-width {self.judge_width}: a positive multiple of 8, please (the judge's"
