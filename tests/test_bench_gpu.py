@@ -18,7 +18,7 @@ def test_bench_gpu_stages_on_the_cpu(tmp_path):
     assert report["errors"] == {}
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     f = saved["figures"]
-    for key in ("generate_vs_diffusers", "generate_none_vs_diffusers", "sdd_unsee_default_vs_plain",
+    for key in ("generate_vs_diffusers", "sdd_unsee_default_vs_plain", "sdd_unsee_reuse64_vs_plain",
                 "sdd_unsee_reuse1_vs_plain", "censor_guided_times_plain", "invert_steps_per_s",
                 "erase_default_projected_loop_seconds"):  # fmt: skip
         assert f[key] > 0, key
@@ -26,7 +26,7 @@ def test_bench_gpu_stages_on_the_cpu(tmp_path):
     assert stages["sdd"]["unsee_default"]["reuse"] == 16  # erase's default off minisd
     assert stages["sdd"]["unsee_reuse1"]["reuse"] == 1
     assert stages["erase"]["ran"] is False  # the budget of 0 s keeps the whole erase out
-    assert stages["generate"]["unsee_layout"]["images"] == 4  # one warm-up batch more
+    assert stages["generate"]["unsee_default"]["images"] == 4  # one warm-up batch more
     assert "## censor" in (tmp_path / "out" / "results.md").read_text()
     assert not list(tmp_path.glob("unsee-bench-gpu-*"))  # the temporary folder is gone
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import pixels, read_metadata
 
 from unsee.errors import UnseeError
@@ -243,3 +244,35 @@ def test_files_are_created_with_the_umask(tmp_path, umask, mode):
         "model.bin",
         "run.json",
     ]  # no temporary file left
+
+
+def test_compiled_unet_agrees_with_eager():
+    """generate's GPU speed-up (channels_last, fused projections, torch.compile), here on
+    the CPU: the compiled U-Net gives the eager one's noise estimates to tolerance."""
+    from unsee.models.load import optimize_inference
+    from unsee.models.tiny import tiny_sd_pipeline
+
+    pipe = tiny_sd_pipeline()
+    x = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    text = pipe.encode_prompt(["a red circle", "a blue star"], "cpu", 1, False)[0]
+    t = torch.tensor(500)
+    with torch.no_grad():
+        eager = pipe.unet(x, t, encoder_hidden_states=text).sample
+        optimize_inference(pipe)
+        assert pipe.unet._compiled_call_impl is not None  # compiled in place
+        compiled = pipe.unet(x, t, encoder_hidden_states=text).sample
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_generate_compiles_only_on_a_gpu_and_for_large_sets_when_auto(tmp_path):
+    from unsee.generate.config import GenerateConfig
+    from unsee.generate.run import COMPILE_FROM, _compiles
+
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")
+    auto = GenerateConfig(out=tmp_path, prompt="x")
+    assert not _compiles(auto, gpu, COMPILE_FROM - 1)
+    assert _compiles(auto, gpu, COMPILE_FROM)
+    assert not _compiles(auto, cpu, 10 * COMPILE_FROM)  # the CPU never compiles
+    asked = GenerateConfig(out=tmp_path, prompt="x", optimize="compile")
+    assert _compiles(asked, gpu, 1) and not _compiles(asked, gpu, 0)
+    assert not _compiles(GenerateConfig(out=tmp_path, prompt="x", optimize="none"), gpu, 10**6)

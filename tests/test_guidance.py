@@ -331,3 +331,18 @@ def test_retry_is_refused_with_reject_or_below_zero(tmp_path):
         CensorConfig(**base, retry=-1)
     with pytest.raises(UnseeError, match="--reject has --budget"):
         CensorConfig(**base, retry=2, reject=True)
+
+
+def test_checkpointing_auto_is_off_on_the_cpu_and_on_when_asked():
+    from types import SimpleNamespace
+
+    from unsee.guidance.censor import Censor
+    from unsee.guidance.reward_guidance import Guidance
+
+    pipe = SimpleNamespace(
+        device=torch.device("cpu"), unet=SimpleNamespace(config=SimpleNamespace(sample_size=64))
+    )
+    reward = object()
+    assert not Censor(reward, Guidance(), checkpointing="auto")._use_checkpointing(pipe, None, 64)
+    assert Censor(reward, Guidance(), checkpointing="on")._use_checkpointing(pipe, None, 1)
+    assert not Censor(reward, Guidance(), checkpointing="off")._use_checkpointing(pipe, None, 1)

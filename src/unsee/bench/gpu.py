@@ -5,10 +5,10 @@ pipeline folder of Stable Diffusion 1.5's sizes with random weights (models/tiny
 speed does not depend on the weights), saved in fp16 and loaded by the commands as a
 user's folder would be:
 
-  generate  `unsee generate` (--optimize layout, the default; and none) against a plain
-            diffusers StableDiffusionPipeline call: same batch, steps, guidance; images/s
-            after the first batch (both warmed up), PNG writing included for unsee
-  sdd       `unsee erase` at its defaults (--reuse 16) and with --reuse 1, training samples
+  generate  `unsee generate` (its default: no compilation for a set this small) against a
+            plain diffusers StableDiffusionPipeline call: same batch, steps, guidance;
+            images/s after the first batch (both warmed up), PNG writing included for unsee
+  sdd       `unsee erase` at its defaults (--reuse 16), with --reuse 1 and 64, training samples
             (trajectory-iterations) per second, against the plain SDD loop of `unsee bench
             speed` (one trajectory per step, separate CFG forwards, fp32)
   erase     one whole `unsee erase` at the Stable Diffusion defaults (1500 steps x 4),
@@ -116,8 +116,7 @@ def _build_folder(cfg: BenchGpuConfig, path: Path) -> Path:
 
 def _stage_generate(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
     out = {"plain_diffusers": _diffusers_generate(cfg, folder)}
-    for level in ("layout", "none"):
-        out[f"unsee_{level}"] = _unsee_generate(cfg, folder, work / f"gen-{level}", level)
+    out["unsee_default"] = _unsee_generate(cfg, folder, work / "gen-default", "auto")
     return out
 
 
@@ -190,7 +189,7 @@ def _stage_sdd(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
     plain = _measure(speed, cfg.device, "plain", stops.tolist())
     _free()
     out = {"plain_loop": {"its": plain["its"], "seconds": plain["seconds"]} | _peak(cfg)}
-    for reuse, steps in ((1, cfg.sdd_steps_reuse1), (None, cfg.sdd_steps)):
+    for reuse, steps in ((1, cfg.sdd_steps_reuse1), (None, cfg.sdd_steps), (64, cfg.sdd_steps)):
         key = "unsee_default" if reuse is None else f"unsee_reuse{reuse}"
         out[key] = _erase(cfg, folder, work / f"sdd-{key}", steps, reuse)
     return out
@@ -273,7 +272,7 @@ def _stage_invert(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
     from unsee.invert.config import InvertConfig
     from unsee.invert.run import invert
 
-    feedback = work / "gen-layout"
+    feedback = work / "gen-default"
     if not (feedback / "metadata.jsonl").is_file():
         raise UnseeError("the invert stage reads the generate stage's images; run it first")
     reward = work / "reward"
@@ -327,18 +326,16 @@ def _figures(stages: dict) -> dict:
     """The headline ratios, from whichever stages finished."""
     f: dict = {}
     gen = stages.get("generate", {})
-    if "plain_diffusers" in gen and "unsee_layout" in gen:
+    if "plain_diffusers" in gen and "unsee_default" in gen:
         base = gen["plain_diffusers"]["images_per_s"]
-        f["generate_images_per_s"] = gen["unsee_layout"]["images_per_s"]
+        f["generate_images_per_s"] = gen["unsee_default"]["images_per_s"]
         f["diffusers_images_per_s"] = base
-        f["generate_vs_diffusers"] = gen["unsee_layout"]["images_per_s"] / base
-        if "unsee_none" in gen:
-            f["generate_none_vs_diffusers"] = gen["unsee_none"]["images_per_s"] / base
+        f["generate_vs_diffusers"] = gen["unsee_default"]["images_per_s"] / base
         if "images_per_s" in stages.get("compile", {}):
             f["generate_compile_vs_diffusers"] = stages["compile"]["images_per_s"] / base
     sdd = stages.get("sdd", {})
     if "plain_loop" in sdd:
-        for key in ("unsee_default", "unsee_reuse1"):
+        for key in ("unsee_default", "unsee_reuse1", "unsee_reuse64"):
             if key in sdd:
                 f[f"sdd_{key}_its"] = sdd[key]["its"]
                 f[f"sdd_{key}_vs_plain"] = sdd[key]["its"] / sdd["plain_loop"]["its"]

@@ -47,6 +47,7 @@ from unsee.erase.sdd import (
 )
 from unsee.errors import UnseeError
 from unsee.generate.imagefolder import atomic_file, atomic_write_text
+from unsee.sampling.loop import to_device
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -180,30 +181,32 @@ def erase(cfg: EraseConfig) -> Path:
         pool = _pool_to(pools[accelerator.process_index], device)
 
     # 3. the loop
+    grid = scheduler.timesteps.cpu()  # the DDIM grid on the host
+    pending: list[torch.Tensor] = []  # this stretch's losses, still on the device
     started = time.time()
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="erase",
                disable=not accelerator.is_main_process, dynamic_ncols=True)  # fmt: skip
     for step in bar:
         which = torch.tensor([(step * cfg.batch + b) % len(concepts) for b in range(cfg.batch)])
-        c_s = cs[which.to(cs.device)]
+        c_s = cs[to_device(which, device)]
         c_0 = c0.expand(cfg.batch, -1, -1)
         if cfg.reuse == 1:
             # B fresh trajectories, each giving one sample (the draws in the order of old)
-            z_T = torch.randn(shape, generator=g).to(device)
+            z_T = to_device(torch.randn(shape, generator=g), device)
             stops = stop_steps(cfg.batch, cfg.sample_steps, cfg.timesteps, tuple(cfg.beta), g)
-            rows = which.to(device)
+            rows = to_device(which, device)
         else:
             if pool is None or len(pool["stops"]) == 0:
                 pool = _fill_pool(walk, cfg, shape, len(concepts), anchors, step, g, device)
             z, stops, rows = (pool[k][: cfg.batch] for k in ("z", "stops", "rows"))
             pool = {k: v[cfg.batch :] for k, v in pool.items()}
-        t = train_timesteps(scheduler.timesteps, stops, train_steps, g).to(device)
+        t = to_device(train_timesteps(grid, stops, train_steps, g), device)
         preserve = None
         if keep is not None:
             picks = torch.randint(0, len(keep), (cfg.batch,), generator=g)
-            preserve = (keep[picks.to(keep.device)], original, cfg.preserve_weight)
+            preserve = (keep[to_device(picks, device)], original, cfg.preserve_weight)
         if cfg.method == "neg" and cfg.reuse == 1:
-            rows = torch.randint(0, len(anchors), (cfg.batch,), generator=g).to(device)
+            rows = to_device(torch.randint(0, len(anchors), (cfg.batch,), generator=g), device)
         if cfg.reuse == 1:
             z = walk(z_T, stops, rows)
         if cfg.method == "neg":
@@ -215,10 +218,15 @@ def erase(cfg: EraseConfig) -> Path:
         else:
             loss = esd_step(accelerator, unet, original, params, opt, (c_0, cs[rows]), z, t,
                             cfg.eta, preserve)  # fmt: skip
-        losses.append(round(loss.item(), 6))
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        pending.append(loss.detach())
         done = step + 1
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.iterations:
+        checkpoint = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
+        if checkpoint or done % 25 == 0 or done == cfg.iterations:
+            # reading a loss waits for the GPU: every 25 steps, not every step
+            losses += [round(v, 6) for v in torch.stack(pending).tolist()]
+            pending = []
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if checkpoint and done < cfg.iterations:
             _checkpoint(accelerator, ckpt, params, names, ema, opt, g, done, losses, pool)
     bar.close()
 
@@ -378,7 +386,7 @@ def _optimise(accelerator: Accelerator, loss: torch.Tensor, params: dict, opt) -
 def _fill_pool(walk, cfg: EraseConfig, shape, n_concepts: int, anchors, step: int, g, device):
     """--reuse K: B trajectories, K stops on each (drawn from the stop distribution, so
     every sample's stop keeps its law), walked once; the B K samples in a random order."""
-    z_T = torch.randn(shape, generator=g).to(device)
+    z_T = to_device(torch.randn(shape, generator=g), device)
     b = cfg.batch
     stops = stop_steps(b * cfg.reuse, cfg.sample_steps, cfg.timesteps, tuple(cfg.beta), g)
     stops = stops.view(b, cfg.reuse)

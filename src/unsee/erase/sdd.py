@@ -15,6 +15,8 @@ step (a mask freezes the finished ones), so one batched forward serves them all.
 import torch
 from torch import Tensor
 
+from unsee.sampling.loop import to_device
+
 
 def sdd_loss(eps_uncond: Tensor, eps_concept: Tensor) -> Tensor:
     """mean((eps(z_t, t, "") - eps(z_t, t, c_s))^2); the unconditional term is a target."""
@@ -91,8 +93,10 @@ def teacher_latents(
     last = stops.max(1).values  # (B,) where each walk may end
     z = z_T.clone()
     out = z_T.new_empty((*stops.shape, *z_T.shape[1:]))  # (B, K, C, h, w)
+    host = scheduler.timesteps.cpu()  # the scheduler's t: no wait for the GPU each step
     for i, t in enumerate(scheduler.timesteps[: int(last.max())]):
-        run = (last > i).nonzero().squeeze(1).to(z.device)  # trajectories still going
+        going = (last > i).nonzero().squeeze(1)  # trajectories still going (host)
+        run = slice(None) if len(going) == len(z) else to_device(going, z.device)
         x = z[run]
         # 1. the CFG pair in one forward: (2b, C, h, w)
         e_u, e_c = unet(
@@ -100,8 +104,10 @@ def teacher_latents(
         ).sample.chunk(2)
         eps = e_u + cfg_scale * (e_c - e_u)
         # 2. z_t -> z_{t-1} for those
-        z[run] = scheduler.step(eps, t, x).prev_sample
+        z[run] = scheduler.step(eps, host[i], x).prev_sample
         # 3. keep the latents of every stop reached after i + 1 steps
         b, k = (stops == i + 1).nonzero(as_tuple=True)
-        out[b.to(z.device), k.to(z.device)] = z[b.to(z.device)]
+        if len(b):
+            b, k = to_device(b, z.device), to_device(k, z.device)
+            out[b, k] = z[b]
     return out if many else out[:, 0]

@@ -52,11 +52,11 @@ class GenerateConfig(ModelArgs):
     scheduler: Literal["ddim", "ddpm", "euler", "dpm++"] = arg(
         "ddim", help="sampler, with the model's noise schedule"
     )
-    optimize: Literal["none", "layout", "compile"] = arg(
-        "layout",
-        help="GPU speed-ups (none on the CPU): layout = channels_last U-Net and VAE with fused"
-        " attention projections; compile = layout + torch.compile of the U-Net (a minute or"
-        " two to compile, then faster: for large sets); none = the model as loaded",
+    optimize: Literal["auto", "none", "compile"] = arg(
+        "auto",
+        help="compile: torch.compile the U-Net on a GPU (a minute to compile, then 1.4x"
+        " faster at Stable Diffusion 1.5 size on an H200); auto: compile when a GPU makes"
+        " at least 512 images in this run; none: never. The CPU never compiles",
     )
     batch_invariant: Literal["auto", "on", "off"] = arg(
         "auto",

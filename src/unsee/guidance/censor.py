@@ -38,6 +38,12 @@ def reward_scores(logits: np.ndarray) -> list[dict]:
     ]
 
 
+# activations of one guided image per latent pixel, without checkpointing: Stable
+# Diffusion 1.5 at 512x512 (64x64 latents), 4 images, 22.1 GiB at peak less 2 GiB of
+# weights (`unsee bench gpu`, NVIDIA H200, docs/bench-gpu); rounded up
+GUIDED_BYTES_PER_LATENT_PIXEL = 1.4e6
+
+
 @dataclass
 class Censor:
     """What `generate` needs to guide its sampler with a reward and score what it makes."""
@@ -62,15 +68,13 @@ class Censor:
         pipe,
         conditional: bool,
         sample_shape: tuple[int, int, int] | None = None,
+        batch: int = 1,
     ) -> Denoiser:
         """The guided denoiser for this pipeline's samples of sample_shape (default: the
-        model's native size)."""
+        model's native size), `batch` of them at a time."""
         self.reward.check_model(pipe, sample_shape)
         self.reward.to(pipe.device)
-        use_checkpointing = self.checkpointing == "on" or (
-            self.checkpointing == "auto" and pipe.device.type != "cpu"
-        )
-        if use_checkpointing:
+        if self._use_checkpointing(pipe, sample_shape, batch):
             pipe.unet.enable_gradient_checkpointing()
             if conditional:
                 pipe.vae.enable_gradient_checkpointing()
@@ -98,6 +102,17 @@ class Censor:
                 return self.reward.log_prob(x0.float().clamp(-1, 1))
 
         return guided_denoiser(denoiser, alphas, guidance, log_prob=log_prob)
+
+    def _use_checkpointing(self, pipe, sample_shape, batch: int) -> bool:
+        """auto: only on a GPU whose free memory the batch's activations would not fit in
+        (recomputing them more than doubles a guided step: docs/bench-gpu)."""
+        if self.checkpointing != "auto":
+            return self.checkpointing == "on"
+        if pipe.device.type != "cuda":
+            return False
+        h, w = sample_shape[1:] if sample_shape is not None else (pipe.unet.config.sample_size,) * 2
+        free, _ = torch.cuda.mem_get_info(pipe.device)
+        return batch * h * w * GUIDED_BYTES_PER_LATENT_PIXEL > 0.8 * free
 
     def score(self, images: torch.Tensor) -> list[dict]:
         """Scores of uint8 images (B, H, W, 3)."""

@@ -38,7 +38,9 @@ class CensorConfig(GenerateConfig):
         " holds eps constant (cheaper)",
     )
     checkpointing: Literal["auto", "on", "off"] = arg(
-        "auto", help="gradient checkpointing in the U-Net and VAE decoder (auto: on a GPU)"
+        "auto",
+        help="gradient checkpointing in the U-Net and VAE decoder (auto: on a GPU only when"
+        " the batch's activations would not fit in its free memory)",
     )
     reject: bool = arg(
         False, help="rejection sampling instead of guidance: sample, score, replace the bad ones"

@@ -116,7 +116,7 @@ class CensoredStableDiffusionPipeline(StableDiffusionPipeline):
         w = (width or self.unet.config.sample_size * factor) // factor
         shape = (self.unet.config.in_channels, h, w)
         if censor is not None:
-            denoiser = censor.wrap(denoiser, self, conditional=True, sample_shape=shape)
+            denoiser = censor.wrap(denoiser, self, True, sample_shape=shape, batch=batch)
         # 3. sample and decode
         x_T, gens = _noise(shape, batch, generator, device, cond.dtype)
         x0 = sample(

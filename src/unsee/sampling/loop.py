@@ -28,11 +28,21 @@ def make_scheduler(name: str, config: dict) -> SchedulerMixin:
     return SCHEDULERS[name].from_config(config)
 
 
+def to_device(x: Tensor, device: torch.device | str) -> Tensor:
+    """A host tensor on `device`; to a GPU through pinned memory without waiting for it (a
+    plain copy from pageable memory waits until the GPU has finished its queued work)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return x.to(device)
+    return x.pin_memory().to(device, non_blocking=True)
+
+
 def initial_noise(
     shape: tuple[int, ...], generators: list[torch.Generator], device: torch.device, dtype
 ) -> Tensor:
     """x_T, one row per generator, drawn on the CPU so every device gets the same noise."""
-    return torch.cat([torch.randn((1, *shape), generator=g) for g in generators]).to(device, dtype)
+    noise = torch.cat([torch.randn((1, *shape), generator=g) for g in generators])
+    return to_device(noise, device).to(dtype)
 
 
 @torch.no_grad()
@@ -58,21 +68,24 @@ def sample(
     timesteps = scheduler.timesteps
     # PNDM and some others take no generator (they are deterministic)
     extra = {"generator": generators} if "generator" in signature(scheduler.step).parameters else {}
+    # the network reads t on the device; the scheduler's arithmetic reads it on the host,
+    # where indexing its tables does not wait for the GPU (a device t would, every step)
+    host = timesteps.cpu()
+    abar = scheduler.alphas_cumprod.cpu()
     x = x_T * scheduler.init_noise_sigma
     for i, t in enumerate(timesteps):
         passes = recurrence if i + 1 < len(timesteps) else 1
         for r in range(passes):
             # 1. scale the input as the scheduler expects (identity for DDIM/DDPM)
-            x_in = scheduler.scale_model_input(x, t)
+            x_in = scheduler.scale_model_input(x, host[i])
             # 2. predict the noise eps_theta(x_t, t)
             eps = denoiser(x_in, t)
             # 3. x_t -> x_{t-1}
-            x_prev = scheduler.step(eps, t, x, **extra).prev_sample
+            x_prev = scheduler.step(eps, host[i], x, **extra).prev_sample
             if r + 1 < passes:
                 # 4. recurrence: x_{t-1} -> x_t with fresh noise, then step again
-                abar = scheduler.alphas_cumprod.to(x.device)
                 noise = initial_noise(x.shape[1:], generators, x.device, x.dtype)
-                x = renoise(x_prev, abar[t], abar[timesteps[i + 1]], noise)
+                x = renoise(x_prev, abar[host[i]], abar[host[i + 1]], noise)
             else:
                 x = x_prev
         if on_step is not None:
