@@ -211,3 +211,19 @@ class BenchEraseConfig:
     @property
     def init(self) -> dict[str, str]:
         return {"Vanmond": self.init_artist, "watermark": self.init_watermark}
+
+
+@dataclass(kw_only=True)
+class BenchAttackConfig:
+    out: Path = arg(help="folder for results.json (and the CPU attack's own folder)")
+    n: int = arg(32, help="CPU: neutral prompts attacked on minisd at `unsee attack`'s defaults")
+    gpu_n: int = arg(8, help="GPU: prompts attacked at Stable Diffusion 1.5 size (one batch)")
+    gpu_image_size: int = arg(512, help="GPU: image side (Stable Diffusion 1.5's 512)")
+    device: Literal["auto", "cpu", "cuda"] = arg(
+        "auto", help="auto: the CPU, and the GPU too when CUDA is present; cpu or cuda: that only"
+    )
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.gpu_n < 1 or self.gpu_image_size < 8:
+            raise UnseeError("--n and --gpu-n must be at least 1, --gpu-image-size 8")
+        self.out = Path(self.out)
