@@ -163,7 +163,8 @@ def test_success_is_the_detectors_call_not_the_loss(tiny_sd, tmp_path, monkeypat
     _use(monkeypatch, never)
     res = attack_run.attack(_config(tiny_sd, tmp_path / "never"))
     assert res["asr"] == 0 and res["successes_before"] == 0 and calls
-    records = [json.loads(x) for x in (tmp_path / "never" / "prompts.jsonl").read_text().split()]
+    text = (tmp_path / "never" / "prompts.jsonl").read_text()
+    records = [json.loads(x) for x in text.splitlines()]
     assert all(not r["success"] and r["step"] is None for r in records)
     assert all(r["loss_last"] < 10 for r in records)  # whatever the loss, no success
 
