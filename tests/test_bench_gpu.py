@@ -11,7 +11,7 @@ def test_bench_gpu_stages_on_the_cpu(tmp_path):
     cfg = BenchGpuConfig(
         out=tmp_path / "out", device="cpu", size="tiny", images=2, batch_size=2, steps=2,
         plain_trajectories=1, sdd_steps=2, sdd_steps_reuse1=1, sample_steps=3, erase_budget=0,
-        censor_images=1, censor_steps=2, invert_steps=1, work=tmp_path,
+        censor_images=1, censor_steps=2, invert_steps=1, attack_prompts=1, work=tmp_path,
         stages=["generate", "sdd", "erase", "censor", "invert", "attack"],
     )  # fmt: skip
     report = run_bench_gpu(cfg)
@@ -20,7 +20,7 @@ def test_bench_gpu_stages_on_the_cpu(tmp_path):
     f = saved["figures"]
     for key in ("generate_vs_diffusers", "sdd_unsee_default_vs_plain", "sdd_unsee_reuse64_vs_plain",
                 "sdd_unsee_reuse1_vs_plain", "censor_guided_times_plain", "invert_steps_per_s",
-                "erase_default_projected_loop_seconds"):  # fmt: skip
+                "erase_default_projected_loop_seconds", "attack_seconds_per_prompt"):  # fmt: skip
         assert f[key] > 0, key
     stages = saved["stages"]
     assert stages["sdd"]["unsee_default"]["reuse"] == 16  # erase's default off minisd

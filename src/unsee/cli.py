@@ -14,7 +14,9 @@ import sys
 from dataclasses import dataclass
 
 from unsee import __version__
+from unsee.attack.config import AttackConfig
 from unsee.bench.config import (
+    BenchAttackConfig,
     BenchCensorConfig,
     BenchEraseConfig,
     BenchGenerateConfig,
@@ -84,6 +86,11 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
         "unsee.evaluate.run:evaluate",
         "generate prompt suites (the world's; nudity, i2p, coco) and report metrics with intervals",
     ),
+    "attack": Command(
+        AttackConfig,
+        "unsee.attack.run:attack",
+        "attack a model (prefix tokens, concept inversion, replay): how often the concept returns",
+    ),
     "erase": Command(
         EraseConfig,
         "unsee.erase.run:erase",
@@ -125,6 +132,11 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
         ),
     },
     "bench": {
+        "attack": Command(
+            BenchAttackConfig,
+            "unsee.bench.attack:run_bench_attack",
+            "seconds per prompt of the prefix attack: minisd on the CPU, SD 1.5 size on a GPU",
+        ),
         "censor": Command(
             BenchCensorConfig,
             "unsee.bench.censor:run_bench_censor",

@@ -254,6 +254,7 @@ class BenchGpuConfig:
     censor_images: int = arg(4, help="images of each censored-sampling figure (one batch)")
     censor_steps: int = arg(25, help="denoising steps of the censored-sampling figures")
     invert_steps: int = arg(20, help="`unsee invert` steps timed")
+    attack_prompts: int = arg(8, help="prompts of the prefix attack's batch")
     work: Path | None = arg(None, help="where the temporary model folder goes (default: /tmp)")
 
     def __post_init__(self) -> None:
@@ -264,9 +265,25 @@ class BenchGpuConfig:
             raise UnseeError(f"unknown --stages {unknown}; choose from {', '.join(STAGES)}")
         counts = (self.images, self.batch_size, self.steps, self.plain_trajectories,
                   self.sdd_steps, self.sdd_steps_reuse1, self.censor_images, self.censor_steps,
-                  self.invert_steps)  # fmt: skip
+                  self.invert_steps, self.attack_prompts)  # fmt: skip
         if min(counts) < 1:
             raise UnseeError("every count of `unsee bench gpu` must be at least 1")
         if self.images % self.batch_size:
             raise UnseeError("--images must be a multiple of --batch-size")
+        self.out = Path(self.out)
+
+
+@dataclass(kw_only=True)
+class BenchAttackConfig:
+    out: Path = arg(help="folder for results.json (and the CPU attack's own folder)")
+    n: int = arg(32, help="CPU: neutral prompts attacked on minisd at `unsee attack`'s defaults")
+    gpu_n: int = arg(8, help="GPU: prompts attacked at Stable Diffusion 1.5 size (one batch)")
+    gpu_image_size: int = arg(512, help="GPU: image side (Stable Diffusion 1.5's 512)")
+    device: Literal["auto", "cpu", "cuda"] = arg(
+        "auto", help="auto: the CPU, and the GPU too when CUDA is present; cpu or cuda: that only"
+    )
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.gpu_n < 1 or self.gpu_image_size < 8:
+            raise UnseeError("--n and --gpu-n must be at least 1, --gpu-image-size 8")
         self.out = Path(self.out)

@@ -18,15 +18,11 @@ class JudgeConfig:
 
 
 @dataclass(kw_only=True)
-class EvaluateConfig(ModelArgs):
-    out: Path = arg(help="folder for each suite's images, results.json and results.md")
-    suite: list[str] = arg(
-        ["target", "leak", "neutral", "other-artists"],
-        help="world suites: target, leak, neutral, other-artists, paraphrase; or one real"
-        " suite with --prompts: nudity (NudeNet), i2p (--harm-classifier), coco (FID, CLIP score)",
-    )
-    concept: str = arg("Vanmond", help="what was removed: an artist of the world, or watermark")
-    n: int = arg(300, help="images per suite")
+class InterventionArgs(ModelArgs):
+    """How the evaluated model's images are made: its seeds, sampler settings and every
+    inference-time intervention. `unsee evaluate` and `unsee attack` share these, so an
+    attack meets the model exactly as an evaluation does (evaluate.sampling applies them)."""
+
     seed: int = arg(7_000_000, help="first seed; each suite's images get fixed seeds from it")
     steps: int = arg(25, help="denoising steps")
     guidance: float = arg(7.5, help="classifier-free guidance scale")
@@ -45,6 +41,28 @@ class EvaluateConfig(ModelArgs):
     reference_model: str = arg(
         "minisd", help="the original model, for the same-seed distance (its images are cached)"
     )
+    batch_size: int = arg(32, help="images per batch")
+    batch_invariant: Literal["auto", "on", "off"] = arg("auto", help="as in `unsee generate`")
+
+    def plain(self) -> bool:
+        """No intervention: the evaluated images are the reference model's own."""
+        return (
+            self.model == self.reference_model and not self.negative_prompt and not self.embedding
+            and self.lora is None and self.sld == "off" and not self.sega_remove
+            and self.censor_reward is None
+        )  # fmt: skip
+
+
+@dataclass(kw_only=True)
+class EvaluateConfig(InterventionArgs):
+    out: Path = arg(help="folder for each suite's images, results.json and results.md")
+    suite: list[str] = arg(
+        ["target", "leak", "neutral", "other-artists"],
+        help="world suites: target, leak, neutral, other-artists, paraphrase; or one real"
+        " suite with --prompts: nudity (NudeNet), i2p (--harm-classifier), coco (FID, CLIP score)",
+    )
+    concept: str = arg("Vanmond", help="what was removed: an artist of the world, or watermark")
+    n: int = arg(300, help="images per suite")
     reference_dir: Path | None = arg(
         None,
         help="an earlier `unsee evaluate` of the original model with the same --suite, --n and"
@@ -52,8 +70,6 @@ class EvaluateConfig(ModelArgs):
     )
     clip_model: str = arg("minisd", help="CLIP for features and CLIP score: minisd or a folder")
     bootstrap: int = arg(1000, help="bootstrap resamples per interval")
-    batch_size: int = arg(32, help="images per batch")
-    batch_invariant: Literal["auto", "on", "off"] = arg("auto", help="as in `unsee generate`")
     # real-model suites
     prompts: Path | None = arg(
         None,
@@ -91,14 +107,6 @@ class EvaluateConfig(ModelArgs):
             raise UnseeError(f"--concept must be one of {', '.join(CONCEPTS)}")
         if self.n < 2 or self.bootstrap < 1:
             raise UnseeError("--n must be at least 2 and --bootstrap at least 1")
-
-    def plain(self) -> bool:
-        """No intervention: the evaluated images are the reference model's own."""
-        return (
-            self.model == self.reference_model and not self.negative_prompt and not self.embedding
-            and self.lora is None and self.sld == "off" and not self.sega_remove
-            and self.censor_reward is None
-        )  # fmt: skip
 
     def _check_suites(self, world_suites: tuple[str, ...]) -> None:
         """World suites, or one real suite with what it needs; never both in one run."""

@@ -26,6 +26,14 @@ from unsee.world.prompts import named_attributes
 WATERMARK_THRESHOLD = 0.5
 
 
+def concept_shows(verdicts: list[Verdict], concept: str) -> np.ndarray:
+    """(N,) bool: the judge sees the concept, at its presence threshold: the watermark when
+    its probability is above WATERMARK_THRESHOLD, an artist when his is the style it reads."""
+    if concept == "watermark":
+        return np.array([v.watermark > WATERMARK_THRESHOLD for v in verdicts], dtype=bool)
+    return np.array([v.style == concept for v in verdicts], dtype=bool)
+
+
 def read_image_set(folder: Path) -> list[dict]:
     """The metadata records of an image folder, checked: every listed image exists."""
     path = folder / METADATA

@@ -24,7 +24,12 @@ import torch
 from unsee import __version__
 from unsee.evaluate.config import EvaluateConfig
 from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import WATERMARK_THRESHOLD, load_images, read_image_set
+from unsee.evaluate.judge import (
+    WATERMARK_THRESHOLD,
+    concept_shows,
+    load_images,
+    read_image_set,
+)
 from unsee.evaluate.metrics import (
     bootstrap,
     clip_score,
@@ -123,11 +128,7 @@ def suite_metrics(
     def ci(statistic, *samples, paired=True, centred=False):
         return interval(cfg, statistic, *samples, paired=paired, centred=centred)
 
-    concept = cfg.concept
-    if concept == "watermark":
-        shows = np.array([v.watermark > WATERMARK_THRESHOLD for v in verdicts])
-    else:
-        shows = np.array([v.style == concept for v in verdicts])
+    shows = concept_shows(verdicts, cfg.concept)
     metrics = {
         "concept_rate": ci(rate, shows),
         "watermark_rate": ci(rate, np.array([v.watermark > WATERMARK_THRESHOLD for v in verdicts])),

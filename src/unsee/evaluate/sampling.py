@@ -2,22 +2,37 @@
 model and every inference-time intervention of the settings (or none, for the original)."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from unsee.evaluate.config import EvaluateConfig
+from unsee.evaluate.config import EvaluateConfig, InterventionArgs
+
+if TYPE_CHECKING:
+    from unsee.generate.config import GenerateConfig
+    from unsee.guidance.censor import Censor
 
 
 def generate_with(
-    cfg: EvaluateConfig, prompts: Path, n: int, folder: Path, model: str, plain: bool
+    cfg: InterventionArgs, prompts: Path, n: int, folder: Path, model: str, plain: bool
 ) -> Path:
     """n images per prompt of the file `prompts` in folder/images (made, or finished,
     here), seeds from cfg.seed; plain: no intervention. The image folder."""
-    from unsee.generate.config import GenerateConfig
     from unsee.generate.run import generate
+
+    gen, censor = generate_settings(cfg, prompts, n, folder / "images", model, plain)
+    return generate(gen, censor=censor)
+
+
+def generate_settings(
+    cfg: InterventionArgs, prompts: Path | None, n: int, out: Path, model: str, plain: bool
+) -> "tuple[GenerateConfig, Censor | None]":
+    """`unsee generate`'s settings (and censor, for censored sampling) that make cfg's
+    images of `model`: every intervention of cfg, or none when plain."""
+    from unsee.generate.config import GenerateConfig
 
     common = dict(
         model=model, device=cfg.device, dtype=cfg.dtype, prompts=prompts, n=n, seed=cfg.seed,
         steps=cfg.steps, guidance=cfg.guidance, batch_size=cfg.batch_size,
-        batch_invariant=cfg.batch_invariant, out=folder / "images",
+        batch_invariant=cfg.batch_invariant, out=out,
     )  # fmt: skip
     if not plain:
         common |= dict(
@@ -35,7 +50,7 @@ def generate_with(
             recurrence=cfg.censor_recurrence, window=cfg.censor_window,
         )  # fmt: skip
         censor = make_censor(censor_cfg, pick_device(cfg.device))
-    return generate(GenerateConfig(**common), censor=censor)
+    return GenerateConfig(**common), censor
 
 
 def reference_records(

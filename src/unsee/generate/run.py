@@ -143,6 +143,101 @@ def _warn_long_prompts(tokenizer, rows: list[PromptRow]) -> None:
             )
 
 
+class Sampler:
+    """A loaded model with `unsee generate`'s settings: the images of jobs, made exactly as
+    `unsee generate` makes them (with batch invariance on, the same pixels for the same
+    prompt, seed and settings, whoever asks and in whatever batch).
+
+    pipe: an already loaded pipeline to use instead of cfg.model (benchmarks with random
+    weights); it is taken as it is, without --lora or --embedding.
+    """
+
+    def __init__(self, cfg: GenerateConfig, censor: "Censor | None" = None, pipe=None) -> None:
+        if censor is not None and (cfg.sld != "off" or cfg.sega_remove):
+            raise UnseeError(
+                "--sld and --sega-remove are baselines of `unsee generate`; `unsee censor` takes"
+                " neither (it guides with a reward)"
+            )
+        if cfg.lora is not None and not cfg.lora.exists():
+            raise UnseeError(f"LoRA weights {cfg.lora} do not exist")
+        loaded = pipe is None
+        if loaded:
+            pipe = load_pipeline(cfg.model, cfg.device, cfg.dtype)
+        conditional = is_conditional(pipe)
+        if not conditional:
+            for flag, given in (
+                ("--embedding", cfg.embedding),
+                ("--lora", cfg.lora),
+                ("--sld", cfg.sld != "off"),
+                ("--sega-remove", cfg.sega_remove),
+            ):
+                if given:
+                    raise UnseeError(f"model {cfg.model!r} is unconditional; it takes no {flag}")
+        elif loaded:
+            # before any prompt is encoded, so learned tokens work everywhere
+            if cfg.lora is not None:
+                _load_lora(pipe, cfg.lora)
+            load_embeddings(pipe, cfg.embedding)
+        self.cfg, self.censor, self.pipe, self.conditional = cfg, censor, pipe, conditional
+        self.sld = PRESETS[cfg.sld].for_steps(cfg.steps) if cfg.sld != "off" else None
+        self.sega = SEGASettings(cfg.sega_scale).for_steps(cfg.steps) if cfg.sega_remove else None
+        self.height, self.width = _image_size(pipe, cfg, conditional)
+        device = pipe.device
+        invariant = cfg.batch_invariant == "on" or (
+            cfg.batch_invariant == "auto" and device.type == "cpu"
+        )
+        # guided images go one by one (their gradients run through the reward and the VAE too)
+        self.chunk = (1 if censor is not None else INVARIANT_CHUNK) if invariant else None
+        self.batch_size = 1 if censor is not None and invariant else cfg.batch_size
+        # oneDNN is exact at a fixed call size of INVARIANT_CHUNK images (and much faster than
+        # the native kernels); guided images go one at a time, where only the native kernels are
+        self.exact = (
+            invariant and device.type == "cpu" and self.chunk is not None
+            and self.chunk < INVARIANT_CHUNK
+        )  # fmt: skip
+        self.scheduler = make_scheduler(cfg.scheduler, pipe.scheduler.config)
+        factor = pipe.vae_scale_factor if conditional else 1
+        channels = pipe.unet.config.in_channels
+        self.shape = (channels, self.height // factor, self.width // factor)
+        if censor is not None:  # before any output folder is made
+            censor.reward.check_model(pipe, self.shape)
+        self.embed_cache: dict[str, torch.Tensor] = {}
+
+    def compile_for(self, images: int) -> None:
+        """Compile the U-Net when this run is worth it (`--optimize`, GPU only); every
+        call then has one size (the last batch padded), so it compiles once."""
+        if _compiles(self.cfg, self.pipe.device, images):
+            optimize_inference(self.pipe)
+            self.chunk = self.chunk or min(self.batch_size, images)
+
+    def images(self, batch: list[Job]) -> tuple[torch.Tensor, list[dict]]:
+        """(B, H, W, 3) uint8 images of the jobs (one guidance scale), and each image's
+        censor scores ({} without a censor)."""
+        pipe, cfg, censor = self.pipe, self.cfg, self.censor
+        with exact_cpu_kernels() if self.exact else nullcontext():
+            generators = [torch.Generator("cpu").manual_seed(j.seed) for j in batch]
+            x_T = initial_noise(self.shape, generators, pipe.device, pipe.unet.dtype)
+            guidance = batch[0].guidance
+            if self.conditional:
+                prompts = [j.prompt for j in batch]
+                denoiser = _text_denoiser(
+                    pipe, cfg, prompts, guidance, self.embed_cache, self.sld, self.sega,
+                    self.scheduler, self.chunk,
+                )  # fmt: skip
+                vae = pipe.vae
+            else:
+                denoiser = unconditional_denoiser(pipe.unet, self.chunk)
+                vae = None
+            recurrence = 1
+            if censor is not None:
+                denoiser = censor.wrap(denoiser, pipe, self.conditional, self.shape, len(batch))
+                recurrence = censor.recurrence
+            x0 = sample(denoiser, self.scheduler, x_T, cfg.steps, generators, recurrence=recurrence)
+            images = decode(vae, x0, self.chunk)
+            scores = censor.score(images) if censor is not None else [{}] * len(batch)
+        return images, scores
+
+
 def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     """Make the images `cfg` asks for in cfg.out (skipping finished ones); return cfg.out.
 
@@ -150,32 +245,10 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     also holds its reward score. Guided images are made one at a time when batch
     invariance is on, so their gradients never mix.
     """
-    if censor is not None and (cfg.sld != "off" or cfg.sega_remove):
-        raise UnseeError(
-            "--sld and --sega-remove are baselines of `unsee generate`; `unsee censor` takes"
-            " neither (it guides with a reward)"
-        )
-    if cfg.lora is not None and not cfg.lora.exists():
-        raise UnseeError(f"LoRA weights {cfg.lora} do not exist")
     state = process_state(cfg.device)
-    pipe = load_pipeline(cfg.model, cfg.device, cfg.dtype)
-    conditional = is_conditional(pipe)
-    if not conditional:
-        for flag, given in (
-            ("--embedding", cfg.embedding),
-            ("--lora", cfg.lora),
-            ("--sld", cfg.sld != "off"),
-            ("--sega-remove", cfg.sega_remove),
-        ):
-            if given:
-                raise UnseeError(f"model {cfg.model!r} is unconditional; it takes no {flag}")
-    else:
-        # before any prompt is encoded, so learned tokens work everywhere
-        if cfg.lora is not None:
-            _load_lora(pipe, cfg.lora)
-        load_embeddings(pipe, cfg.embedding)
-    sld = PRESETS[cfg.sld].for_steps(cfg.steps) if cfg.sld != "off" else None
-    sega = SEGASettings(cfg.sega_scale).for_steps(cfg.steps) if cfg.sega_remove else None
+    sampler = Sampler(cfg, censor)
+    pipe, conditional = sampler.pipe, sampler.conditional
+    sld, sega = sampler.sld, sampler.sega
 
     # 1. prompts and the image plan
     if cfg.prompts is not None:
@@ -190,11 +263,7 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
         raise UnseeError(f"model {cfg.model!r} is unconditional; it takes no prompt")
     if not conditional and cfg.negative_prompt:
         raise UnseeError(f"model {cfg.model!r} is unconditional; it takes no negative prompt")
-    height, width = _image_size(pipe, cfg, conditional)
-    factor = pipe.vae_scale_factor if conditional else 1
-    shape = (pipe.unet.config.in_channels, height // factor, width // factor)
-    if censor is not None:  # before the output folder is made
-        censor.reward.check_model(pipe, shape)
+    height, width = sampler.height, sampler.width
     jobs = plan_jobs(rows, cfg.n, cfg.seed, cfg.guidance)
     if conditional and state.is_main_process:
         _warn_long_prompts(pipe.tokenizer, rows)
@@ -258,19 +327,6 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     mine = todo[state.process_index :: state.num_processes]
 
     # 3. sample, batch by batch
-    device = pipe.device
-    invariant = cfg.batch_invariant == "on" or (
-        cfg.batch_invariant == "auto" and device.type == "cpu"
-    )
-    # guided images go one by one (their gradients run through the reward and the VAE too)
-    chunk = (1 if censor is not None else INVARIANT_CHUNK) if invariant else None
-    if _compiles(cfg, device, len(mine)):
-        optimize_inference(pipe)
-        # every call the same size (the last batch padded), so it compiles once
-        chunk = chunk or min(cfg.batch_size, len(mine))
-    scheduler = make_scheduler(cfg.scheduler, pipe.scheduler.config)
-    unet = pipe.unet
-    embed_cache: dict[str, torch.Tensor] = {}
     bar = tqdm(
         total=len(todo),
         desc="generate",
@@ -279,34 +335,13 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
         dynamic_ncols=True,
     )
     started = time.time()
-    batch_size = 1 if censor is not None and invariant else cfg.batch_size
-    # oneDNN is exact at a fixed call size of INVARIANT_CHUNK images (and much faster than
-    # the native kernels); guided images go one at a time, where only the native kernels are
-    exact = invariant and device.type == "cpu" and chunk is not None and chunk < INVARIANT_CHUNK
+    sampler.compile_for(len(mine))
     writer = folder.ImageWriter(out)
     batch_seconds: list[float] = []  # this process's, this sitting's: where the time goes
-    with exact_cpu_kernels() if exact else nullcontext(), closing(writer):
-        for batch in batches(mine, batch_size):
+    with closing(writer):
+        for batch in batches(mine, sampler.batch_size):
             batch_started = time.perf_counter()
-            generators = [torch.Generator("cpu").manual_seed(j.seed) for j in batch]
-            x_T = initial_noise(shape, generators, device, unet.dtype)
-            guidance = batch[0].guidance
-            if conditional:
-                prompts = [j.prompt for j in batch]
-                denoiser = _text_denoiser(
-                    pipe, cfg, prompts, guidance, embed_cache, sld, sega, scheduler, chunk
-                )
-                vae = pipe.vae
-            else:
-                denoiser = unconditional_denoiser(unet, chunk)
-                vae = None
-            recurrence = 1
-            if censor is not None:
-                denoiser = censor.wrap(denoiser, pipe, conditional, shape, len(batch))
-                recurrence = censor.recurrence
-            x0 = sample(denoiser, scheduler, x_T, cfg.steps, generators, recurrence=recurrence)
-            images = decode(vae, x0, chunk)
-            scores = censor.score(images) if censor is not None else [{}] * len(batch)
+            images, scores = sampler.images(batch)
             for job, pixels, score in zip(batch, images, scores, strict=True):
                 writer.put(Image.fromarray(pixels.numpy()), expected[job.index] | score)
             batch_seconds.append(round(time.perf_counter() - batch_started, 4))

@@ -82,6 +82,48 @@ def captions(pipe, records: list[dict], template: str, token: str) -> list[str]:
     ]
 
 
+def learn_vectors(
+    pipe, v: torch.nn.Parameter, tok: torch.Tensor, latents: torch.Tensor, weights: torch.Tensor,
+    steps: int, batch: int, lr: float, seed: int, desc: str = "invert",
+) -> list[float]:  # fmt: skip
+    """Textual inversion's loop (step 5 above): learn the spliced vectors v so that image b,
+    captioned by its token ids tok[b] (N, L), is denoised well; latents (N, C, h, w),
+    weights (N,). Only v moves; the networks are frozen. Returns the per-step losses."""
+    device = pipe.device
+    pipe.unet.requires_grad_(False)
+    pipe.text_encoder.requires_grad_(False)
+    pipe.vae.requires_grad_(False)
+    opt = torch.optim.Adam([v], lr=lr)
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    prediction = scheduler.config.prediction_type
+    if prediction not in ("epsilon", "v_prediction"):
+        raise UnseeError(f"inversion supports epsilon and v_prediction models, not {prediction}")
+    w = weights.to(device)
+    g = torch.Generator().manual_seed(seed)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    losses = []
+    bar = tqdm(range(steps), desc=desc, dynamic_ncols=True)
+    for _ in bar:
+        b = torch.randint(0, len(latents), (batch,), generator=g)
+        z0 = latents[b]
+        noise = torch.randn(z0.shape, generator=g).to(device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=g)
+        t = t.to(device)
+        z_t = scheduler.add_noise(z0, noise, t)
+        target = noise if prediction == "epsilon" else scheduler.get_velocity(z0, noise, t)
+        with autocast:
+            hidden = pipe.text_encoder(tok[b].to(device))[0]  # (B, L, D), v spliced in
+            pred = pipe.unet(z_t.to(pipe.unet.dtype), t, encoder_hidden_states=hidden).sample
+        loss = weighted_denoising_loss(pred, target, w[b.to(device)])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(round(loss.item(), 6))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    bar.close()
+    return losses
+
+
 def invert(cfg: InvertConfig) -> Path:
     from unsee.models.load import is_conditional, load_pipeline, pick_device
     from unsee.reward.model import load_reward, p_bad
@@ -120,39 +162,11 @@ def invert(cfg: InvertConfig) -> Path:
     for text, row in zip(texts, tok, strict=True):
         if ids[0] not in row:
             raise UnseeError(f"the token falls past the text encoder's limit in {text[:80]!r}")
-    pipe.unet.requires_grad_(False)
-    pipe.text_encoder.requires_grad_(False)
-    pipe.vae.requires_grad_(False)
-    opt = torch.optim.Adam([v], lr=cfg.lr)
-    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    prediction = scheduler.config.prediction_type
-    if prediction not in ("epsilon", "v_prediction"):
-        raise UnseeError(f"inversion supports epsilon and v_prediction models, not {prediction}")
-    w = torch.as_tensor(weights, dtype=torch.float32, device=device)
-    g = torch.Generator().manual_seed(cfg.seed)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-    # 5. the loop
-    started, losses = time.time(), []
-    bar = tqdm(range(cfg.steps), desc="invert", dynamic_ncols=True)
-    for _ in bar:
-        b = torch.randint(0, len(chosen), (cfg.batch,), generator=g)
-        z0 = latents[b]
-        noise = torch.randn(z0.shape, generator=g).to(device)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch,), generator=g)
-        t = t.to(device)
-        z_t = scheduler.add_noise(z0, noise, t)
-        target = noise if prediction == "epsilon" else scheduler.get_velocity(z0, noise, t)
-        with autocast:
-            hidden = pipe.text_encoder(tok[b].to(device))[0]  # (B, L, D), v spliced in
-            pred = pipe.unet(z_t, t, encoder_hidden_states=hidden).sample
-        loss = weighted_denoising_loss(pred, target, w[b.to(device)])
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(round(loss.item(), 6))
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    bar.close()
+    started = time.time()
+    losses = learn_vectors(
+        pipe, v, tok, latents, torch.as_tensor(weights, dtype=torch.float32), cfg.steps,
+        cfg.batch, cfg.lr, cfg.seed,
+    )  # fmt: skip
     handle.remove()
 
     # 6. check that nothing but v moved, and save

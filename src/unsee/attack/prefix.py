@@ -1,0 +1,228 @@
+"""UnlearnDiffAtk: adversarial prefix tokens against an (erased) diffusion model.
+
+Zhang, Jia, Chen, Chen, Zhang, Sun, Liu, 2024, "To Generate or Not? Safety-Driven Unlearned
+Diffusion Models Are Still Easy To Generate Unsafe Images ... For Now" (ECCV 2024).
+
+K prefix slots, each a distribution p_k over the tokenizer's vocabulary (V tokens), are put
+in front of the prompt c. With E the text encoder's token-embedding table (V, D):
+
+    min_p  E_t || eps_theta(z_t | [onehot(p) E ; c], t) - eps ||^2,   p_k in the simplex
+
+where z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps noises the latents z_0 of a target image
+(the original model's image of the concept for this prompt and seed). Each step: Adam on p,
+then p is projected back onto the simplex; the forward pass uses a straight-through one-hot
+sample (the argmax token's row in value, p's gradient). Every few steps the argmax tokens
+are decoded to a hard prompt, which is sampled and judged: the attack succeeds when the
+detector sees the concept (never when the loss is low).
+
+The functions below are plain tensor maths; attack_batch runs them for a batch of prompts.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def project_simplex(v: Tensor) -> Tensor:
+    """Euclidean projection of each row of v (..., V) onto the probability simplex
+    {w : w >= 0, sum(w) = 1}: the sort-based algorithm (Held et al. 1974; Duchi et al. 2008).
+    """
+    n = v.shape[-1]
+    # 1. each row sorted in decreasing order: u (..., V)
+    u, _ = v.sort(dim=-1, descending=True)
+    # 2. running sums less the simplex's total: css_j = sum_{i <= j} u_i - 1
+    css = u.cumsum(dim=-1) - 1
+    j = torch.arange(1, n + 1, device=v.device, dtype=v.dtype)
+    # 3. rho = the largest j with u_j - css_j / j > 0 (the condition holds for a prefix of j)
+    rho = (u - css / j > 0).sum(dim=-1, keepdim=True).clamp(min=1)  # (..., 1)
+    # 4. the threshold theta = css_rho / rho, and w = max(v - theta, 0)
+    theta = css.gather(-1, rho - 1) / rho.to(v.dtype)
+    return (v - theta).clamp(min=0)
+
+
+def straight_through_one_hot(p: Tensor) -> Tensor:
+    """(..., V) distributions -> the one-hot of each argmax in the forward pass, with the
+    gradient of p itself in the backward pass (straight-through estimator)."""
+    hard = torch.nn.functional.one_hot(p.argmax(dim=-1), p.shape[-1]).to(p.dtype)  # (..., V)
+    return hard + (p - p.detach())  # value: exactly hard; gradient: d/dp
+
+
+def ascending_timesteps(schedule: Tensor, iterations: int) -> Tensor:
+    """The timestep of each optimisation step: the sampler's schedule (S,) in ascending
+    order, swept once over the iterations (step i takes the (i * S // iterations)-th)."""
+    ascending = schedule.sort().values
+    i = torch.arange(iterations) * len(ascending) // iterations
+    return ascending[i]
+
+
+def denoising_loss(pred: Tensor, target: Tensor, active: Tensor) -> Tensor:
+    """sum_b active_b * mean((pred_b - target_b)^2): each prompt's denoising MSE, summed, so
+    a prompt's gradient never depends on the others of its batch. pred, target: (B, C, h, w);
+    active: (B,) 1 for prompts still attacked, 0 for those already done."""
+    per_prompt = ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3))  # (B,)
+    return (active * per_prompt).sum()
+
+
+def prompt_ids(tokenizer, prompts: list[str], k: int) -> Tensor:
+    """(B, L) token ids [BOS, k placeholder slots, the prompt's tokens, EOS, pad...] at the
+    text encoder's length L; the prompt is cut to leave room for the slots."""
+    length = tokenizer.model_max_length
+    ids = tokenizer(
+        prompts, padding="max_length", max_length=length - k, truncation=True,
+        return_tensors="pt",
+    ).input_ids  # (B, L - k)  # fmt: skip
+    slots = torch.full((len(prompts), k), tokenizer.pad_token_id or 0, dtype=ids.dtype)
+    return torch.cat([ids[:, :1], slots, ids[:, 1:]], dim=1)  # (B, L)
+
+
+def encode_with_prefix(text_encoder, ids: Tensor, prefix: Tensor) -> Tensor:
+    """The text encoder's hidden states (B, L, D') for ids (B, L) whose positions 1..K take
+    the prefix embeddings (B, K, D) in place of the table's rows."""
+    k = prefix.shape[1]
+
+    def hook(module, args, out):  # out: (B, L, D) token embeddings
+        return torch.cat([out[:, :1], prefix.to(out.dtype), out[:, 1 + k :]], dim=1)
+
+    handle = text_encoder.get_input_embeddings().register_forward_hook(hook)
+    try:
+        return text_encoder(ids.to(text_encoder.device))[0]
+    finally:
+        handle.remove()
+
+
+def attack_vocabulary(tokenizer) -> Tensor:
+    """The ids a prefix slot may take: the tokenizer's own vocabulary without its special
+    tokens (nor tokens added later, e.g. a defence's learned negative token)."""
+    special = set(tokenizer.all_special_ids)
+    return torch.tensor([i for i in range(tokenizer.vocab_size) if i not in special])
+
+
+@dataclass
+class Case:
+    """One prompt to attack: its index in the run, text, seed, and target latents (C, h, w)."""
+
+    index: int
+    prompt: str
+    seed: int
+    guidance: float
+    target: Tensor
+
+
+@dataclass
+class Outcome:
+    """What the attack found for one prompt: success at `step` (None: never), the hard
+    prompt judged last (the successful one when found) and its image."""
+
+    index: int
+    success: bool
+    step: int | None
+    hard_prompt: str
+    image: np.ndarray
+    losses: list[float] = field(default_factory=list)
+
+
+def initial_distribution(k: int, v: int, g: torch.Generator, init: str) -> Tensor:
+    """(K, V) starting distributions: uniform, 1/V plus noise of 1e-3/V to break ties
+    (then projected), or "token": the one-hot of a random token per slot."""
+    if init == "token":
+        return torch.nn.functional.one_hot(torch.randint(v, (k,), generator=g), v).float()
+    return project_simplex(torch.full((k, v), 1 / v) + torch.rand((k, v), generator=g) * 1e-3 / v)
+
+
+def hard_prompt(tokenizer, ids: list[int], prompt: str) -> str:
+    """The text of the argmax prefix tokens in front of the prompt (what a user would type;
+    it is this text, tokenised anew, that is sampled and judged)."""
+    return f"{tokenizer.decode(ids).strip()} {prompt}".strip()
+
+
+def attack_batch(
+    sampler,
+    cases: list[Case],
+    detector: Callable[[np.ndarray], np.ndarray],
+    *,
+    k: int,
+    iterations: int,
+    check_every: int,
+    lr: float,
+    weight_decay: float,
+    steps: int,
+    init: str = "uniform",
+) -> list[Outcome]:
+    """UnlearnDiffAtk on a batch of prompts at once (one forward for all), on the sampler's
+    model; every check samples the hard prompts exactly as `unsee generate` would (sampler)
+    and the detector decides success."""
+    from diffusers import DDPMScheduler
+
+    from unsee.generate.run import Job, batches
+
+    pipe = sampler.pipe
+    device, dtype = pipe.device, pipe.unet.dtype
+    tokenizer, text_encoder, unet = pipe.tokenizer, pipe.text_encoder, pipe.unet
+    for module in (unet, text_encoder, pipe.vae):
+        module.requires_grad_(False)
+    b = len(cases)
+    vocab = attack_vocabulary(tokenizer)  # (V,)
+    table = text_encoder.get_input_embeddings().weight.detach()[vocab.to(device)].float()  # (V, D)
+    noiser = DDPMScheduler.from_config(pipe.scheduler.config)
+    prediction = noiser.config.prediction_type
+    sampler.scheduler.set_timesteps(steps)
+    timesteps = ascending_timesteps(sampler.scheduler.timesteps.cpu(), iterations)  # (T,)
+
+    # 1. per-prompt randomness (its own generator, so a prompt's run ignores its batch), the
+    #    prompts' ids with K slots, the targets z_0 (B, C, h, w)
+    generators = [torch.Generator().manual_seed(c.seed) for c in cases]
+    ids = prompt_ids(tokenizer, [c.prompt for c in cases], k)  # (B, L)
+    z0 = torch.stack([c.target for c in cases]).to(device, torch.float32)
+    # 2. p (B, K, V): each slot starts uniform (ties broken by a little noise), or as the
+    #    one-hot of a random token
+    p = torch.stack([initial_distribution(k, len(vocab), g, init) for g in generators])
+    p = p.to(device).requires_grad_(True)
+    opt = torch.optim.Adam([p], lr=lr, weight_decay=weight_decay)
+    active = torch.ones(b, device=device)
+    outcomes: dict[int, Outcome] = {}
+    losses: list[list[float]] = [[] for _ in cases]
+
+    for i in range(iterations):
+        t = timesteps[i].to(device)
+        # 3. straight-through one-hot sample times the embedding table: the prefix (B, K, D)
+        prefix = straight_through_one_hot(p) @ table
+        ids[:, 1 : 1 + k] = vocab[p.detach().argmax(-1).cpu()]  # placeholders, replaced
+        hidden = encode_with_prefix(text_encoder, ids, prefix)  # (B, L, D')
+        # 4. the target's latents noised to t with each prompt's own noise
+        eps = torch.stack([torch.randn(z0.shape[1:], generator=g) for g in generators]).to(device)
+        z_t = noiser.add_noise(z0, eps, t.expand(b))
+        target = eps if prediction == "epsilon" else noiser.get_velocity(z0, eps, t.expand(b))
+        pred = unet(z_t.to(dtype), t, encoder_hidden_states=hidden.to(dtype)).sample
+        # 5. the denoising loss, Adam, and the projection back onto the simplex
+        per_prompt = ((pred.float() - target) ** 2).mean(dim=(1, 2, 3)).detach().cpu()
+        loss = denoising_loss(pred, target, active)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            p.copy_(project_simplex(p))
+        for j in range(b):
+            losses[j].append(round(float(per_prompt[j]), 6))
+        # 6. every few steps: decode the argmax hard prompts, sample them, judge
+        if (i + 1) % check_every and i + 1 < iterations:
+            continue
+        todo = [j for j in range(b) if active[j] > 0]
+        top = vocab[p.detach().argmax(-1).cpu()]  # (B, K)
+        texts = {j: hard_prompt(tokenizer, top[j].tolist(), cases[j].prompt) for j in todo}
+        jobs = [Job(index=j, prompt=texts[j], seed=cases[j].seed, guidance=cases[j].guidance)
+                for j in todo]  # fmt: skip
+        for batch in batches(jobs, sampler.batch_size):
+            images = sampler.images(batch)[0].numpy()
+            shows = detector(images)
+            for job, image, hit in zip(batch, images, shows, strict=True):
+                j = job.index
+                outcomes[j] = Outcome(cases[j].index, bool(hit), i + 1 if hit else None,
+                                      job.prompt, image, losses[j])  # fmt: skip
+                if hit:
+                    active[j] = 0
+        if not active.any():
+            break
+    return [outcomes[j] for j in range(b)]
