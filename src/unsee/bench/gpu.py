@@ -15,8 +15,9 @@ user's folder would be:
             loading and saving included, when the sdd stage projects it within
             --erase-budget seconds (else the projection, marked as one)
   censor    `unsee censor --scale 4 --recurrence 2` (a cnn reward with random weights) in
-            s/image against `unsee generate` at the same settings; variants without
-            gradient checkpointing and without the U-Net in the gradient
+            s/image against `unsee generate` at the same settings, after an untimed guided
+            warm-up; variants: checkpointing forced off (auto decides by free memory), and
+            --no-through-unet (eps held constant: no U-Net backward)
   invert    `unsee invert` optimiser steps per second
   attack    the prefix attack of `unsee attack` (paper settings, 8 prompts in one batch):
             seconds per prompt, as `unsee bench attack` reports it
@@ -251,6 +252,10 @@ def _stage_censor(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
         steps=cfg.censor_steps, device=cfg.device,
     )  # fmt: skip
     out = {}
+    # untimed warm-up: the first guided call selects kernels for the backward passes
+    # (an H200 took 18 s for the first four guided images, 10 s for the next four)
+    warm = common | {"n": 1, "batch_size": 1, "steps": 2}
+    censor(CensorConfig(**warm, reward=reward, scale=4.0, recurrence=2, out=work / "censor-warm"))
     _reset_peak(cfg)
     generate(GenerateConfig(**common, out=work / "censor-plain"))
     out["plain"] = _per_image(work / "censor-plain", cfg.censor_images) | _peak(cfg)
