@@ -1,11 +1,13 @@
 """Where one SDD step of `unsee erase` spends its time on a GPU (a diagnostic for the
 speed issue; `unsee bench gpu` gives the figures).
 
-Builds Stable Diffusion 1.5 sized components with random weights, runs `unsee erase` for
---steps steps at --reuse 64 (the walks amortised away) under torch.profiler, and prints
-the loop's wall time beside the GPU's busy time (the sum of kernel times) and the top
-operators by GPU and by CPU time. A GPU busy far less than the wall means the step waits
-on the host (kernel launches, Python), which compilation or CUDA graphs would remove.
+Builds Stable Diffusion 1.5 sized components with random weights and runs `unsee erase`
+at --reuse 64 (the walks amortised away): first --steps steps at batch 4 and at batch 16
+without the profiler (if 4x the rows cost much less than 4x the time, the step waits on
+the host: kernel launches and Python, which compilation or CUDA graphs would remove), then
+--profile-steps steps at batch 4 under torch.profiler: the GPU's busy time beside the
+loop's wall time, and the top operators by GPU and by CPU time. Each loop includes one
+walk of its trajectories (one pool of 64 stops each).
 
     python scripts/gpu_erase_profile.py --out runs/erase-profile
 """
@@ -27,7 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=24)
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--profile-steps", type=int, default=4)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -37,26 +39,30 @@ def main() -> None:
         pipe.to(torch.float16).save_pretrained(folder)
         del pipe
         runs = {}
-        for batch in (args.batch, 4 * args.batch):
+
+        def run(batch: int, steps: int, name: str) -> dict:
             cfg = EraseConfig(
-                model=str(folder), concept=["Vanmond"], out=Path(tmp) / f"e{batch}",
-                iterations=args.steps, batch=batch, reuse=64, checkpoint_every=0,
+                model=str(folder), concept=["Vanmond"], out=Path(tmp) / name,
+                iterations=steps, batch=batch, reuse=64, checkpoint_every=0,
             )  # fmt: skip
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                erase(cfg)
-            info = json.loads((cfg.out / "erase.json").read_text())
-            events = prof.key_averages()
-            gpu_busy = sum(e.self_device_time_total for e in events) / 1e6
-            runs[batch] = {
-                "loop_seconds": info["seconds"],
-                "gpu_busy_seconds_whole_run": gpu_busy,
-                "samples_per_s": args.steps * batch / info["seconds"],
-            }
-            (args.out / f"top-batch{batch}.txt").write_text(
-                events.table(sort_by="self_device_time_total", row_limit=20)
-                + "\n"
-                + events.table(sort_by="self_cpu_time_total", row_limit=20)
-            )
+            erase(cfg)
+            seconds = json.loads((cfg.out / "erase.json").read_text())["seconds"]
+            return {"batch": batch, "steps": steps, "loop_seconds": seconds,
+                    "samples_per_s": steps * batch / seconds}  # fmt: skip
+
+        for batch in (4, 16):
+            runs[f"batch{batch}"] = run(batch, args.steps, f"plain{batch}")
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            runs["profiled"] = run(4, args.profile_steps, "profiled")
+        events = prof.key_averages()
+        runs["profiled"]["gpu_busy_seconds_whole_call"] = (
+            sum(e.self_device_time_total for e in events) / 1e6
+        )
+        (args.out / "top.txt").write_text(
+            events.table(sort_by="self_device_time_total", row_limit=20)
+            + "\n"
+            + events.table(sort_by="self_cpu_time_total", row_limit=20)
+        )
         print(json.dumps(runs, indent=1))
         (args.out / "summary.json").write_text(json.dumps(runs, indent=1) + "\n")
 
