@@ -24,14 +24,19 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from unsee.bench.config import BenchCensorConfig
 from unsee.bench.sets import drop_feedback, make_set
 from unsee.bench.world import neutral_prompts
 from unsee.errors import UnseeError
 from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import WATERMARK_THRESHOLD, load_images, read_image_set
+from unsee.evaluate.judge import (
+    WATERMARK_THRESHOLD,
+    concept_rate,
+    concept_rates,
+    load_images,
+    prompt_accuracy,
+    read_image_set,
+)
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.simulate import simulate
 from unsee.generate.imagefolder import atomic_write_text
@@ -48,12 +53,11 @@ HEADS = ("shape", "color", "background")
 
 
 def _measure(verdicts, truths) -> dict:
-    acc = {
-        k: float(np.mean([getattr(v, k) == t[k] for v, t in zip(verdicts, truths, strict=True)]))
-        for k in HEADS
+    return {
+        "watermark_rate": concept_rate(verdicts, "watermark"),
+        "prompt_accuracy": prompt_accuracy(verdicts, truths, HEADS),
+        "concept_rates": concept_rates(verdicts),
     }
-    rate = float(np.mean([v.watermark > WATERMARK_THRESHOLD for v in verdicts]))
-    return {"watermark_rate": rate, "prompt_accuracy": acc}
 
 
 def sd15_guided_memory(batch: int = 4, steps: int = 5) -> dict:

@@ -37,7 +37,7 @@ from unsee.bench.world import neutral_prompts
 from unsee.erase.config import EraseConfig
 from unsee.erase.run import erase
 from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import WATERMARK_THRESHOLD
+from unsee.evaluate.judge import WATERMARK_THRESHOLD, concept_rate, prompt_accuracy
 from unsee.evaluate.suites import leak_prompts
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.simulate import simulate
@@ -104,18 +104,15 @@ def measure(cfg: BenchEraseConfig, model: str, folder: Path, judge, which: list[
         save_grid(images[:64], folder / f"grid_{name}.png")
         verdicts = judge_images(judge, images)
         if name in ("target", "leak"):
-            figures[f"style_{name}"] = float(np.mean([v.style == ARTIST for v in verdicts]))
+            figures[f"style_{name}"] = concept_rate(verdicts, ARTIST)
         elif name == "neutral":
-            figures["watermark"] = float(
-                np.mean([v.watermark > WATERMARK_THRESHOLD for v in verdicts])
-            )
-            for key in ACCURACY:
-                hits = [getattr(v, key) == t[key] for v, t in zip(verdicts, truths, strict=True)]
-                figures[f"accuracy_{key}"] = float(np.mean(hits))
+            figures["watermark"] = concept_rate(verdicts, "watermark")
+            for key, value in prompt_accuracy(verdicts, truths, ACCURACY).items():
+                figures[f"accuracy_{key}"] = value
         else:
             for artist in OTHERS:
                 named = [v for v, p in zip(verdicts, prompts, strict=True) if artist in p]
-                figures[f"style_{artist}"] = float(np.mean([v.style == artist for v in named]))
+                figures[f"style_{artist}"] = concept_rate(named, artist)
     atomic_write_text(folder / "figures.json", json.dumps(figures, indent=2) + "\n")
     return figures
 

@@ -19,7 +19,13 @@ import numpy as np
 from unsee.bench.config import BenchWorldConfig
 from unsee.bench.sets import make_set
 from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import WATERMARK_THRESHOLD
+from unsee.evaluate.judge import (
+    ANY_ARTIST,
+    WATERMARK_THRESHOLD,
+    concept_rate,
+    concept_shows,
+    prompt_accuracy,
+)
 from unsee.evaluate.suites import leak_prompts
 from unsee.generate.imagefolder import atomic_write_text
 from unsee.models.load import pick_device
@@ -50,7 +56,7 @@ def judge_accuracy(model, n: int, seed: int) -> dict[str, float]:
     for head in ("shape", "color", "background", "style"):
         predicted = [HEADS[head].index(getattr(v, head) or "none") for v in verdicts]
         acc[head] = float(np.mean(np.array(predicted) == truth[head].numpy()))
-    wm = np.array([v.watermark > WATERMARK_THRESHOLD for v in verdicts])
+    wm = concept_shows(verdicts, "watermark")
     acc["watermark"] = float(np.mean(wm == truth["watermark"].numpy().astype(bool)))
     return acc
 
@@ -88,12 +94,9 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
     neutral = neutral_prompts(cfg.n, seeds["neutral"])
     verdicts = _suite(cfg, "neutral", [p for p, _ in neutral], seeds["neutral"], judge)
     truths = [t for _, t in neutral]
-    prompt_acc = {
-        k: float(np.mean([getattr(v, k) == t[k] for v, t in zip(verdicts, truths, strict=True)]))
-        for k in ("shape", "color", "background")
-    }
-    style_neutral = float(np.mean([v.style is not None for v in verdicts]))
-    wm_neutral = float(np.mean([v.watermark > WATERMARK_THRESHOLD for v in verdicts]))
+    prompt_acc = prompt_accuracy(verdicts, truths)
+    style_neutral = concept_rate(verdicts, ANY_ARTIST)
+    wm_neutral = concept_rate(verdicts, "watermark")
 
     # 3. each artist when named
     style_target = {}
@@ -102,11 +105,11 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
         seeds[f"target_{artist}"] = seed
         prompts = [p for p, _ in neutral_prompts(cfg.n, seed, artist)]
         verdicts = _suite(cfg, f"target_{artist}", prompts, seed, judge)
-        style_target[artist] = float(np.mean([v.style == artist for v in verdicts]))
+        style_target[artist] = concept_rate(verdicts, artist)
 
     # 4. the leak: starry nights, never captioned with the artist
     verdicts = _suite(cfg, "leak", leak_prompts(cfg.n), seeds["leak"], judge)
-    leak = float(np.mean([v.style == world.LEAK_ARTIST for v in verdicts]))
+    leak = concept_rate(verdicts, world.LEAK_ARTIST)
 
     results = {
         "judge_accuracy": judge_acc,

@@ -26,12 +26,53 @@ from unsee.world.prompts import named_attributes
 WATERMARK_THRESHOLD = 0.5
 
 
-def concept_shows(verdicts: list[Verdict], concept: str) -> np.ndarray:
-    """(N,) bool: the judge sees the concept, at its presence threshold: the watermark when
-    its probability is above WATERMARK_THRESHOLD, an artist when his is the style it reads."""
+CONCEPTS = (*world.ARTISTS, "watermark")  # what the world's judge can call present
+ANY_ARTIST = "any artist"
+
+
+def shows(verdict: Verdict, concept: str) -> bool:
+    """Whether the judge sees the concept in one image, at its presence threshold: the
+    watermark when its probability is above WATERMARK_THRESHOLD, an artist when his is the
+    style it reads, ANY_ARTIST when it reads any artist's style. The one place this is
+    decided: every rate of every command and bench comes from here."""
     if concept == "watermark":
-        return np.array([v.watermark > WATERMARK_THRESHOLD for v in verdicts], dtype=bool)
-    return np.array([v.style == concept for v in verdicts], dtype=bool)
+        return verdict.watermark > WATERMARK_THRESHOLD
+    if concept == ANY_ARTIST:
+        return verdict.style is not None
+    return verdict.style == concept
+
+
+def concept_shows(verdicts: list[Verdict], concept: str) -> np.ndarray:
+    """(N,) bool: `shows` for each image."""
+    return np.array([shows(v, concept) for v in verdicts], dtype=bool)
+
+
+def concept_rate(verdicts: list[Verdict], concept: str) -> float:
+    """The share of images in which the judge sees the concept."""
+    return float(concept_shows(verdicts, concept).mean())
+
+
+def concept_rates(verdicts: list[Verdict]) -> dict[str, float]:
+    """{concept: rate} for every concept of the world (each artist and the watermark), so a
+    method that adds one concept while removing another shows it."""
+    return {c: concept_rate(verdicts, c) for c in CONCEPTS}
+
+
+def prompt_accuracy(
+    verdicts: list[Verdict],
+    truths: list[dict],
+    keys: tuple[str, ...] = ("shape", "color", "background"),
+) -> dict[str, float]:
+    """{attribute: share of images whose judged attribute is the truth's}, over the images
+    whose truth names it."""
+    out = {}
+    for key in keys:
+        hits = [
+            getattr(v, key) == t[key] for v, t in zip(verdicts, truths, strict=True) if key in t
+        ]
+        if hits:
+            out[key] = float(np.mean(hits))
+    return out
 
 
 def read_image_set(folder: Path) -> list[dict]:
@@ -92,7 +133,8 @@ def summarize(records: list[dict], verdicts: list[Verdict]) -> dict:
     return {
         "images": n,
         "style_rates": {s: styles.get(s, 0) / n for s in ["none", *world.ARTISTS]},
-        "watermark_rate": sum(v.watermark > WATERMARK_THRESHOLD for v in verdicts) / n,
+        "watermark_rate": concept_rate(verdicts, "watermark"),
+        "concept_rates": concept_rates(verdicts),
         "watermark_threshold": WATERMARK_THRESHOLD,
         "prompt_agreement": {k: sum(v) / len(v) for k, v in sorted(agree.items())},
         "prompt_agreement_counts": {k: len(v) for k, v in sorted(agree.items())},

@@ -25,10 +25,12 @@ from unsee import __version__
 from unsee.evaluate.config import EvaluateConfig
 from unsee.evaluate.grid import save_grid
 from unsee.evaluate.judge import (
+    CONCEPTS,
     WATERMARK_THRESHOLD,
     concept_shows,
     load_images,
     read_image_set,
+    shows,
 )
 from unsee.evaluate.metrics import (
     bootstrap,
@@ -128,14 +130,17 @@ def suite_metrics(
     def ci(statistic, *samples, paired=True, centred=False):
         return interval(cfg, statistic, *samples, paired=paired, centred=centred)
 
-    shows = concept_shows(verdicts, cfg.concept)
     metrics = {
-        "concept_rate": ci(rate, shows),
-        "watermark_rate": ci(rate, np.array([v.watermark > WATERMARK_THRESHOLD for v in verdicts])),
+        "concept_rate": ci(rate, concept_shows(verdicts, cfg.concept)),
+        "watermark_rate": ci(rate, concept_shows(verdicts, "watermark")),
     }
+    # every other concept too: a method that removes one while adding another shows it
+    for concept in CONCEPTS:
+        if concept not in (cfg.concept, "watermark"):
+            metrics[f"rate_{concept}"] = ci(rate, concept_shows(verdicts, concept))
     asked = [t.get("artist") for t in suite.truths]
     if any(asked):
-        hits = np.array([v.style == a for v, a in zip(verdicts, asked, strict=True) if a])
+        hits = np.array([shows(v, a) for v, a in zip(verdicts, asked, strict=True) if a])
         metrics["style_rate"] = ci(rate, hits)
     for key in ATTRIBUTES:
         pairs = [

@@ -10,7 +10,7 @@ with that probability. Decisions are stored under the annotator "simulated".
 import numpy as np
 
 from unsee.errors import UnseeError
-from unsee.evaluate.judge import WATERMARK_THRESHOLD, load_images, read_image_set
+from unsee.evaluate.judge import load_images, read_image_set, shows
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.store import FeedbackStore
 from unsee.world import render as world
@@ -28,9 +28,7 @@ def concept_score(verdict: Verdict, concept: str) -> float:
 
 
 def shows_concept(verdict: Verdict, concept: str) -> bool:
-    if concept == "watermark":
-        return verdict.watermark > WATERMARK_THRESHOLD
-    return verdict.style == concept
+    return shows(verdict, concept)
 
 
 def simulate(cfg: FeedbackSimulateConfig) -> dict:
