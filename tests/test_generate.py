@@ -276,3 +276,22 @@ def test_generate_compiles_only_on_a_gpu_and_for_large_sets_when_auto(tmp_path):
     asked = GenerateConfig(out=tmp_path, prompt="x", optimize="compile")
     assert _compiles(asked, gpu, 1) and not _compiles(asked, gpu, 0)
     assert not _compiles(GenerateConfig(out=tmp_path, prompt="x", optimize="none"), gpu, 10**6)
+
+
+def test_image_writer_keeps_order_and_raises_the_threads_error(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    writer = imagefolder.ImageWriter(tmp_path, pending=2)
+    for i in range(5):
+        record = {"file_name": imagefolder.image_name(i), "index": i}
+        writer.put(Image.new("RGB", (4, 4), (i, 0, 0)), record)
+    writer.close()
+    lines = (tmp_path / "metadata.jsonl").read_text().splitlines()
+    assert [json.loads(line)["index"] for line in lines] == [0, 1, 2, 3, 4]
+    assert all((tmp_path / imagefolder.image_name(i)).is_file() for i in range(5))
+
+    broken = imagefolder.ImageWriter(tmp_path / "missing")  # no such folder: the save fails
+    broken.put(Image.new("RGB", (4, 4)), {"file_name": "images/000000.png", "index": 0})
+    with pytest.raises(FileNotFoundError):
+        broken.close()
