@@ -145,6 +145,9 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, args
     assert taken.read_text() == "keep me\n" and sorted(tmp_path.iterdir()) == [taken]
 
 
+INVERT = ["invert", "--feedback", "f", "--reward", "r", "--init", "cat", "--out", "o.safetensors"]
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -154,54 +157,14 @@ def test_an_out_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, args
         (["demo", "--artist-labels", "500"], "at most --artist-pool (100)"),
         (["demo", "--eval-n", "0"], "--eval-n must be at least 1"),
         (["reward", "train", "d", "--out", "o", "--cv-folds", "1"], "--cv-folds must be 0"),
-        (
-            [
-                "invert",
-                "--feedback",
-                "f",
-                "--reward",
-                "r",
-                "--init",
-                "cat",
-                "--out",
-                "o.safetensors",
-                "--template",
-                "{foo} {token}",
-            ],
-            "names {foo}: only {token} and {prompt}",
-        ),
-        (
-            [
-                "invert",
-                "--feedback",
-                "f",
-                "--reward",
-                "r",
-                "--init",
-                "cat",
-                "--out",
-                "o.safetensors",
-                "--template",
-                "{token",
-            ],
-            "--template '{token'",
-        ),
-        (
-            [
-                "invert",
-                "--feedback",
-                "f",
-                "--reward",
-                "r",
-                "--init",
-                "cat",
-                "--out",
-                "o.safetensors",
-                "--template",
-                "{0} {token}",
-            ],
-            "names {0}",
-        ),
+        *[
+            ([*INVERT, "--template", template], message)
+            for template, message in (
+                ("{foo} {token}", "names {foo}: only {token} and {prompt}"),
+                ("{token", "--template '{token'"),
+                ("{0} {token}", "names {0}"),
+            )
+        ],
     ],
 )
 def test_bad_settings_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, args, message):
