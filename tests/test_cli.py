@@ -213,3 +213,20 @@ def test_a_missing_reference_dir_is_refused_up_front(tmp_path, capsys):
     assert exit.value.code == 2
     assert f"--reference-dir {tmp_path / 'no'} is not a folder" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["generate", "--prompt", "x", "--out", "o", "--guidance", "nan"],
+        ["generate", "--prompt", "x", "--out", "o", "--bogus"],
+        ["erase", "--concept", "x", "--out", "o", "--method", "magic"],
+        ["bench", "nope"],
+    ],
+)
+def test_a_bad_option_is_one_line_and_exit_2(capsys, args):
+    with pytest.raises(SystemExit) as exit:
+        main(args)
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ": error: " in err and "--help" in err, err

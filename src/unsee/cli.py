@@ -199,8 +199,16 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{help} (default: {shown})".replace("%", "%%")
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad option gets one line and exit 2, like every other refusal (the usage block
+    stays in --help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="unsee",
         description="Teach text-to-image diffusion models to stop making what people flag.",
         formatter_class=_HelpFormatter,
