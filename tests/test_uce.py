@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from unsee.erase.uce import edited_rows, uce_objective, uce_weight
+from unsee.erase.uce import edited_rows, uce_objective, uce_right_factor, uce_weight
 
 
 def _problem(d_out=6, d_in=12, n_e=3, n_p=4, seed=0):
@@ -32,6 +32,17 @@ def test_the_closed_form_solves_its_normal_equations(scales):
     # and, the objective being convex, any step away costs
     step = 1e-3 * torch.randn(w.shape, generator=torch.Generator().manual_seed(1), dtype=w.dtype)
     assert uce_objective(w.detach() + step, w_old, erase, target, keep, e, p, lam) > loss
+
+
+@pytest.mark.parametrize("scales", [(1.0, 1.0, 0.5), (2.0, 0.1, 0.01)])
+def test_the_shared_right_factor_gives_the_closed_form_for_every_weight(scales):
+    w_old, erase, target, keep = _problem()
+    k = uce_right_factor(erase, target, keep, *scales)
+    for seed in range(3):
+        w = torch.randn(5, 12, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        w = w_old if seed == 0 else w
+        torch.testing.assert_close(w @ k, uce_weight(w, erase, target, keep, *scales),
+                                   rtol=1e-10, atol=1e-10)  # fmt: skip
 
 
 def test_a_float32_weight_is_solved_in_float64():

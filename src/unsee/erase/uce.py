@@ -8,8 +8,8 @@ to answer the preserved concepts' c_j as before (W_old c_j), and to stay near W_
 
     min_W  e sum_i |W c_i - v_i*|^2 + p sum_j |W c_j - W_old c_j|^2 + lambda |W - W_old|_F^2
 
-whose minimiser (the paper's closed form, eq. 8 with the weights and the lambda term of
-the official code) is
+whose minimiser (the paper's closed form, with the weights and the lambda term of the
+official code) is
 
     W = (e sum_i v_i* c_i^T + p sum_j W_old c_j c_j^T + lambda W_old)
         (e sum_i c_i c_i^T  + p sum_j c_j c_j^T       + lambda I)^-1
@@ -29,7 +29,16 @@ is encoded alone, padded to the tokenizer's 77 positions, as the pipeline encode
 - a preserved concept: all 77 positions, the empty prompt always among them (the official
   code preserves "" before any concept given).
 
-Double precision for the solve; the weights are written back in their own dtype.
+With v_i* = W_old c_i* (UCE's "replace" edit) every term of the right-hand side is W_old
+times a matrix, so the edit is one right factor shared by all projections that read the
+same token vectors:
+
+    W = W_old K,   K = (e C*^T C + p C_P^T C_P + lambda I) N^-1 = I + e (C* - C)^T C N^-1
+
+with C, C*, C_P the rows c_i, c_i*, c_j and N the normal matrix (the inverse factor
+above). uce_edit solves for K once (double precision, one d_in x d_in solve) and
+multiplies each projection by it; uce_weight is the formula as written, for one W.
+The weights are written back in their own dtype.
 """
 
 import torch
@@ -110,6 +119,26 @@ def uce_objective(
     )
 
 
+def uce_right_factor(
+    erase: Tensor,
+    target: Tensor,
+    preserve: Tensor,
+    erase_scale: float = 1.0,
+    preserve_scale: float = 1.0,
+    lam: float = 0.5,
+) -> Tensor:
+    """K (d_in, d_in), in float64, with uce_weight(W_old, ...) = W_old K for every W_old.
+
+    erase, target: (n_e, d_in); preserve: (n_p, d_in)."""
+    c_e, c_t, c_p = erase.double(), target.double(), preserve.double()
+    eye = torch.eye(c_e.shape[1], dtype=torch.float64, device=c_e.device)
+    # 1. the normal matrix N = e C^T C + p C_P^T C_P + lambda I, symmetric positive definite
+    normal = erase_scale * c_e.T @ c_e + preserve_scale * c_p.T @ c_p + lam * eye
+    # 2. K = I + e (C* - C)^T C N^-1; N symmetric, so C N^-1 = (N^-1 C^T)^T
+    right = torch.linalg.solve(normal, c_e.T).T  # (n_e, d_in): C N^-1
+    return eye + erase_scale * (c_t - c_e).T @ right
+
+
 @torch.no_grad()
 def uce_edit(
     unet: nn.Module,
@@ -123,11 +152,11 @@ def uce_edit(
     """Edit every attn2.to_k / attn2.to_v of `unet` in place; return their names.
 
     erase, target: (n_e, d_in); preserve: (n_p, d_in), token vectors (module docstring)."""
-    names = []
-    for name, proj in uce_projections(unet).items():
-        w = proj.weight
-        c = [x.to(w.device) for x in (erase, target, preserve)]
-        new = uce_weight(w, *c, erase_scale=erase_scale, preserve_scale=preserve_scale, lam=lam)
-        w.copy_(new.to(w.dtype))
-        names.append(name)
-    return names
+    projections = uce_projections(unet)
+    device = next(iter(projections.values())).weight.device
+    c = [x.to(device) for x in (erase, target, preserve)]
+    k = uce_right_factor(*c, erase_scale=erase_scale, preserve_scale=preserve_scale, lam=lam)
+    for proj in projections.values():
+        w = proj.weight  # (d_out, d_in)
+        w.copy_((w.double() @ k).to(w.dtype))
+    return list(projections)
