@@ -1,5 +1,6 @@
 """Settings of `unsee erase`."""
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -44,10 +45,12 @@ def erase_defaults(model: str, params: str = "cross-attention") -> dict:
 @dataclass(kw_only=True)
 class EraseConfig(ModelArgs):
     out: Path = arg(help="output folder: a pipeline folder (or a LoRA file) with a model card")
-    method: Literal["sdd", "esd-x", "esd-u", "neg"] = arg(
+    method: Literal["sdd", "esd-x", "esd-u", "neg", "uce"] = arg(
         "sdd",
         help="sdd: self-distillation (Kim et al.); esd-x / esd-u: erased stable diffusion;"
-        " neg: the concept as negative prompt, distilled into the --anchors prompts",
+        " neg: the concept as negative prompt, distilled into the --anchors prompts;"
+        " uce: unified concept editing, a closed-form edit of the cross-attention keys and"
+        " values (no training: the training options are refused)",
     )
     concept: list[str] = arg([], help="concept texts to remove (several at once are fine)")
     embedding: list[Path] = arg(
@@ -98,6 +101,19 @@ class EraseConfig(ModelArgs):
         " for B of them to the frozen original's, on the same latents",
     )
     preserve_weight: float = arg(1.0, help="weight of the --preserve term in the loss")
+    uce_target: list[str] = arg(
+        [],
+        help="uce: what each concept's keys and values become: one text for all (e.g. art),"
+        " or one per concept (--concept texts, then --embedding tokens) (default: the empty"
+        " prompt)",
+    )
+    uce_erase_scale: float = arg(1.0, help="uce: weight e of the erased concepts' term")
+    uce_preserve_scale: float | None = arg(
+        None,
+        help="uce: weight p of the preserved texts' term: the empty prompt and the --preserve"
+        " prompts (default: max(0.1, 1 / their number), as UCE's code)",
+    )
+    uce_lambda: float = arg(0.5, help="uce: weight of |W - W_old|^2, which keeps W near W_old")
     gradient_checkpointing: bool = arg(False, help="recompute U-Net activations (less memory)")
     checkpoint_every: int = arg(250, help="steps between checkpoints (0: none)")
     resume: bool = arg(False, help="continue from the last checkpoint in --out")
@@ -107,6 +123,13 @@ class EraseConfig(ModelArgs):
     seed: int = arg(0, help="seed of noise, stop steps and timesteps")
 
     def __post_init__(self) -> None:
+        if self.method == "uce":
+            self._check_uce()
+            return
+        given = _changed(self, UCE_ONLY)
+        if given:
+            raise UnseeError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for"
+                             " --method uce only")  # fmt: skip
         if self.save == "lora" and self.params not in ("lora", "auto"):
             raise UnseeError("--save lora needs --params lora")
         if self.save == "lora":
@@ -140,3 +163,52 @@ class EraseConfig(ModelArgs):
             self.preserve = Path(self.preserve)
         if self.anchors is not None:
             self.anchors = Path(self.anchors)
+
+    def _check_uce(self) -> None:
+        """--method uce: no training loop, so every option of one is refused where given."""
+        given = _changed(self, TRAINED_ONLY)
+        if given:
+            raise UnseeError(
+                f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for the trained"
+                " methods (sdd, esd-x, esd-u, neg); --method uce is a closed-form edit of"
+                " attn2.to_k / attn2.to_v with no training loop"
+            )
+        if not self.concept and not self.embedding:
+            raise UnseeError("give what to remove: --concept TEXT and/or --embedding FILE")
+        if any(not text.strip() for text in self.concept):
+            raise UnseeError("--concept is empty: give the text of the concept to remove")
+        n = len(self.concept) + len(self.embedding)
+        if len(self.uce_target) not in (0, 1, n):
+            raise UnseeError(
+                f"--uce-target takes one text for all concepts or one per concept ({n});"
+                f" got {len(self.uce_target)}"
+            )
+        if self.uce_erase_scale <= 0 or self.uce_lambda <= 0:
+            raise UnseeError("--uce-erase-scale and --uce-lambda must be > 0")
+        if self.uce_preserve_scale is not None and self.uce_preserve_scale < 0:
+            raise UnseeError("--uce-preserve-scale must be >= 0")
+        self.out = check_out_folder(self.out)
+        self.embedding = [Path(p) for p in self.embedding]
+        if self.preserve is not None:
+            self.preserve = Path(self.preserve)
+
+
+# the options of the trained methods, refused with --method uce, and UCE's own
+TRAINED_ONLY = (
+    "params", "lora_rank", "timesteps", "beta", "iterations", "batch", "lr", "ema", "reuse",
+    "cfg_scale", "sample_steps", "eta", "anchors", "preserve_weight", "gradient_checkpointing",
+    "checkpoint_every", "resume", "save", "seed",
+)  # fmt: skip
+UCE_ONLY = ("uce_target", "uce_erase_scale", "uce_preserve_scale", "uce_lambda")
+
+
+def _changed(cfg: EraseConfig, names: tuple[str, ...]) -> list[str]:
+    """The options among `names` that differ from their defaults, as flags."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    out = []
+    for name in names:
+        f = fields[name]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if getattr(cfg, name) != default:
+            out.append("--" + name.replace("_", "-"))
+    return out

@@ -1,4 +1,4 @@
-"""`unsee erase`: remove concepts from a model's weights with SDD or ESD.
+"""`unsee erase`: remove concepts from a model's weights with SDD, ESD, neg or UCE.
 
 SDD (Kim et al. 2023; PAPERS.md section 2), per step, for B trajectories at once:
   1. z_T ~ N(0, I); each trajectory stops after k_b DDIM steps (Beta(3, 3) or uniform)
@@ -15,6 +15,9 @@ Distilled negative prompt (neg.py): z_t from the original with CFG on an anchor 
   eps_student(z_t, t, p) -> eps_orig(z_t, t, p) - eta (eps_orig(z_t, t, c) - eps_orig(z_t, t))
   eps_student(z_t, t)    -> eps_orig(z_t, t)
 with the frozen original as teacher; the student itself is saved.
+
+UCE (Gandikota et al. 2024; uce.py): no training loop; the cross-attention key and value
+projections are solved for in closed form, in place, and saved the same way.
 
 Runs under `accelerate launch` (each process its own trajectories, gradients averaged);
 checkpoints every N steps, and `--resume` continues to the same result as an unbroken run.
@@ -33,7 +36,7 @@ from diffusers import DDIMScheduler
 from tqdm.auto import tqdm
 
 from unsee import __version__
-from unsee.erase.config import EraseConfig
+from unsee.erase.config import TRAINED_ONLY, UCE_ONLY, EraseConfig
 from unsee.erase.esd import esd_target
 from unsee.erase.neg import neg_loss, neg_target
 from unsee.erase.params import select_parameters
@@ -74,6 +77,8 @@ def encode_texts(pipe, texts: list[str], device) -> torch.Tensor:
 
 
 def erase(cfg: EraseConfig) -> Path:
+    if cfg.method == "uce":
+        return erase_uce(cfg)
     from unsee.models.load import is_conditional, load_pipeline, process_state
 
     cpu = process_state(cfg.device).device.type == "cpu"
@@ -244,7 +249,7 @@ def erase(cfg: EraseConfig) -> Path:
             "unsee_version": __version__,
             "method": cfg.method,
             "concepts": concepts,
-            "settings": json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+            "settings": settings_of(cfg),
             "seconds": round(time.time() - started, 2),
             "processes": accelerator.num_processes,
             "loss_first": losses[:10],
@@ -253,6 +258,105 @@ def erase(cfg: EraseConfig) -> Path:
         _save(pipe, final, cfg, out, info)
         ckpt.unlink(missing_ok=True)
     return out
+
+
+def erase_uce(cfg: EraseConfig) -> Path:
+    """--method uce: encode the concepts, their targets and the texts to keep, edit every
+    attn2.to_k / attn2.to_v in closed form (uce.py), save as the trained methods do.
+    Under `accelerate launch` the main process does it all; the others wait."""
+    from unsee.erase.uce import edited_rows, uce_edit
+    from unsee.models.load import is_conditional, load_pipeline, pick_device, process_state
+
+    state = process_state(cfg.device)
+    out = cfg.out
+    if not state.is_main_process:
+        state.wait_for_everyone()
+        return out
+    device = pick_device(cfg.device)
+    pipe = load_pipeline(cfg.model, str(device), "fp32")
+    if not is_conditional(pipe):
+        raise UnseeError(f"{cfg.model!r} takes no text: erasing needs a text-to-image model")
+    if (out / "erase.json").exists():
+        raise UnseeError(f"{out} already holds an erased model; use another --out")
+
+    # 1. texts: the concepts (--concept, then --embedding tokens), a target for each, and
+    # the texts to keep: the empty prompt, then the --preserve prompts
+    text_encoder, tokenizer = copy.deepcopy(pipe.text_encoder), copy.deepcopy(pipe.tokenizer)
+    concepts = load_concepts(pipe, cfg)
+    targets = list(cfg.uce_target) or [""]
+    targets = targets * len(concepts) if len(targets) == 1 else targets
+    kept = _prompts(cfg.preserve) if cfg.preserve is not None else []
+    overlap = [c for c in concepts if c in kept]
+    if overlap:
+        raise UnseeError(f"--preserve lists what is to be removed: {', '.join(overlap)}")
+    kept = list(dict.fromkeys(["", *kept]))
+    preserve_scale = cfg.uce_preserve_scale
+    if preserve_scale is None:
+        preserve_scale = max(0.1, 1 / len(kept))  # UCE's code
+    out.mkdir(parents=True, exist_ok=True)  # only once every input is read and accepted
+
+    # 2. token vectors: each concept from its last content token on, aligned with its
+    # target's (uce.py); every position of the texts to keep
+    started = time.time()
+    cs = encode_texts(pipe, concepts, device)  # (n, L, D)
+    ts = encode_texts(pipe, targets, device)  # (n, L, D)
+    ks = encode_texts(pipe, kept, device)  # (m, L, D)
+    pairs = [
+        edited_rows(cs[i], _n_tokens(pipe, concepts[i]), ts[i], _n_tokens(pipe, targets[i]))
+        for i in range(len(concepts))
+    ]
+    erase_rows = torch.cat([c for c, _ in pairs])  # (sum of L - k_i, D)
+    target_rows = torch.cat([t for _, t in pairs])
+    keep_rows = ks.flatten(0, 1)  # (m L, D)
+
+    # 3. the closed-form edit, in place
+    solve_started = time.perf_counter()
+    edited = uce_edit(pipe.unet, erase_rows, target_rows, keep_rows,
+                      cfg.uce_erase_scale, preserve_scale, cfg.uce_lambda)  # fmt: skip
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    edit_seconds = time.perf_counter() - solve_started
+    seconds = time.time() - started
+
+    # 4. the result, in the original text encoder
+    pipe.text_encoder, pipe.tokenizer = text_encoder, tokenizer
+    info = {
+        "unsee_version": __version__,
+        "method": cfg.method,
+        "concepts": concepts,
+        "settings": settings_of(cfg),
+        "seconds": round(seconds, 4),
+        "edit_seconds": round(edit_seconds, 4),
+        "processes": state.num_processes,
+        "uce": {
+            "targets": targets,
+            "preserved_texts": len(kept),
+            "erase_scale": cfg.uce_erase_scale,
+            "preserve_scale": preserve_scale,
+            "lambda": cfg.uce_lambda,
+            "erased_token_vectors": len(erase_rows),
+            "preserved_token_vectors": len(keep_rows),
+            "edited": edited,
+        },
+    }
+    _save(pipe, pipe.unet, cfg, out, info)
+    state.wait_for_everyone()
+    return out
+
+
+def settings_of(cfg: EraseConfig) -> dict:
+    """The settings as JSON, without the options the method has no use for."""
+    unused = TRAINED_ONLY if cfg.method == "uce" else UCE_ONLY
+    settings = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    return {k: v for k, v in settings.items() if k not in unused}
+
+
+def _n_tokens(pipe, text: str) -> int:
+    """How many tokens the pipeline's encoder reads for `text`, start and end included
+    (a multi-vector learned token expanded, as encode_prompt does)."""
+    text = pipe.maybe_convert_prompt(text, pipe.tokenizer)
+    ids = pipe.tokenizer(text, truncation=True, max_length=pipe.tokenizer.model_max_length)
+    return len(ids.input_ids)
 
 
 def sdd_step(
@@ -434,7 +538,7 @@ tags: [unsee, concept-erasure, {method}]
 ---
 # {name}
 
-`{model}` with {what} removed by unsee {version} ({method}, {iterations} steps).
+`{model}` with {what} removed by unsee {version} ({how}).
 
 Load it with plain diffusers:
 
@@ -462,10 +566,15 @@ def _save(pipe, unet, cfg: EraseConfig, out: Path, info: dict) -> None:
     else:
         pipe.save_pretrained(out, safe_serialization=True)
         load = f'pipe = StableDiffusionPipeline.from_pretrained("{out}")'
+    if cfg.method == "uce":
+        how = f"uce, a closed-form edit of {len(info['uce']['edited'])} projections"
+    else:
+        how = f"{cfg.method}, {cfg.iterations} steps"
     card = MODEL_CARD.format(
         name=out.name, model=cfg.model, what=what, version=__version__, method=cfg.method,
-        iterations=cfg.iterations, load=load, settings=json.dumps(info["settings"], indent=2),
+        how=how, load=load, settings=json.dumps(info["settings"], indent=2),
     )  # fmt: skip
     atomic_write_text(out / "README.md", card)
     atomic_write_text(out / "erase.json", json.dumps(info, indent=2) + "\n")
-    print(f"erased {what} in {info['seconds']:.0f} s: {out}")
+    took = f"{info['seconds']:.0f}" if info["seconds"] >= 10 else f"{info['seconds']:.2f}"
+    print(f"erased {what} in {took} s: {out}")
