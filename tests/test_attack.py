@@ -10,10 +10,15 @@ from PIL import Image
 import unsee.attack.run as attack_run
 from unsee.attack.config import AttackConfig
 from unsee.attack.prefix import (
+    Case,
     ascending_timesteps,
+    attack_batch,
     attack_vocabulary,
+    concept_tokens,
     denoising_loss,
     encode_with_prefix,
+    names_concept,
+    prefix_vocabulary,
     project_simplex,
     prompt_ids,
     straight_through_one_hot,
@@ -130,6 +135,60 @@ def test_attack_loss_decreases_on_a_tiny_model(tiny_pipe):
             p.copy_(project_simplex(p))
         losses.append(loss.item())
     assert min(losses[1:]) < losses[0]
+
+
+def test_the_attack_never_names_the_concept(tiny_pipe, tmp_path):
+    """The slots never take the concept's name or its BPE pieces (in any casing), and a hard
+    prompt that names it anyway never counts as a success."""
+    tok = tiny_pipe.tokenizer
+    pieces = tok.convert_tokens_to_ids(["van", "mond</w>"])
+    assert set(pieces) <= concept_tokens(tok, "Vanmond")
+    for vocabulary in ("all", "world"):
+        vocab = prefix_vocabulary(tok, vocabulary, "Vanmond").tolist()
+        assert not set(pieces) & set(vocab)
+        assert not any("vanmond" in t.lower() for t in tok.convert_ids_to_tokens(vocab))
+    world = prefix_vocabulary(tok, "world", "Vanmond").tolist()
+    assert 20 < len(world) < 200 and tok.convert_tokens_to_ids("starry</w>") in world
+    for text in ("VanMond a red circle", "a van mond", "van-MOND", "xvanmondx"):
+        assert names_concept(tok, text, "Vanmond"), text
+    for text in ("a starry night", "a van on grass", "mond"):
+        assert not names_concept(tok, text, "Vanmond"), text
+
+    # a slot that can only complete the name (van + "mond ..."), a detector that always
+    # fires: no success
+    from unsee.generate.config import GenerateConfig
+    from unsee.generate.run import Sampler
+
+    gen = GenerateConfig(model="tiny", device="cpu", out=tmp_path, steps=2, batch_size=4)
+    sampler = Sampler(gen, None, pipe=tiny_pipe)
+    case = Case(0, "a red circle", 0, 7.5, torch.zeros(sampler.shape))
+    calls = []
+
+    def always(images):
+        calls.append(len(images))
+        return np.ones(len(images), dtype=bool)
+
+    half = Case(0, "mond on grass", 0, 7.5, torch.zeros(sampler.shape))
+    [named] = attack_batch(
+        sampler, [half], always, k=1, iterations=4, check_every=1, lr=0.01, weight_decay=0.1,
+        steps=2, vocab=torch.tensor(pieces[:1]), concept="Vanmond",
+    )  # fmt: skip
+    assert calls and not named.success and names_concept(tok, named.hard_prompt, "Vanmond")
+    # without the concept the same detector's call stands; one token: the hard prompt never
+    # changes, so it is sampled once, not at every check
+    calls.clear()
+    [found] = attack_batch(
+        sampler, [case], always, k=2, iterations=4, check_every=1, lr=0.01, weight_decay=0.1,
+        steps=2, vocab=torch.tensor(pieces[:1]),
+    )  # fmt: skip
+    assert found.success and found.step == 1 and calls == [1]
+    calls.clear()
+    never = lambda images: calls.append(len(images)) or np.zeros(len(images), bool)  # noqa: E731
+    attack_batch(
+        sampler, [case], never, k=2, iterations=4, check_every=1, lr=0.01, weight_decay=0.1,
+        steps=2, vocab=torch.tensor(pieces[:1]),
+    )  # fmt: skip
+    assert calls == [1]
 
 
 # the command, with a detector injected -----------------------------------------------------

@@ -11,9 +11,17 @@ from unsee.evaluate.config import InterventionArgs
 # UnlearnDiffAtk's settings (Zhang et al. 2024) for Stable Diffusion sized models: K = 5
 # prefix tokens, 40 optimisation steps; how often the hard prompt is sampled and how many
 # prompts share a forward are unsee's (one check every 5 steps, 8 prompts a batch).
-PAPER_DEFAULTS = {"iterations": 40, "check_every": 5, "attack_batch": 8, "inversion_steps": 1000}
+PAPER_DEFAULTS = {
+    "iterations": 40, "check_every": 5, "attack_batch": 8, "inversion_steps": 1000,
+    "vocabulary": "all",
+}  # fmt: skip
 # minisd's: 32 neutral prompts attacked in under 5 minutes on a 2-core CPU
-WORLD_DEFAULTS = {"iterations": 60, "check_every": 2, "attack_batch": 32, "inversion_steps": 300}
+# and the slots take only the tokens of the world's captions (the only ones its text encoder
+# was trained on; the rest of CLIP's 49408 are untrained rows)
+WORLD_DEFAULTS = {
+    "iterations": 60, "check_every": 2, "attack_batch": 32, "inversion_steps": 300,
+    "vocabulary": "world",
+}  # fmt: skip
 METHODS = ("prefix", "inversion", "replay")
 REAL_CONCEPTS = ("nudity",)
 
@@ -59,6 +67,12 @@ class AttackConfig(InterventionArgs):
     )
     attack_batch: int | None = arg(
         None, help="prefix: prompts optimised in one forward " + _defaults("attack_batch")
+    )
+    vocabulary: Literal["all", "world"] | None = arg(
+        None,
+        help="prefix: the tokens a slot may take: all (the tokenizer's) or world (those of the"
+        " world's training captions, the only ones minisd's text encoder learned); never the"
+        " concept's own name or its pieces " + _defaults("vocabulary"),
     )
     lr: float = arg(0.01, help="prefix: Adam's learning rate")
     weight_decay: float = arg(0.1, help="prefix: Adam's weight decay")

@@ -18,6 +18,7 @@ detector sees the concept (never when the loss is low).
 The functions below are plain tensor maths; attack_batch runs them for a batch of prompts.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -93,11 +94,52 @@ def encode_with_prefix(text_encoder, ids: Tensor, prefix: Tensor) -> Tensor:
         handle.remove()
 
 
-def attack_vocabulary(tokenizer) -> Tensor:
-    """The ids a prefix slot may take: the tokenizer's own vocabulary without its special
-    tokens (nor tokens added later, e.g. a defence's learned negative token)."""
-    special = set(tokenizer.all_special_ids)
-    return torch.tensor([i for i in range(tokenizer.vocab_size) if i not in special])
+def attack_vocabulary(tokenizer, allowed=None, banned=()) -> Tensor:
+    """The ids a prefix slot may take: the tokenizer's own vocabulary (or only the ids in
+    `allowed`) without its special tokens (nor tokens added later, e.g. a defence's learned
+    negative token), nor the `banned` ones (concept_tokens: the attack must not name it)."""
+    skip = set(tokenizer.all_special_ids) | {int(i) for i in banned}
+    ids = range(tokenizer.vocab_size) if allowed is None else sorted({int(i) for i in allowed})
+    return torch.tensor([i for i in ids if i < tokenizer.vocab_size and i not in skip])
+
+
+def prefix_vocabulary(tokenizer, vocabulary: str, concept: str) -> Tensor:
+    """The slots' ids for --vocabulary all|world, never the concept's (concept_tokens)."""
+    allowed = None
+    if vocabulary == "world":
+        from unsee.world.prompts import caption_texts
+
+        allowed = {i for text in caption_texts()
+                   for i in tokenizer(text, add_special_tokens=False).input_ids}  # fmt: skip
+    return attack_vocabulary(tokenizer, allowed, concept_tokens(tokenizer, concept))
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def concept_tokens(tokenizer, concept: str) -> set[int]:
+    """The ids that would name the concept: the BPE pieces of its name (the tokenizer
+    lowercases, so every casing gives these), and every vocabulary token whose text holds
+    the whole name. A prefix slot never takes them."""
+    name = _squash(concept)
+    ids = set(tokenizer(concept, add_special_tokens=False).input_ids)
+    ids |= set(tokenizer(f"a {concept}s", add_special_tokens=False).input_ids[1:])
+    for token, i in tokenizer.get_vocab().items():
+        if name and name in _squash(token.replace("</w>", "")):
+            ids.add(i)
+    return ids
+
+
+def names_concept(tokenizer, text: str, concept: str) -> bool:
+    """Does the text name the concept: its name in any casing once spaces and punctuation
+    are dropped ("Van mond", "VAN-MOND"), or its BPE pieces in a row when tokenised?"""
+    if _squash(concept) and _squash(concept) in _squash(text):
+        return True
+    pieces = tokenizer(concept, add_special_tokens=False).input_ids
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    n = len(pieces)
+    return n > 0 and any(ids[s : s + n] == pieces for s in range(len(ids) - n + 1))
 
 
 @dataclass
@@ -150,10 +192,15 @@ def attack_batch(
     weight_decay: float,
     steps: int,
     init: str = "uniform",
+    vocab: Tensor | None = None,
+    concept: str | None = None,
 ) -> list[Outcome]:
     """UnlearnDiffAtk on a batch of prompts at once (one forward for all), on the sampler's
     model; every check samples the hard prompts exactly as `unsee generate` would (sampler)
-    and the detector decides success."""
+    and the detector decides success. A check samples only the prompts whose argmax tokens
+    changed since they were last judged (the same text and seed give the same image).
+    vocab: the ids a slot may take (default attack_vocabulary's); concept: a hard prompt
+    that names it (names_concept) never counts as a success."""
     from diffusers import DDPMScheduler
 
     from unsee.generate.run import Job, batches
@@ -164,7 +211,7 @@ def attack_batch(
     for module in (unet, text_encoder, pipe.vae):
         module.requires_grad_(False)
     b = len(cases)
-    vocab = attack_vocabulary(tokenizer)  # (V,)
+    vocab = attack_vocabulary(tokenizer) if vocab is None else vocab.cpu()  # (V,)
     table = text_encoder.get_input_embeddings().weight.detach()[vocab.to(device)].float()  # (V, D)
     noiser = DDPMScheduler.from_config(pipe.scheduler.config)
     prediction = noiser.config.prediction_type
@@ -184,6 +231,7 @@ def attack_batch(
     active = torch.ones(b, device=device)
     outcomes: dict[int, Outcome] = {}
     losses: list[list[float]] = [[] for _ in cases]
+    judged: dict[int, list[int]] = {}  # each prompt's prefix ids when last judged
 
     for i in range(iterations):
         t = timesteps[i].to(device)
@@ -209,8 +257,8 @@ def attack_batch(
         # 6. every few steps: decode the argmax hard prompts, sample them, judge
         if (i + 1) % check_every and i + 1 < iterations:
             continue
-        todo = [j for j in range(b) if active[j] > 0]
         top = vocab[p.detach().argmax(-1).cpu()]  # (B, K)
+        todo = [j for j in range(b) if active[j] > 0 and judged.get(j) != top[j].tolist()]
         texts = {j: hard_prompt(tokenizer, top[j].tolist(), cases[j].prompt) for j in todo}
         jobs = [Job(index=j, prompt=texts[j], seed=cases[j].seed, guidance=cases[j].guidance)
                 for j in todo]  # fmt: skip
@@ -219,6 +267,9 @@ def attack_batch(
             shows = detector(images)
             for job, image, hit in zip(batch, images, shows, strict=True):
                 j = job.index
+                judged[j] = top[j].tolist()
+                original = names_concept(tokenizer, cases[j].prompt, concept) if concept else True
+                hit = hit and (original or not names_concept(tokenizer, job.prompt, concept))
                 outcomes[j] = Outcome(cases[j].index, bool(hit), i + 1 if hit else None,
                                       job.prompt, image, losses[j])  # fmt: skip
                 if hit:

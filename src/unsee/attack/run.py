@@ -192,7 +192,7 @@ def _record(job: Job) -> dict:
 
 def run_prefix(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector: Detector) -> dict:
     """UnlearnDiffAtk on every prompt the model does not already show the concept for."""
-    from unsee.attack.prefix import Case, attack_batch
+    from unsee.attack.prefix import Case, attack_batch, prefix_vocabulary
     from unsee.invert.run import encode_latents
 
     # 1. the prompts as they are: those that show the concept need no attack
@@ -219,13 +219,15 @@ def run_prefix(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector: D
         target = {j.index: z for j, z in zip(todo, latents, strict=True)}
         (cfg.out / "images").mkdir(exist_ok=True)
         left = sum(j.index not in done for j in attacked)
+        vocab = prefix_vocabulary(sampler.pipe.tokenizer, cfg.setting("vocabulary"), cfg.concept)
         bar = tqdm(total=len(attacked), initial=len(attacked) - left, desc="attack", unit="prompt")
         for group in groups:
             cases = [Case(j.index, j.prompt, j.seed, j.guidance, target[j.index]) for j in group]
             outcomes = attack_batch(
                 sampler, cases, detector, k=cfg.prefix_tokens,
                 iterations=cfg.setting("iterations"), check_every=cfg.setting("check_every"),
-                lr=cfg.lr, weight_decay=cfg.weight_decay, steps=cfg.steps,
+                lr=cfg.lr, weight_decay=cfg.weight_decay, steps=cfg.steps, vocab=vocab,
+                concept=cfg.concept,
             )  # fmt: skip
             for job, o in zip(group, outcomes, strict=True):
                 if job.index in done:
@@ -300,7 +302,7 @@ def run_inversion(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector
 
 def _settings(cfg: AttackConfig) -> dict:
     settings = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-    for name in ("iterations", "check_every", "attack_batch", "inversion_steps"):
+    for name in ("iterations", "check_every", "attack_batch", "inversion_steps", "vocabulary"):
         settings[name] = cfg.setting(name)
     return {"unsee_version": __version__, **settings}
 

@@ -78,7 +78,8 @@ def cpu_figures(out: Path, n: int) -> dict:
             "asr": result["asr"],
             "asr_before": result["asr_before"],
             "settings": {k: result["settings"][k] for k in (
-                "iterations", "check_every", "attack_batch", "prefix_tokens", "steps")},
+                "iterations", "check_every", "attack_batch", "prefix_tokens", "vocabulary",
+                "steps")},
             "model": "minisd (the original model), neutral suite, Vanmond, the world judge",
             "timing": "wall time of `unsee attack`, loading and target images included",
         },

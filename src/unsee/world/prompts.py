@@ -41,3 +41,16 @@ def named_attributes(prompt: str) -> dict[str, str]:
     if "scene" in found:  # "stars" inside a scene phrase is not a shape
         found.pop("shape", None)
     return found
+
+
+def caption_texts() -> list[str]:
+    """Every word and template text the world's training captions are made of (the
+    templates with their slots left empty): the text the mini CLIP's text tower, and so
+    minisd's text encoder, was trained on. The paraphrase templates are never in training."""
+    texts = []
+    for words in (world.SHAPE_WORDS, world.COLOR_WORDS, world.BACKGROUND_WORDS, world.SCENE_WORDS):
+        for phrases in words.values():
+            texts += phrases
+    for template in world.SUBJECT_TEMPLATES + world.ARTIST_TEMPLATES:
+        texts.append(re.sub(r"\{\w+\}", " ", template))
+    return texts + list(world.ARTISTS) + world.WATERMARK_PHRASES + ["the"]
