@@ -19,12 +19,12 @@ def test_bench_gpu_stages_on_the_cpu(tmp_path):
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     f = saved["figures"]
     for key in ("generate_vs_diffusers", "sdd_unsee_default_vs_plain", "sdd_unsee_reuse64_vs_plain",
-                "sdd_unsee_reuse1_vs_plain", "censor_guided_times_plain", "invert_steps_per_s",
+                "sdd_unsee_reuse16_vs_plain", "censor_guided_times_plain", "invert_steps_per_s",
                 "erase_default_projected_loop_seconds", "attack_seconds_per_prompt"):  # fmt: skip
         assert f[key] > 0, key
     stages = saved["stages"]
-    assert stages["sdd"]["unsee_default"]["reuse"] == 16  # erase's default off minisd
-    assert stages["sdd"]["unsee_reuse1"]["reuse"] == 1
+    assert stages["sdd"]["unsee_default"]["reuse"] == 1  # erase's default
+    assert stages["sdd"]["unsee_reuse16"]["reuse"] == 16
     assert stages["erase"]["ran"] is False  # the budget of 0 s keeps the whole erase out
     assert stages["generate"]["unsee_default"]["images"] == 4  # one warm-up batch more
     assert "## censor" in (tmp_path / "out" / "results.md").read_text()

@@ -117,12 +117,11 @@ def test_sdd_changes_only_cross_attention_and_saves_the_ema(tiny_sd, tmp_path):
     assert "a red square" in card and '"method": "sdd"' in card
 
 
-def test_killed_erase_resumes_to_the_same_weights(tiny_sd, tmp_path, monkeypatch):
-    import pytest
-
+@pytest.mark.parametrize("reuse", [1, 4])  # 4: the pool of walked samples is checkpointed too
+def test_killed_erase_resumes_to_the_same_weights(tiny_sd, tmp_path, monkeypatch, reuse):
     from unsee.erase import run
 
-    straight = _unet(run.erase(_erase_cfg(tiny_sd, tmp_path / "a")))
+    straight = _unet(run.erase(_erase_cfg(tiny_sd, tmp_path / "a", reuse=reuse)))
     real = run.ema_update
     calls = {"n": 0}
 
@@ -134,10 +133,10 @@ def test_killed_erase_resumes_to_the_same_weights(tiny_sd, tmp_path, monkeypatch
 
     monkeypatch.setattr(run, "ema_update", die_on_third)
     with pytest.raises(KeyboardInterrupt):
-        run.erase(_erase_cfg(tiny_sd, tmp_path / "b"))
+        run.erase(_erase_cfg(tiny_sd, tmp_path / "b", reuse=reuse))
     assert (tmp_path / "b" / run.CHECKPOINT).exists()
     monkeypatch.setattr(run, "ema_update", real)
-    resumed = _unet(run.erase(_erase_cfg(tiny_sd, tmp_path / "b", resume=True)))
+    resumed = _unet(run.erase(_erase_cfg(tiny_sd, tmp_path / "b", resume=True, reuse=reuse)))
     for n, p in straight.items():
         torch.testing.assert_close(resumed[n], p, rtol=0, atol=0, msg=n)
     assert not (tmp_path / "b" / run.CHECKPOINT).exists()

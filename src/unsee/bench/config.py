@@ -243,8 +243,8 @@ class BenchGpuConfig:
     batch_size: int = arg(8, help="images per batch (generate, invert)")
     steps: int = arg(50, help="denoising steps of the generation figures")
     plain_trajectories: int = arg(4, help="timed trajectories of the plain SDD loop")
-    sdd_steps: int = arg(32, help="`unsee erase` steps timed at its defaults (--reuse 16)")
-    sdd_steps_reuse1: int = arg(8, help="`unsee erase --reuse 1` steps timed")
+    sdd_steps: int = arg(32, help="`unsee erase --reuse 16` and `--reuse 64` steps timed")
+    sdd_steps_reuse1: int = arg(8, help="`unsee erase` steps timed at its defaults (--reuse 1)")
     sample_steps: int | None = arg(
         None, help="teacher steps of the SDD figures (default: `unsee erase`'s, 50; tests: fewer)"
     )

@@ -8,7 +8,7 @@ user's folder would be:
   generate  `unsee generate` (its default: no compilation for a set this small) against a
             plain diffusers StableDiffusionPipeline call: same batch, steps, guidance;
             images/s after the first batch (both warmed up), PNG writing included for unsee
-  sdd       `unsee erase` at its defaults (--reuse 16), with --reuse 1 and 64, training samples
+  sdd       `unsee erase` at its defaults (--reuse 1), with --reuse 16 and 64, training samples
             (trajectory-iterations) per second, against the plain SDD loop of `unsee bench
             speed` (one trajectory per step, separate CFG forwards, fp32)
   erase     one whole `unsee erase` at the Stable Diffusion defaults (1500 steps x 4),
@@ -191,7 +191,7 @@ def _stage_sdd(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
     plain = _measure(speed, cfg.device, "plain", stops.tolist())
     _free()
     out = {"plain_loop": {"its": plain["its"], "seconds": plain["seconds"]} | _peak(cfg)}
-    for reuse, steps in ((1, cfg.sdd_steps_reuse1), (None, cfg.sdd_steps), (64, cfg.sdd_steps)):
+    for reuse, steps in ((None, cfg.sdd_steps_reuse1), (16, cfg.sdd_steps), (64, cfg.sdd_steps)):
         key = "unsee_default" if reuse is None else f"unsee_reuse{reuse}"
         out[key] = _erase(cfg, folder, work / f"sdd-{key}", steps, reuse)
     return out
@@ -348,7 +348,7 @@ def _figures(stages: dict) -> dict:
             f["generate_compile_vs_diffusers"] = stages["compile"]["images_per_s"] / base
     sdd = stages.get("sdd", {})
     if "plain_loop" in sdd:
-        for key in ("unsee_default", "unsee_reuse1", "unsee_reuse64"):
+        for key in ("unsee_default", "unsee_reuse16", "unsee_reuse64"):
             if key in sdd:
                 f[f"sdd_{key}_its"] = sdd[key]["its"]
                 f[f"sdd_{key}_vs_plain"] = sdd[key]["its"] / sdd["plain_loop"]["its"]

@@ -9,16 +9,10 @@ from unsee.config import ModelArgs, arg, check_out_folder
 from unsee.errors import UnseeError
 
 # The papers' settings, for Stable Diffusion sized models (SDD, HFI: 1500 steps at lr 1e-5)
-# ... except --reuse, unsee's: each teacher trajectory gives 16 training samples
-# (docs/bench-gpu); the papers walk one trajectory per sample
-PAPER_DEFAULTS = {
-    "iterations": 1500, "batch": 4, "sample_steps": 50, "lr": 1e-5, "ema": 0.999, "reuse": 16,
-}  # fmt: skip
+PAPER_DEFAULTS = {"iterations": 1500, "batch": 4, "sample_steps": 50, "lr": 1e-5, "ema": 0.999}
 # minisd's: at lr 1e-5 it does not move in 300 steps; this erases in minutes on a 2-core
 # CPU (chosen by the pilots in docs/bench-erase/pilots.json)
-WORLD_DEFAULTS = {
-    "iterations": 200, "batch": 8, "sample_steps": 25, "lr": 1e-3, "ema": 0.99, "reuse": 1,
-}  # fmt: skip
+WORLD_DEFAULTS = {"iterations": 200, "batch": 8, "sample_steps": 25, "lr": 1e-3, "ema": 0.99}
 
 
 # ... except when most of minisd's U-Net trains (esd-u's all-but-cross-attention, full):
@@ -75,11 +69,12 @@ class EraseConfig(ModelArgs):
     ema: float | None = arg(
         None, help=f"EMA momentum of the teacher (the EMA is what is saved) {_defaults('ema')}"
     )
-    reuse: int | None = arg(
-        None,
+    reuse: int = arg(
+        1,
         help="training samples from each teacher trajectory: K stops drawn on one walk (each"
-        " from the stop distribution), used over the next K steps; 1 = a fresh trajectory per"
-        f" sample, as in the papers {_defaults('reuse')}",
+        " from the stop distribution), used over the next K steps: about K times fewer"
+        " teacher forwards, but K times fewer distinct starting noises (1 = the papers';"
+        " on minisd at its lr --reuse 16 wrecked the model: docs/bench-gpu)",
     )
     cfg_scale: float = arg(3.0, help="classifier-free guidance of the teacher's trajectories")
     sample_steps: int | None = arg(
