@@ -73,8 +73,8 @@ class EraseConfig(ModelArgs):
         1,
         help="training samples from each teacher trajectory: K stops drawn on one walk (each"
         " from the stop distribution), used over the next K steps: about K times fewer"
-        " teacher forwards, but K times fewer distinct starting noises (1 = the papers';"
-        " on minisd at its lr --reuse 16 wrecked the model: docs/bench-gpu)",
+        " teacher forwards, but K times fewer distinct starting noises, whose effect on"
+        " quality is not measured yet (1 = the papers')",
     )
     cfg_scale: float = arg(3.0, help="classifier-free guidance of the teacher's trajectories")
     sample_steps: int | None = arg(
