@@ -221,7 +221,6 @@ def _erase(cfg: BenchGpuConfig, folder: Path, out: Path, iterations: int | None,
         "loop_seconds": info["seconds"],
         "wall_seconds": wall,
         "its": samples / info["seconds"],
-        "projected_default_seconds": None,
     } | _peak(cfg)
 
 

@@ -129,12 +129,11 @@ def erase(cfg: EraseConfig) -> Path:
         teacher = copy.deepcopy(unet).requires_grad_(False).eval()  # the EMA
         teacher_params = dict(teacher.named_parameters())
         ema = [teacher_params[n] for n in names]
-    # the network whose CFG trajectories give z_t, and the tensors it is refreshed from
-    if cfg.method == "neg":
-        walker, sources = original, None
-    elif half is None:
-        walker, sources = (teacher if sdd else unet), None
-    else:
+    # the network whose CFG trajectories give z_t: the frozen original (neg), the EMA (SDD),
+    # the student itself (ESD, set once prepared); on a GPU a half-precision copy of the EMA
+    # or student instead, refreshed from `sources` before each walk
+    walker, sources = (original if cfg.method == "neg" else teacher if sdd else None), None
+    if cfg.method != "neg" and half is not None:
         walker = copy.deepcopy(teacher if sdd else unet).requires_grad_(False).eval().to(half)
         sources = ema if sdd else list(params.values())
     if cfg.gradient_checkpointing:
@@ -142,8 +141,8 @@ def erase(cfg: EraseConfig) -> Path:
     opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=1e-4)
     unet.train()
     unet, opt = accelerator.prepare(unet, opt)
-    if cfg.method != "neg" and half is None and not sdd:
-        walker = unet  # ESD: the student walks its own trajectories
+    if walker is None:
+        walker = unet  # ESD in full precision: the student walks its own trajectories
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     scheduler.set_timesteps(cfg.sample_steps, device=device)
     train_steps = scheduler.config.num_train_timesteps
