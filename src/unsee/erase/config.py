@@ -39,13 +39,25 @@ def erase_defaults(model: str, params: str = "cross-attention") -> dict:
 @dataclass(kw_only=True)
 class EraseConfig(ModelArgs):
     out: Path = arg(help="output folder: a pipeline folder (or a LoRA file) with a model card")
-    method: Literal["sdd", "esd-x", "esd-u", "neg", "uce"] = arg(
-        "sdd",
+    method: Literal["sdd", "esd-x", "esd-u", "neg", "uce"] | None = arg(
+        None,
         help="sdd: self-distillation (Kim et al.); esd-x / esd-u: erased stable diffusion;"
         " neg: the concept as negative prompt, distilled into the --anchors prompts;"
         " uce: unified concept editing, a closed-form edit of the cross-attention keys and"
-        " values (no training: the training options are refused)",
+        " values (no training: the training options are refused) (default: sdd; neg with"
+        " --feedback)",
     )
+    feedback: Path | None = arg(
+        None,
+        help="an image folder with labels (feedback.sqlite): the whole path from them to an"
+        " erased model (reward, token, edit; docs/erase-feedback); --concept is optional",
+    )
+    reward: Path | None = arg(
+        None, help="--feedback: a reward trained on it (default: trained in OUT/feedback)"
+    )
+    init: str = arg("art", help="--feedback: the word whose embedding starts the token")
+    token: str = arg("<flagged>", help="--feedback: the learned token, as prompts write it")
+    invert_steps: int = arg(600, help="--feedback: `unsee invert --steps` of the token")
     concept: list[str] = arg([], help="concept texts to remove (several at once are fine)")
     embedding: list[Path] = arg(
         [], help="learned_embeds.safetensors files (`unsee invert`); their tokens are removed"
@@ -90,6 +102,11 @@ class EraseConfig(ModelArgs):
         help="neg: prompts (text or CSV file) whose estimates learn the negative prompt,"
         " e.g. those whose images showed the concept",
     )
+    strip_concept: bool = arg(
+        False,
+        help="neg: an anchor naming a --concept text is pulled to the original's estimate of"
+        " the prompt without it (Concept Ablation's target), minus the negative direction",
+    )
     preserve: Path | None = arg(
         None,
         help="prompts to keep (text or CSV file): each step also pulls the student's estimate"
@@ -118,6 +135,12 @@ class EraseConfig(ModelArgs):
     seed: int = arg(0, help="seed of noise, stop steps and timesteps")
 
     def __post_init__(self) -> None:
+        if self.feedback is not None:
+            self._check_feedback()
+            return
+        if self.reward is not None:
+            raise UnseeError("--reward goes with --feedback")
+        self.method = self.method or "sdd"
         if self.method == "uce":
             self._check_uce()
             return
@@ -146,8 +169,8 @@ class EraseConfig(ModelArgs):
             raise UnseeError("--beta takes two positive numbers A B")
         if self.method == "neg" and self.anchors is None:
             raise UnseeError("--method neg needs --anchors: the prompts to change")
-        if self.method != "neg" and self.anchors is not None:
-            raise UnseeError("--anchors is for --method neg only")
+        if self.method != "neg" and (self.anchors is not None or self.strip_concept):
+            raise UnseeError("--anchors and --strip-concept are for --method neg only")
         if self.preserve_weight < 0:
             raise UnseeError("--preserve-weight must be >= 0")
         if not 0 <= self.ema < 1:
@@ -158,6 +181,34 @@ class EraseConfig(ModelArgs):
             self.preserve = Path(self.preserve)
         if self.anchors is not None:
             self.anchors = Path(self.anchors)
+
+    def _check_feedback(self) -> None:
+        """--feedback: the folder and reward are checked here, the rest once the token is
+        made (erase/feedback.py runs the erase with the full settings)."""
+        self.feedback = Path(self.feedback)
+        if not (self.feedback / "feedback.sqlite").is_file():
+            raise UnseeError(
+                f"--feedback {self.feedback} holds no labels (feedback.sqlite): label it with"
+                " `unsee label` or `unsee feedback import`"
+            )
+        if self.reward is not None:
+            self.reward = Path(self.reward)
+            if not (self.reward / "config.json").is_file():
+                raise UnseeError(f"--reward {self.reward} is not a reward folder (no config.json)")
+        if self.anchors is not None or self.preserve is not None:
+            raise UnseeError(
+                "--feedback chooses the anchors and the prompts to keep from the labels; leave"
+                " out --anchors and --preserve"
+            )
+        if any(not text.strip() for text in self.concept):
+            raise UnseeError("--concept is empty: give the text of the concept to remove")
+        if not self.token.strip() or " " in self.token:
+            raise UnseeError("--token must be one word without spaces, e.g. '<flagged>'")
+        if self.save == "lora":
+            raise UnseeError("--feedback saves a pipeline folder; --save lora is not offered yet")
+        if self.invert_steps < 1:
+            raise UnseeError("--invert-steps must be at least 1")
+        self.out = check_out_folder(self.out)
 
     def _check_uce(self) -> None:
         """--method uce: no training loop, so every option of one is refused where given."""
@@ -191,7 +242,8 @@ class EraseConfig(ModelArgs):
 # the options of the trained methods, refused with --method uce, and UCE's own
 TRAINED_ONLY = (
     "params", "lora_rank", "timesteps", "beta", "iterations", "batch", "lr", "ema", "reuse",
-    "cfg_scale", "sample_steps", "eta", "anchors", "preserve_weight", "gradient_checkpointing",
+    "cfg_scale", "sample_steps", "eta", "anchors", "strip_concept", "preserve_weight",
+    "gradient_checkpointing",
     "checkpoint_every", "resume", "save", "seed",
 )  # fmt: skip
 UCE_ONLY = ("uce_target", "uce_erase_scale", "uce_preserve_scale", "uce_lambda")

@@ -15,10 +15,37 @@ Sampled with classifier-free guidance at scale w, the erased model then gives
 eps_0 + w (eps_p - eps_0) - w eta (eps_c - eps_0); the original with c as negative prompt
 gives the same with (w - 1) for w eta, so eta = 1 - 1/w is that negative prompt exactly,
 and eta = 1 a little more. With p = c and eta = 1 the target is SDD's (eps_orig(z_t, t, "")).
+
+With --strip-concept, an anchor that names a concept text is pulled to the original's
+estimate of the same prompt without it (Concept Ablation's target, Kumari et al. 2023),
+minus the same negative direction: the named concept goes wholly, and what the prompt
+carries besides the name (a scene that leaks the style) is pushed away as above:
+
+    target_p = eps_orig(z_t, t, p without c) - eta * (eps_orig(z_t, t, c) - eps_orig(z_t, t, ""))
 """
+
+import re
 
 import torch
 from torch import Tensor
+
+# the words that tie a name to a prompt in English ("in the style of X", "by X", "X style")
+_BEFORE = (
+    r"(?:,\s*)?(?:\b(?:in the style of|in the manner of|painted by|painted like|as|by|like)\s+)?"
+)
+_AFTER = r"(?:'s\b)?(?:\s+style\b)?(?:\s+would paint it\b)?"
+
+
+def without_concept(prompt: str, concept: str) -> str:
+    """The prompt with the concept's text (any casing) and the words that attach it taken
+    out: "a red circle, in the style of Vanmond" -> "a red circle"; a prompt that does not
+    name it is returned as it is."""
+    pattern = re.compile(_BEFORE + re.escape(concept) + _AFTER, re.IGNORECASE)
+    if not pattern.search(prompt):
+        return prompt
+    text = pattern.sub("", prompt)
+    text = re.sub(r"\s+([,:;.])", r"\1", re.sub(r"\s{2,}", " ", text))
+    return text.strip(" ,:;") or ""
 
 
 def neg_target(eps_uncond: Tensor, eps_anchor: Tensor, eps_concept: Tensor, eta: float) -> Tensor:

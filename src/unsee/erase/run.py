@@ -77,6 +77,10 @@ def encode_texts(pipe, texts: list[str], device) -> torch.Tensor:
 
 
 def erase(cfg: EraseConfig) -> Path:
+    if cfg.feedback is not None:
+        from unsee.erase.feedback import erase_from_feedback
+
+        return erase_from_feedback(cfg)
     if cfg.method == "uce":
         return erase_uce(cfg)
     from unsee.models.load import is_conditional, load_pipeline, process_state
@@ -100,7 +104,7 @@ def erase(cfg: EraseConfig) -> Path:
     c0 = encode_texts(pipe, [""], device)  # (1, L, D)
     cp = encode_texts(pipe, [", ".join(concepts)], device)
     cs = encode_texts(pipe, concepts, device)  # (n, L, D)
-    keep = anchors = None
+    keep = anchors = bases = None
     if cfg.preserve is not None:
         kept = _prompts(cfg.preserve)
         overlap = [c for c in concepts if c in kept]
@@ -108,7 +112,13 @@ def erase(cfg: EraseConfig) -> Path:
             raise UnseeError(f"--preserve lists what is to be removed: {', '.join(overlap)}")
         keep = encode_texts(pipe, kept, device)  # (m, L, D)
     if cfg.method == "neg":
-        anchors = encode_texts(pipe, _prompts(cfg.anchors), device)  # (a, L, D)
+        anchor_texts = _prompts(cfg.anchors)
+        anchors = encode_texts(pipe, anchor_texts, device)  # (a, L, D)
+        bases = anchors  # where each anchor's target starts (neg.py)
+        if cfg.strip_concept:
+            stripped = [_strip(p, cfg.concept) for p in anchor_texts]
+            if stripped != anchor_texts:
+                bases = encode_texts(pipe, stripped, device)
     out.mkdir(parents=True, exist_ok=True)  # only once every input is read and accepted
 
     # 2. student, teacher, optimiser; on a GPU the networks that only run without
@@ -214,8 +224,9 @@ def erase(cfg: EraseConfig) -> Path:
         if cfg.reuse == 1:
             z = walk(z_T, stops, rows)
         if cfg.method == "neg":
-            loss = neg_step(accelerator, unet, original, params, opt, (c_0, anchors[rows], c_s),
-                            z, t, cfg.eta, preserve)  # fmt: skip
+            texts = (c_0, anchors[rows], c_s, None if bases is anchors else bases[rows])
+            loss = neg_step(accelerator, unet, original, params, opt, texts, z, t, cfg.eta,
+                            preserve)  # fmt: skip
         elif sdd:
             loss = sdd_step(accelerator, unet, ema, params, opt, (c_0, c_s), z, t, cfg.ema,
                             preserve)  # fmt: skip
@@ -346,6 +357,8 @@ def erase_uce(cfg: EraseConfig) -> Path:
 def settings_of(cfg: EraseConfig) -> dict:
     """The settings as JSON, without the options the method has no use for."""
     unused = TRAINED_ONLY if cfg.method == "uce" else UCE_ONLY
+    if cfg.feedback is None:  # (the feedback's own record: OUT/feedback/plan.json)
+        unused = (*unused, "feedback", "reward", "init", "token", "invert_steps")
     settings = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
     return {k: v for k, v in settings.items() if k not in unused}
 
@@ -425,7 +438,7 @@ def neg_step(
     original: torch.nn.Module,
     params: dict[str, torch.nn.Parameter],
     opt: torch.optim.Optimizer,
-    texts: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    texts: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None],
     z: torch.Tensor,
     t: torch.Tensor,
     eta: float,
@@ -434,15 +447,17 @@ def neg_step(
     """One distilled-negative-prompt step on B latents of the original's trajectories on
     the anchor prompts (where the concept shows); returns the loss.
 
-    texts: c_0, the anchors c_a and the concepts c_s, each (B, L, D)."""
-    c_0, c_a, c_s = texts
+    texts: c_0, the anchors c_a, the concepts c_s and (--strip-concept) the anchors without
+    the concept c_b, or None where the target starts from the anchors, each (B, L, D)."""
+    c_0, c_a, c_s, c_b = texts
     with accelerator.autocast():
         with torch.no_grad():
-            o_0, o_a, o_c = original(
+            base = c_a if c_b is None else c_b
+            o_0, o_b, o_c = original(
                 torch.cat([z, z, z]), torch.cat([t, t, t]),
-                encoder_hidden_states=torch.cat([c_0, c_a, c_s]),
+                encoder_hidden_states=torch.cat([c_0, base, c_s]),
             ).sample.chunk(3)  # fmt: skip
-            target = neg_target(o_0, o_a, o_c, eta)
+            target = neg_target(o_0, o_b, o_c, eta)
         rows = [c_a, c_0] + ([preserve[0]] if preserve is not None else [])
         out = unet(
             torch.cat([z] * len(rows)), torch.cat([t] * len(rows)),
@@ -453,6 +468,14 @@ def neg_step(
             loss = loss + _preserve_term(z, t, out[2], preserve)
     _optimise(accelerator, loss, params, opt)
     return loss
+
+
+def _strip(prompt: str, concepts: list[str]) -> str:
+    from unsee.erase.neg import without_concept
+
+    for concept in concepts:
+        prompt = without_concept(prompt, concept)
+    return prompt
 
 
 def _prompts(path: Path) -> list[str]:

@@ -1,0 +1,103 @@
+"""`unsee erase --feedback DIR`: from a person's labels to an erased model in one command.
+
+What the feedback knows, and where each piece goes:
+  flagged prompts  the prompts of the images labelled bad (the concept shows there, the
+                   leak included): the anchors the edit changes
+  benign prompts   the prompts of the images labelled good, and never flagged: kept
+                   (--preserve), each step pulls their estimates to the original's
+  the reward       trained on the labels (or --reward): scores images, and makes the token
+  the token        inverted from the flagged images, weighted by the reward (HFI): what the
+                   concept looks like, the direction the edit takes away
+  --concept TEXT   words the user knows name it (optional): removed from the flagged
+                   prompts that name them (--strip-concept) and erased as the token is
+The objective is the distilled negative prompt (neg.py) on the flagged prompts by default;
+--method sdd, esd-x or uce run on the same pieces instead (sdd, esd-x: the token and words
+with the benign prompts kept; uce: their keys and values edited, the benign prompts kept).
+The pilots behind the default: docs/erase-feedback.
+
+Everything made on the way lives in OUT/feedback/ (reward/, token.safetensors and its
+.json, anchors.txt, keep.txt, plan.json); a second run finds each piece made and goes on,
+and the erase itself resumes from its checkpoint.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+from unsee.erase.config import EraseConfig
+from unsee.errors import UnseeError
+from unsee.generate.imagefolder import atomic_write_text
+
+WORK = "feedback"
+
+
+def feedback_prompts(folder: Path) -> tuple[list[str], list[str]]:
+    """(flagged, benign): the prompts of the images labelled bad, and of those labelled
+    good whose prompt was never flagged, each once in the folder's order. Refuses feedback
+    that cannot say what to remove (no image flagged) or what to keep (one class only)."""
+    from unsee.evaluate.judge import read_image_set
+    from unsee.reward.data import load_feedback
+
+    feedback = load_feedback(folder, "binary")  # refuses one class, or fewer than 2 of one
+    prompt = {r["file_name"]: r.get("prompt", "") for r in read_image_set(folder)}
+    bad = {f for f, y in zip(feedback.file_names, feedback.y, strict=True) if y == 0}
+    order = [r for r in prompt if r in set(feedback.file_names)]
+    flagged = list(dict.fromkeys(prompt[f] for f in order if f in bad))
+    benign = list(dict.fromkeys(prompt[f] for f in order if f not in bad))
+    benign = [p for p in benign if p not in set(flagged)]
+    if not any(p.strip() for p in flagged):
+        raise UnseeError(f"{folder}: the flagged images have no prompts to anchor the edit")
+    return flagged, benign
+
+
+def erase_from_feedback(cfg: EraseConfig) -> Path:
+    from unsee.erase.run import erase
+    from unsee.invert.config import InvertConfig
+    from unsee.invert.run import invert
+    from unsee.reward.config import RewardTrainConfig
+    from unsee.reward.train import train_reward
+
+    folder = Path(cfg.feedback)
+    flagged, benign = feedback_prompts(folder)
+    work = Path(cfg.out) / WORK
+    if (Path(cfg.out) / "erase.json").exists():
+        raise UnseeError(f"{cfg.out} already holds an erased model; use another --out")
+    work.mkdir(parents=True, exist_ok=True)
+    reward = cfg.reward
+    if reward is None:
+        reward = work / "reward"
+        if not (reward / "config.json").is_file():
+            train_reward(RewardTrainConfig(dir=folder, out=reward, device=cfg.device,
+                                           seed=cfg.seed))  # fmt: skip
+    token = work / "token.safetensors"
+    if not token.is_file():
+        invert(
+            InvertConfig(
+                feedback=folder, reward=reward, init=cfg.init, token=cfg.token, out=token,
+                steps=cfg.invert_steps, model=cfg.model, device=cfg.device, seed=cfg.seed,
+            )
+        )  # fmt: skip
+    anchors, keep = work / "anchors.txt", work / "keep.txt"
+    atomic_write_text(anchors, "".join(f"{p}\n" for p in flagged))
+    atomic_write_text(keep, "".join(f"{p}\n" for p in benign))
+    method = cfg.method or "neg"
+    what = {
+        "method": method,
+        "embedding": [token, *cfg.embedding],
+        "preserve": keep if benign else None,
+    }
+    if method == "neg":
+        what |= {"anchors": anchors, "strip_concept": bool(cfg.concept)}
+    plan = {
+        "feedback": str(folder),
+        "flagged_prompts": len(flagged),
+        "benign_prompts": len(benign),
+        "reward": str(reward),
+        "token": cfg.token,
+        **{k: str(v) if isinstance(v, Path) else v for k, v in what.items() if k != "embedding"},
+    }
+    atomic_write_text(work / "plan.json", json.dumps(plan, indent=2) + "\n")
+    checkpoint = (Path(cfg.out) / "checkpoint.pt").is_file()
+    run = dataclasses.replace(cfg, feedback=None, reward=None, resume=cfg.resume or checkpoint,
+                              **what)  # fmt: skip
+    return erase(run)
