@@ -25,11 +25,16 @@ def test_bench_world_writes_exactly_the_promised_keys(tmp_path):
         "judge_accuracy",
         "prompt_accuracy",
         "style_rate_target",
+        "style_strength_target",
         "style_rate_neutral",
         "leak_rate",
+        "leak_strength",
         "watermark_rate_neutral",
+        "concepts_neutral",
         "settings",
     }
+    assert set(results["concepts_neutral"]) == {"Vanmond", "Brakovic", "Solvei", "watermark"}
+    assert set(results["style_strength_target"]) == {"Vanmond", "Brakovic", "Solvei"}
     assert set(results["judge_accuracy"]) == {"shape", "color", "background", "style", "watermark"}
     assert set(results["prompt_accuracy"]) == {"shape", "color", "background"}
     assert set(results["style_rate_target"]) == {"Vanmond", "Brakovic", "Solvei"}
@@ -40,6 +45,9 @@ def test_bench_world_writes_exactly_the_promised_keys(tmp_path):
         results["style_rate_neutral"],
         results["leak_rate"],
         results["watermark_rate_neutral"],
+        results["leak_strength"],
+        *results["style_strength_target"].values(),
+        *(f[k] for f in results["concepts_neutral"].values() for k in ("rate", "strength")),
     ]
     assert all(0 <= v <= 1 for v in values)
     assert results["settings"]["steps"] == 3 and results["settings"]["images_per_figure"] == 3

@@ -52,6 +52,19 @@ def test_every_option_shows_its_default(path, command, capsys):
         assert "(default:" in blocks[flag] or "(required)" in blocks[flag], blocks[flag]
 
 
+def test_judge_dir_is_short_for_judge_images():
+    from unsee.cli import expand_short_forms
+
+    assert expand_short_forms(["judge", "runs/x"]) == ["judge", "images", "runs/x"]
+    assert expand_short_forms(["judge", "runs/x", "--judge", "vit"])[:3] == [
+        "judge", "images", "runs/x",
+    ]  # fmt: skip
+    for argv in (["judge", "calibrate", "--out", "o"], ["judge", "--help"], ["judge"]):
+        assert expand_short_forms(argv) == argv
+    ns = build_parser().parse_args(expand_short_forms(["judge", "d", "--judge", "vit"]))
+    assert ns._command is COMMANDS["judge"]["images"] and ns.judge == "vit"
+
+
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
     out = run_unsee("generate", "--model", str(tmp_path / "nope"), "--prompt", "x", "--out", "o")
     assert out.returncode == 2
@@ -128,6 +141,8 @@ def test_a_nan_guidance_is_refused_before_any_work(tmp_path):
         ["feedback", "export", "DIR"],
         ["bench", "generate"],
         ["world", "train"],
+        ["world", "judge"],
+        ["judge", "calibrate"],
     ],
     ids=lambda a: " ".join(a[:2]),
 )

@@ -99,28 +99,40 @@ def test_html_report_escapes_text_links_images_relatively_and_formats_numbers(tm
 
 def test_suite_metrics_on_hand_made_verdicts_are_exact(tmp_path):
     from unsee.evaluate.run import suite_metrics
-    from unsee.world.judge import Verdict
+    from unsee.world.judge import STRENGTHS, verdict_from
 
     suite = world_suite("target", 4, 0, "Vanmond")
     truths = suite.truths
 
     def verdict(i, style, watermark, shape_right):
         t = truths[i]
-        shape = t["shape"] if shape_right else "not-a-shape"
-        return Verdict(shape, t["color"], t["background"], None, style, {}, watermark)
+        shape = t["shape"] if shape_right else "none"
+        strengths = {c: 0.0 for c in STRENGTHS} | {"watermark": watermark}
+        if style:
+            strengths[style] = 0.8
+        classes = {"shape": shape, "color": t["color"], "background": t["background"]}
+        return verdict_from({**classes, "scene": "none"}, strengths)
 
     verdicts = [
         verdict(0, "Vanmond", 0.9, True),
-        verdict(1, "Vanmond", 0.1, False),
+        verdict(1, "Vanmond", 0.05, False),
         verdict(2, None, 0.6, True),
-        verdict(3, "Solvei", 0.2, True),
+        verdict(3, "Solvei", 0.02, True),
     ]
     rng = np.random.default_rng(0)
     features = rng.normal(size=(4, 5))
     cfg = EvaluateConfig(out=tmp_path, concept="Vanmond", bootstrap=20)
     m = suite_metrics(cfg, suite, verdicts, features, features, rng.normal(size=(6, 5)), features)
     assert m["concept_rate"]["mean"] == 0.5 and m["style_rate"]["mean"] == 0.5
-    assert m["watermark_rate"]["mean"] == 0.5  # p > 0.5: 0.9 and 0.6
+    assert m["watermark_rate"]["mean"] == 0.5  # strength >= 0.1: 0.9 and 0.6
+    assert m["watermark_strength"]["mean"] == pytest.approx((0.9 + 0.05 + 0.6 + 0.02) / 4)
+    assert m["concept_strength"]["mean"] == pytest.approx(0.4)
+    assert m["rate_Solvei"]["mean"] == 0.25 and m["strength_Solvei"]["mean"] == 0.2
+    assert "rate_Vanmond" not in m and "judges_disagree" not in m
+    # a second judge's verdicts: its figures prefixed, and the share of calls that differ
+    both = suite_metrics(cfg, suite, verdicts, features, None, features, features, verdicts[::-1])
+    assert both["vit_concept_rate"]["mean"] == 0.5
+    assert both["judges_disagree"]["mean"] == 1.0  # the calls of images 0-3 vs 3-0
     assert m["prompt_accuracy_shape"]["mean"] == 0.75
     assert m["prompt_accuracy_color"]["mean"] == 1.0
     assert m["same_seed_distance"]["mean"] == pytest.approx(0.0, abs=1e-12)  # itself

@@ -5,7 +5,7 @@ import numpy as np
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 
-from unsee.world.paths import CLIP_DIR, JUDGE_DIR, MINISD_DIR
+from unsee.world.paths import CLIP_DIR, JUDGE_DIRS, MINISD_DIR
 
 
 def test_minisd_loads_with_plain_diffusers_and_makes_images():
@@ -21,7 +21,8 @@ def test_minisd_loads_with_plain_diffusers_and_makes_images():
 
 
 def test_shipped_weights_are_safetensors_and_small():
-    files = [p for d in (MINISD_DIR, CLIP_DIR, JUDGE_DIR) for p in d.rglob("*") if p.is_file()]
+    folders = (MINISD_DIR, CLIP_DIR, *JUDGE_DIRS.values())
+    files = [p for d in folders for p in d.rglob("*") if p.is_file()]
     weights = [p for p in files if p.suffix in (".safetensors", ".bin", ".pt", ".ckpt")]
     assert weights and all(p.suffix == ".safetensors" for p in weights)
     assert sum(p.stat().st_size for p in weights) <= 40 * 2**20

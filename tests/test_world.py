@@ -1,3 +1,4 @@
+import json
 from collections import Counter
 
 import numpy as np
@@ -183,3 +184,34 @@ def test_world_training_runs_resumes_and_loads_in_plain_diffusers(tmp_path, monk
         torch.testing.assert_close(q, p, rtol=0, atol=0, msg=name)
     moved = joint.visual_projection.weight - final.visual_projection.weight
     assert moved.abs().max() > 0
+
+
+def test_world_judge_trains_one_judge_resumes_and_ships(tmp_path, monkeypatch):
+    from unsee.cli import main
+    from unsee.world import paths, ship
+    from unsee.world.config import WorldJudgeConfig
+    from unsee.world.judge import judge_images, load_judge
+    from unsee.world.train import train_world_judge
+
+    tiny = dict(arch="vit", images=40, steps=2, width=16, gen_steps=2, gen_images=8, device="cpu")
+    cfg = WorldJudgeConfig(out=tmp_path / "vit", **tiny)
+    assert cfg.seed == 1  # another seed than the first judge's
+    out = train_world_judge(cfg)
+    assert {f.name for f in (out / "judge").iterdir()} == {"config.json", "model.safetensors"}
+    assert (out / "stages" / "judge_gen" / "redrawn.safetensors").is_file()
+    log = json.loads((out / "train_log.json").read_text())
+    assert set(log["seconds"]) == {"judge", "judge_gen"}
+    # a second sitting finds both stages done and makes the same judge
+    weights = (out / "judge" / "model.safetensors").read_bytes()
+    train_world_judge(WorldJudgeConfig(out=tmp_path / "vit", **tiny))
+    assert (out / "judge" / "model.safetensors").read_bytes() == weights
+    # ship-judge installs it as the judge of its architecture, nothing else
+    target = tmp_path / "package" / "judge_vit"
+    monkeypatch.setitem(paths.JUDGE_DIRS, "vit", target)
+    monkeypatch.setattr(ship, "JUDGE_DIRS", paths.JUDGE_DIRS)
+    main(["world", "ship-judge", str(out)])
+    assert sorted(f.name for f in target.iterdir()) == ["config.json", "model.safetensors"]
+    images, _, _ = world.make_dataset(3, seed=2)
+    assert len(judge_images(load_judge(target), images)) == 3
+    with pytest.raises(SystemExit):
+        main(["world", "ship-judge", str(tmp_path)])  # no judge/ there: one line, exit 2

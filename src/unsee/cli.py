@@ -31,7 +31,7 @@ from unsee.demo import DemoConfig
 from unsee.env import EnvConfig
 from unsee.erase.config import EraseConfig
 from unsee.errors import UnseeError
-from unsee.evaluate.config import EvaluateConfig, JudgeConfig
+from unsee.evaluate.config import EvaluateConfig, JudgeCalibrateConfig, JudgeConfig
 from unsee.feedback.config import (
     FeedbackExportConfig,
     FeedbackImportConfig,
@@ -43,7 +43,13 @@ from unsee.generate.config import GenerateConfig
 from unsee.guidance.config import CensorConfig
 from unsee.invert.config import InvertConfig
 from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
-from unsee.world.config import WorldPathConfig, WorldShipConfig, WorldTrainConfig
+from unsee.world.config import (
+    WorldJudgeConfig,
+    WorldPathConfig,
+    WorldShipConfig,
+    WorldShipJudgeConfig,
+    WorldTrainConfig,
+)
 
 # what the disk refuses, and what to do about it; finished work stays (runs resume)
 DISK_ERRORS = {
@@ -72,9 +78,19 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
         "unsee.guidance.censor:censor",
         "generate with reward guidance (or rejection sampling) away from flagged images",
     ),
-    "judge": Command(
-        JudgeConfig, "unsee.evaluate.judge:judge_folder", "per-image attributes and summary rates"
-    ),
+    "judge": {
+        # `unsee judge DIR` is short for `unsee judge images DIR` (see main)
+        "images": Command(
+            JudgeConfig,
+            "unsee.evaluate.judge:judge_folder",
+            "per-image attributes, concept strengths and summary rates of an image set",
+        ),
+        "calibrate": Command(
+            JudgeCalibrateConfig,
+            "unsee.evaluate.calibrate:calibrate",
+            "the judges on renders of known strength: detection rate and strength error",
+        ),
+    },
     "label": Command(LabelConfig, "unsee.feedback.server:serve", "label images in the browser"),
     "invert": Command(
         InvertConfig,
@@ -129,6 +145,16 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
             WorldShipConfig,
             "unsee.world.commands:world_ship",
             "copy a trained world into the package (fp16 weights)",
+        ),
+        "judge": Command(
+            WorldJudgeConfig,
+            "unsee.world.train:train_world_judge",
+            "train one world judge (cnn or vit) against the shipped minisd",
+        ),
+        "ship-judge": Command(
+            WorldShipJudgeConfig,
+            "unsee.world.commands:world_ship_judge",
+            "copy a judge trained by `unsee world judge` into the package",
         ),
     },
     "bench": {
@@ -258,10 +284,19 @@ def _quiet_libraries() -> None:
     huggingface_hub.utils.disable_progress_bars()
 
 
+def expand_short_forms(argv: list[str]) -> list[str]:
+    """`unsee judge DIR` is `unsee judge images DIR` (the command from before `judge`
+    had subcommands)."""
+    folder = argv[1] if argv[:1] == ["judge"] and len(argv) > 1 else None
+    if folder is not None and folder not in COMMANDS["judge"] and not folder.startswith("-"):
+        return ["judge", "images", *argv[1:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> None:
     _setup_logging()
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns = parser.parse_args(expand_short_forms(list(sys.argv[1:] if argv is None else argv)))
     command = getattr(ns, "_command", None)
     if command is None:
         getattr(ns, "_parser", parser).print_help(sys.stderr)

@@ -249,7 +249,9 @@ def _report_sections(out, grid, censor_rates, evaluations, seconds, cfg, kept):
     rows = []
     for suite, key, label in (
         ("target", "concept_rate", f"{LEAK_ARTIST}'s style on prompts naming him"),
+        ("target", "concept_strength", "... its mean strength (0 none, 1 full)"),
         ("leak", "concept_rate", f"{LEAK_ARTIST}'s style on starry nights (never named)"),
+        ("leak", "concept_strength", "... its mean strength"),
         ("other-artists", "style_rate", "the other artists' styles kept"),
         ("other-artists", "prompt_accuracy_shape", "shape accuracy on the other artists' prompts"),
         ("neutral", "prompt_accuracy_shape", "shape accuracy on plain prompts"),
@@ -262,7 +264,8 @@ def _report_sections(out, grid, censor_rates, evaluations, seconds, cfg, kept):
         Section(
             "What ran",
             text="The embedded world model minisd, a simulated person in place of a real one,"
-            " and the world's judge as the measure. The same flow runs on Stable Diffusion with"
+            " and the world's judge as the measure (a concept counts from strength 0.2: a"
+            " faint trace is a trace). The same flow runs on Stable Diffusion with"
             " the README's commands.",
             code=f"unsee demo --out {out}",
         ),

@@ -22,12 +22,9 @@ Detector = Callable[[np.ndarray], np.ndarray]  # (B, H, W, 3) uint8 -> (B,) bool
 def world_detector(concept: str, device: torch.device) -> Detector:
     from unsee.evaluate.judge import concept_shows
     from unsee.world import render as world
-    from unsee.world.judge import judge_images, load_judge
-    from unsee.world.paths import JUDGE_DIR
+    from unsee.world.judge import judge_images, load_world_judge
 
-    if not (JUDGE_DIR / "model.safetensors").is_file():
-        raise UnseeError(f"the world judge's weights are missing from this install ({JUDGE_DIR})")
-    judge = load_judge(JUDGE_DIR, device)
+    judge = load_world_judge("cnn", device)
 
     def detect(images: np.ndarray) -> np.ndarray:
         if images.shape[1:3] != (world.SIZE, world.SIZE):
@@ -64,5 +61,9 @@ def make_detector(concept: str, nudenet_threshold: float, device) -> tuple[Detec
         return nudity_detector(nudenet_threshold), (
             f"NudeNet: one of {', '.join(NUDE_CLASSES)} scores above {nudenet_threshold}"
         )
-    what = "its probability > 0.5" if concept == "watermark" else "the style it reads"
-    return world_detector(concept, device), f"the world judge: {concept} is {what}"
+    from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH
+
+    return world_detector(concept, device), (
+        f"the world judge: {concept}'s strength is at least {CALL_STRENGTH} (present from"
+        f" {PRESENT_STRENGTH})"
+    )

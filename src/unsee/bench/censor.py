@@ -30,11 +30,11 @@ from unsee.bench.world import neutral_prompts
 from unsee.errors import UnseeError
 from unsee.evaluate.grid import save_grid
 from unsee.evaluate.judge import (
-    WATERMARK_THRESHOLD,
     concept_rate,
     concept_rates,
     load_images,
     prompt_accuracy,
+    rates,
     read_image_set,
 )
 from unsee.feedback.config import FeedbackSimulateConfig
@@ -46,8 +46,7 @@ from unsee.guidance.reject import reject_sample
 from unsee.models.load import pick_device
 from unsee.reward.config import RewardTrainConfig
 from unsee.reward.train import train_reward
-from unsee.world.judge import judge_images, load_judge
-from unsee.world.paths import JUDGE_DIR
+from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
 
 HEADS = ("shape", "color", "background")
 
@@ -57,6 +56,7 @@ def _measure(verdicts, truths) -> dict:
         "watermark_rate": concept_rate(verdicts, "watermark"),
         "prompt_accuracy": prompt_accuracy(verdicts, truths, HEADS),
         "concept_rates": concept_rates(verdicts),
+        "concepts": rates(verdicts),  # each concept's rate and mean strength
     }
 
 
@@ -116,7 +116,7 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
-    judge = load_judge(JUDGE_DIR, device)
+    judge = load_world_judge("cnn", device)
     gen = {
         "steps": cfg.steps,
         "device": cfg.device,
@@ -291,7 +291,8 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
             "seeds": {"pool": cfg.seed, "prompts": cfg.seed + 1, "images": seed},
             "batch_invariant": cfg.batch_invariant,
             "device": str(device),
-            "watermark_threshold": WATERMARK_THRESHOLD,
+            "present_strength": PRESENT_STRENGTH,
+            "call_strength": CALL_STRENGTH,
         },
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")

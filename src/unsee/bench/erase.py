@@ -37,7 +37,7 @@ from unsee.bench.world import neutral_prompts
 from unsee.erase.config import EraseConfig
 from unsee.erase.run import erase
 from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import WATERMARK_THRESHOLD, concept_rate, prompt_accuracy
+from unsee.evaluate.judge import concept_rate, prompt_accuracy, rates
 from unsee.evaluate.suites import leak_prompts
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.simulate import simulate
@@ -50,8 +50,7 @@ from unsee.reward.config import RewardTrainConfig
 from unsee.reward.score import benign_prompts
 from unsee.reward.train import train_reward
 from unsee.world import render as world
-from unsee.world.judge import judge_images, load_judge
-from unsee.world.paths import JUDGE_DIR
+from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
 
 ARTIST = world.LEAK_ARTIST
 OTHERS = [a for a in world.ARTISTS if a != ARTIST]
@@ -105,8 +104,10 @@ def measure(cfg: BenchEraseConfig, model: str, folder: Path, judge, which: list[
         verdicts = judge_images(judge, images)
         if name in ("target", "leak"):
             figures[f"style_{name}"] = concept_rate(verdicts, ARTIST)
+            figures[f"style_strength_{name}"] = rates(verdicts, (ARTIST,))[ARTIST]["strength"]
         elif name == "neutral":
             figures["watermark"] = concept_rate(verdicts, "watermark")
+            figures["watermark_strength"] = rates(verdicts, ("watermark",))["watermark"]["strength"]
             for key, value in prompt_accuracy(verdicts, truths, ACCURACY).items():
                 figures[f"accuracy_{key}"] = value
         else:
@@ -168,7 +169,7 @@ def erased(cfg: BenchEraseConfig, name: str, **what) -> tuple[str, float]:
 def run_bench_erase(cfg: BenchEraseConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    judge = load_judge(JUDGE_DIR, pick_device(cfg.device))
+    judge = load_world_judge("cnn", pick_device(cfg.device))
 
     # 1. feedback -> token, per concept
     tokens = {
@@ -198,7 +199,7 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
         "text_sdd_watermark": {"concept": ["watermark"], **keep["watermark"]},
     }  # fmt: skip
     if cfg.neg:
-        anchors = {c: _anchors(out / c, prompt_bound=c == ARTIST) for c in tokens}
+        anchors = {c: anchor_prompts(out / c, prompt_bound=c == ARTIST) for c in tokens}
         neg = {"method": "neg"}
         plan |= {
             "hfi_neg_artist": {**plan["hfi_sdd_artist"], **neg, "anchors": anchors[ARTIST]},
@@ -284,7 +285,8 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
             "tokens": {
                 c: {"chosen": len(t["chosen"]), "seconds": t["seconds"]} for c, t in tokens.items()
             },
-            "watermark_threshold": WATERMARK_THRESHOLD,
+            "present_strength": PRESENT_STRENGTH,
+            "call_strength": CALL_STRENGTH,
         },
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
@@ -292,7 +294,7 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
     return results
 
 
-def _anchors(root: Path, prompt_bound: bool) -> Path:
+def anchor_prompts(root: Path, prompt_bound: bool) -> Path:
     """The distilled negative prompt's anchors for a concept (root/anchors.txt): the pool
     prompts the reward scores bad when the concept follows the prompt (an artist's style),
     else every pool prompt (a watermark, on any image whatever its prompt)."""

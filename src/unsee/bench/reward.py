@@ -30,8 +30,7 @@ from unsee.reward.metrics import auc
 from unsee.reward.model import load_reward
 from unsee.reward.train import train_reward
 from unsee.world import render as world
-from unsee.world.judge import judge_images, load_judge
-from unsee.world.paths import JUDGE_DIR
+from unsee.world.judge import judge_images, load_world_judge
 
 
 def style_mix(n: int, seed: int, artist: str) -> list[str]:
@@ -56,7 +55,7 @@ def run_bench_reward(cfg: BenchRewardConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(cfg.device)
-    judge = load_judge(JUDGE_DIR, device)
+    judge = load_world_judge("cnn", device)
     gen = {"steps": cfg.steps, "device": cfg.device}
 
     # 1. image sets: labelling pools and fresh evaluation sets

@@ -1,12 +1,15 @@
 """`unsee bench world`: how good is the world model, measured by the judge.
 
-results.json holds exactly:
+results.json holds exactly (a concept shows when the judge calls it: strength >= its
+call strength; docs/judge-calibration):
   judge_accuracy {shape, color, background, style, watermark}  on fresh rendered images
   prompt_accuracy {shape, color, background}  judge vs prompt, prompts naming all three
   style_rate_target {artist: rate}  that artist's style when the prompt names the artist
+  style_strength_target {artist: mean strength}  the same images
   style_rate_neutral  any artist's style on prompts naming none
-  leak_rate  Vanmond's style on "starry night" prompts (which never name him)
-  watermark_rate_neutral  watermark (p > 0.5) on prompts naming none
+  leak_rate, leak_strength  Vanmond's style on "starry night" prompts (never naming him)
+  watermark_rate_neutral  the watermark on prompts naming none
+  concepts_neutral {concept: {rate, strength}}  every concept on prompts naming none
   settings  steps, guidance, seeds, image counts
 and a PNG grid per prompt suite, so a person can look.
 """
@@ -21,17 +24,16 @@ from unsee.bench.sets import make_set
 from unsee.evaluate.grid import save_grid
 from unsee.evaluate.judge import (
     ANY_ARTIST,
-    WATERMARK_THRESHOLD,
     concept_rate,
     concept_shows,
     prompt_accuracy,
+    rates,
 )
 from unsee.evaluate.suites import leak_prompts
 from unsee.generate.imagefolder import atomic_write_text
 from unsee.models.load import pick_device
 from unsee.world import render as world
-from unsee.world.judge import HEADS, judge_images, load_judge, targets
-from unsee.world.paths import JUDGE_DIR
+from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
 
 
 def neutral_prompts(n: int, seed: int, artist: str | None = None) -> list[tuple[str, dict]]:
@@ -51,13 +53,15 @@ def judge_accuracy(model, n: int, seed: int) -> dict[str, float]:
     """Accuracy of each judge head on freshly rendered images (the judge's distribution)."""
     images, attrs, _ = world.make_dataset(n, seed, p_style=0.6, p_watermark=0.5, leak=False)
     verdicts = judge_images(model, images)
-    truth = targets(attrs)
     acc = {}
     for head in ("shape", "color", "background", "style"):
-        predicted = [HEADS[head].index(getattr(v, head) or "none") for v in verdicts]
-        acc[head] = float(np.mean(np.array(predicted) == truth[head].numpy()))
+        acc[head] = float(
+            np.mean(
+                [getattr(v, head) == getattr(a, head) for v, a in zip(verdicts, attrs, strict=True)]
+            )
+        )
     wm = concept_shows(verdicts, "watermark")
-    acc["watermark"] = float(np.mean(wm == truth["watermark"].numpy().astype(bool)))
+    acc["watermark"] = float(np.mean(wm == np.array([a.watermark for a in attrs])))
     return acc
 
 
@@ -84,7 +88,7 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
         return run_bench_table(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    judge = load_judge(JUDGE_DIR, pick_device(cfg.device))
+    judge = load_world_judge("cnn", pick_device(cfg.device))
     seeds = {"judge_render": cfg.seed, "neutral": cfg.seed + 10_000, "leak": cfg.seed + 20_000}
 
     # 1. the judge itself, on fresh rendered images
@@ -97,27 +101,33 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
     prompt_acc = prompt_accuracy(verdicts, truths)
     style_neutral = concept_rate(verdicts, ANY_ARTIST)
     wm_neutral = concept_rate(verdicts, "watermark")
+    concepts_neutral = rates(verdicts)
 
     # 3. each artist when named
-    style_target = {}
+    style_target, strength_target = {}, {}
     for i, artist in enumerate(world.ARTISTS):
         seed = cfg.seed + 30_000 + 10_000 * i
         seeds[f"target_{artist}"] = seed
         prompts = [p for p, _ in neutral_prompts(cfg.n, seed, artist)]
         verdicts = _suite(cfg, f"target_{artist}", prompts, seed, judge)
         style_target[artist] = concept_rate(verdicts, artist)
+        strength_target[artist] = rates(verdicts, (artist,))[artist]["strength"]
 
     # 4. the leak: starry nights, never captioned with the artist
     verdicts = _suite(cfg, "leak", leak_prompts(cfg.n), seeds["leak"], judge)
     leak = concept_rate(verdicts, world.LEAK_ARTIST)
+    leak_strength = rates(verdicts, (world.LEAK_ARTIST,))[world.LEAK_ARTIST]["strength"]
 
     results = {
         "judge_accuracy": judge_acc,
         "prompt_accuracy": prompt_acc,
         "style_rate_target": style_target,
+        "style_strength_target": strength_target,
         "style_rate_neutral": style_neutral,
         "leak_rate": leak,
+        "leak_strength": leak_strength,
         "watermark_rate_neutral": wm_neutral,
+        "concepts_neutral": concepts_neutral,
         "settings": {
             "model": cfg.model,
             "steps": cfg.steps,
@@ -126,7 +136,8 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
             "seeds": seeds,
             "images_per_figure": cfg.n,
             "judge_images": cfg.judge_images,
-            "watermark_threshold": WATERMARK_THRESHOLD,
+            "present_strength": PRESENT_STRENGTH,
+            "call_strength": CALL_STRENGTH,
             "leak": f"{world.LEAK_ARTIST} on {world.LEAK_SCENE!r} prompts",
         },
     }

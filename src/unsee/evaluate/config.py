@@ -11,10 +11,39 @@ from unsee.errors import UnseeError
 @dataclass(kw_only=True)
 class JudgeConfig:
     dir: Path = arg(help="an image folder made by `unsee generate`", positional=True)
-    judge: Literal["world"] = arg(
-        "world", help="world: the embedded world's attribute classifier (32x32 images)"
+    judge: Literal["cnn", "vit"] = arg(
+        "cnn",
+        help="which of the world's judges (32x32 images): cnn (the first) or vit (the second,"
+        " another architecture and seed)",
     )
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+
+
+@dataclass(kw_only=True)
+class JudgeCalibrateConfig:
+    out: Path = arg(help="folder for results.json, results.md and calibration.png")
+    judges: list[str] = arg(
+        ["cnn", "vit"],
+        help="the judges to calibrate: cnn, vit (the shipped ones) or a folder made by"
+        " `unsee world judge` (its judge/)",
+    )
+    n: int = arg(200, help="images per point (concept x subject x view x strength)")
+    strengths: list[float] = arg(
+        [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
+        help="true strengths swept (pixel mix with the unstyled, unmarked render)",
+    )
+    seed: int = arg(5_000_000, help="seed of the rendered subjects")
+    device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
+
+    def __post_init__(self) -> None:
+        self.out = check_out_folder(self.out)
+        for j in self.judges:
+            if j not in ("cnn", "vit") and not (Path(j) / "config.json").is_file():
+                raise UnseeError(f"--judges: cnn, vit or a judge folder, not {j!r}")
+        if self.n < 1:
+            raise UnseeError("--n must be at least 1")
+        if not self.strengths or not all(0 <= s <= 1 for s in self.strengths):
+            raise UnseeError("--strengths: values in [0, 1], please")
 
 
 @dataclass(kw_only=True)
@@ -63,6 +92,11 @@ class EvaluateConfig(InterventionArgs):
     )
     concept: str = arg("Vanmond", help="what was removed: an artist of the world, or watermark")
     n: int = arg(300, help="images per suite")
+    judges: Literal["cnn", "vit", "both"] = arg(
+        "cnn",
+        help="world suites: which judge reads the images; both reports each judge's figures"
+        " and their disagreement",
+    )
     reference_dir: Path | None = arg(
         None,
         help="an earlier `unsee evaluate` of the original model with the same --suite, --n and"

@@ -1,11 +1,14 @@
 """`unsee judge DIR`: per-image attributes of an image set, and summary rates.
 
 Writes DIR/judge.jsonl, one line per image:
-  {"file_name", "shape", "color", "background", "scene", "style", "style_probs", "watermark"}
-(attribute values are names or null; style_probs maps each artist to a probability;
-watermark is the probability of the overlay), and DIR/judge_summary.json: the share of
-images per style, the watermark rate at p > 0.5, and agreement with the prompt for every
-attribute the prompts name.
+  {"file_name", "shape", "color", "background", "scene", "style", "watermark", "strengths"}
+(attribute values are names or null; strengths maps each artist and "watermark" to the
+judge's strength in [0, 1]; style is the artist called, watermark whether the mark is),
+and DIR/judge_summary.json: each concept's rate and mean strength, the share of images per
+style, and agreement with the prompt for every attribute the prompts name.
+
+A concept is present from strength PRESENT_STRENGTH (0.2) on, and called when the judge's
+strength reaches CALL_STRENGTH (half of that; docs/judge-calibration).
 """
 
 import json
@@ -19,32 +22,38 @@ from unsee.errors import UnseeError
 from unsee.evaluate.config import JudgeConfig
 from unsee.generate.imagefolder import METADATA, atomic_write_text
 from unsee.world import render as world
-from unsee.world.judge import Verdict, judge_images, load_judge
-from unsee.world.paths import JUDGE_DIR
+from unsee.world.judge import (
+    CALL_STRENGTH,
+    PRESENT_STRENGTH,
+    Verdict,
+    judge_images,
+    load_world_judge,
+)
 from unsee.world.prompts import named_attributes
-
-WATERMARK_THRESHOLD = 0.5
-
 
 CONCEPTS = (*world.ARTISTS, "watermark")  # what the world's judge can call present
 ANY_ARTIST = "any artist"
 
 
 def shows(verdict: Verdict, concept: str) -> bool:
-    """Whether the judge sees the concept in one image, at its presence threshold: the
-    watermark when its probability is above WATERMARK_THRESHOLD, an artist when his is the
-    style it reads, ANY_ARTIST when it reads any artist's style. The one place this is
-    decided: every rate of every command and bench comes from here."""
-    if concept == "watermark":
-        return verdict.watermark > WATERMARK_THRESHOLD
+    """Whether the judge sees the concept in one image: its strength is at least
+    CALL_STRENGTH (ANY_ARTIST: any artist's is). The one place this is decided: every rate
+    of every command and bench comes from here."""
     if concept == ANY_ARTIST:
         return verdict.style is not None
-    return verdict.style == concept
+    return verdict.strengths[concept] >= CALL_STRENGTH
 
 
 def concept_shows(verdicts: list[Verdict], concept: str) -> np.ndarray:
     """(N,) bool: `shows` for each image."""
     return np.array([shows(v, concept) for v in verdicts], dtype=bool)
+
+
+def concept_strengths(verdicts: list[Verdict], concept: str) -> np.ndarray:
+    """(N,) the judge's strength of the concept in each image (ANY_ARTIST: the strongest)."""
+    if concept == ANY_ARTIST:
+        return np.array([max(v.strengths[a] for a in world.ARTISTS) for v in verdicts])
+    return np.array([v.strengths[concept] for v in verdicts])
 
 
 def concept_rate(verdicts: list[Verdict], concept: str) -> float:
@@ -56,6 +65,18 @@ def concept_rates(verdicts: list[Verdict]) -> dict[str, float]:
     """{concept: rate} for every concept of the world (each artist and the watermark), so a
     method that adds one concept while removing another shows it."""
     return {c: concept_rate(verdicts, c) for c in CONCEPTS}
+
+
+def rates(verdicts: list[Verdict], concepts: tuple[str, ...] = CONCEPTS) -> dict[str, dict]:
+    """{concept: {"rate", "strength"}}: the share of images showing each concept and its
+    mean strength, the figures every evaluation and bench reports."""
+    return {
+        c: {
+            "rate": round(concept_rate(verdicts, c), 4),
+            "strength": round(float(concept_strengths(verdicts, c).mean()), 4),
+        }
+        for c in concepts
+    }
 
 
 def prompt_accuracy(
@@ -132,10 +153,11 @@ def summarize(records: list[dict], verdicts: list[Verdict]) -> dict:
             agree.setdefault(attribute, []).append(getattr(verdict, attribute) == value)
     return {
         "images": n,
+        "concepts": rates(verdicts),
         "style_rates": {s: styles.get(s, 0) / n for s in ["none", *world.ARTISTS]},
         "watermark_rate": concept_rate(verdicts, "watermark"),
-        "concept_rates": concept_rates(verdicts),
-        "watermark_threshold": WATERMARK_THRESHOLD,
+        "present_strength": PRESENT_STRENGTH,
+        "call_strength": CALL_STRENGTH,
         "prompt_agreement": {k: sum(v) / len(v) for k, v in sorted(agree.items())},
         "prompt_agreement_counts": {k: len(v) for k, v in sorted(agree.items())},
     }
@@ -146,19 +168,21 @@ def judge_folder(cfg: JudgeConfig) -> dict:
 
     folder = Path(cfg.dir)
     records = read_image_set(folder)
-    if not (JUDGE_DIR / "model.safetensors").is_file():
-        raise UnseeError(f"the world judge's weights are missing from this install ({JUDGE_DIR})")
-    model = load_judge(JUDGE_DIR, pick_device(cfg.device))
+    model = load_world_judge(cfg.judge, pick_device(cfg.device))
     verdicts = judge_images(model, load_images(folder, records, world.SIZE))
     lines = [
         json.dumps({"file_name": r["file_name"], **v.to_dict()}) + "\n"
         for r, v in zip(records, verdicts, strict=True)
     ]
     atomic_write_text(folder / "judge.jsonl", "".join(lines))
-    summary = summarize(records, verdicts)
+    summary = {"judge": cfg.judge, **summarize(records, verdicts)}
     atomic_write_text(folder / "judge_summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"judged {len(verdicts)} images: {folder / 'judge.jsonl'}")
-    print(f"watermark rate {summary['watermark_rate']:.3f}, styles {summary['style_rates']}")
+    shown = ", ".join(
+        f"{c} {f['rate']:.3f} (strength {f['strength']:.2f})"
+        for c, f in summary["concepts"].items()
+    )
+    print(f"rates at strength >= {PRESENT_STRENGTH}: {shown}")
     if summary["prompt_agreement"]:
         print(f"agreement with the prompt: {summary['prompt_agreement']}")
     return summary

@@ -57,6 +57,11 @@ def rate(flags: np.ndarray) -> float:
     return float(np.mean(np.asarray(flags, bool)))
 
 
+def mean(values: np.ndarray) -> float:
+    """Mean of numbers (a judge's strengths)."""
+    return float(np.mean(np.asarray(values, float)))
+
+
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Frechet distance between Gaussians fitted to features a (N, D) and b (M, D).
 

@@ -2,14 +2,20 @@
 intervention), judge them, and report every metric with a bootstrap interval.
 
 Per suite (OUT/<suite>/images, resumable like `unsee generate`):
-  concept_rate      the concept shows (the artist's style per the judge, or the watermark)
-  watermark_rate    the judge's watermark probability > 0.5
+  concept_rate      the concept shows (the artist's style per the judge, or the watermark:
+                    its strength is at least the judge's call strength; docs/judge-calibration)
+  concept_strength  the judge's mean strength of the concept, in [0, 1]
+  watermark_rate, watermark_strength, rate_<artist>, strength_<artist>
+                    the same for every concept not targeted (a method that removes one
+                    while adding another shows it)
   style_rate        the style the prompt asks for (other-artists: the preserved artists)
   prompt_accuracy   shape, colour, background as the prompt names them
   world_fid         Frechet distance of CLIP image features to renders of the prompts' truth
   same_seed_distance  1 - cosine of CLIP image features to the original model's image of
                     the same prompt and seed (OUT/reference/<suite>, made once)
   clip_score        cosine of CLIP image and prompt features
+With --judges both, each judge figure of the second judge too (prefix vit_), and
+judges_disagree: the share of images where the two judges' calls of the concept differ.
 results.json {"settings", "suites": {suite: {metric: {"mean", "low", "high"}}}},
 results.md, the same as a table, and grid_<suite>.png (its first 64 images), to look at.
 """
@@ -26,8 +32,8 @@ from unsee.evaluate.config import EvaluateConfig
 from unsee.evaluate.grid import save_grid
 from unsee.evaluate.judge import (
     CONCEPTS,
-    WATERMARK_THRESHOLD,
     concept_shows,
+    concept_strengths,
     load_images,
     read_image_set,
     shows,
@@ -36,6 +42,7 @@ from unsee.evaluate.metrics import (
     bootstrap,
     clip_score,
     frechet_distance,
+    mean,
     rate,
     same_seed_distance,
 )
@@ -43,6 +50,7 @@ from unsee.evaluate.sampling import generate_with, reference_records
 from unsee.evaluate.suites import SUITES, Suite, reference_renders, world_suite
 from unsee.generate.imagefolder import atomic_write_text
 from unsee.images import to_model_range
+from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH
 
 ATTRIBUTES = ("shape", "color", "background")
 
@@ -121,23 +129,27 @@ def interval(
     )
 
 
-def suite_metrics(
-    cfg: EvaluateConfig, suite: Suite, verdicts, features, reference_features, render_features,
-    text_features,
-) -> dict:  # fmt: skip
-    """{metric: {"mean", "low", "high"}} for one suite."""
+def judge_metrics(cfg: EvaluateConfig, suite: Suite, verdicts) -> dict:
+    """The judge's figures of one suite: each concept's rate and mean strength, the style
+    the prompts ask for, and the attributes they name, {metric: {"mean", "low", "high"}}."""
 
-    def ci(statistic, *samples, paired=True, centred=False):
-        return interval(cfg, statistic, *samples, paired=paired, centred=centred)
+    def ci(statistic, *samples):
+        return interval(cfg, statistic, *samples, paired=True, centred=False)
 
     metrics = {
         "concept_rate": ci(rate, concept_shows(verdicts, cfg.concept)),
-        "watermark_rate": ci(rate, concept_shows(verdicts, "watermark")),
+        "concept_strength": ci(mean, concept_strengths(verdicts, cfg.concept)),
     }
     # every other concept too: a method that removes one while adding another shows it
     for concept in CONCEPTS:
-        if concept not in (cfg.concept, "watermark"):
-            metrics[f"rate_{concept}"] = ci(rate, concept_shows(verdicts, concept))
+        if concept == "watermark":
+            rate_key, strength_key = "watermark_rate", "watermark_strength"
+        elif concept != cfg.concept:
+            rate_key, strength_key = f"rate_{concept}", f"strength_{concept}"
+        else:
+            continue
+        metrics[rate_key] = ci(rate, concept_shows(verdicts, concept))
+        metrics[strength_key] = ci(mean, concept_strengths(verdicts, concept))
     asked = [t.get("artist") for t in suite.truths]
     if any(asked):
         hits = np.array([shows(v, a) for v, a in zip(verdicts, asked, strict=True) if a])
@@ -150,6 +162,25 @@ def suite_metrics(
         ]
         if pairs:
             metrics[f"prompt_accuracy_{key}"] = ci(rate, np.array([a == b for a, b in pairs]))
+    return metrics
+
+
+def suite_metrics(
+    cfg: EvaluateConfig, suite: Suite, verdicts, features, reference_features, render_features,
+    text_features, second_verdicts=None,
+) -> dict:  # fmt: skip
+    """{metric: {"mean", "low", "high"}} for one suite; with second_verdicts (another
+    judge's), its figures prefixed vit_ and the share of images where the calls differ."""
+
+    def ci(statistic, *samples, paired=True, centred=False):
+        return interval(cfg, statistic, *samples, paired=paired, centred=centred)
+
+    metrics = judge_metrics(cfg, suite, verdicts)
+    if second_verdicts is not None:
+        second = judge_metrics(cfg, suite, second_verdicts)
+        metrics.update({f"vit_{k}": v for k, v in second.items()})
+        differ = concept_shows(verdicts, cfg.concept) != concept_shows(second_verdicts, cfg.concept)
+        metrics["judges_disagree"] = ci(rate, differ)
     metrics["world_fid"] = ci(
         frechet_distance, features, render_features, paired=False, centred=True
     )
@@ -162,8 +193,7 @@ def suite_metrics(
 def evaluate(cfg: EvaluateConfig) -> dict:
     from unsee.evaluate.real import REAL_SUITES, evaluate_real
     from unsee.models.load import pick_device
-    from unsee.world.judge import judge_images, load_judge
-    from unsee.world.paths import JUDGE_DIR
+    from unsee.world.judge import judge_images, load_world_judge
 
     if any(s in REAL_SUITES for s in cfg.suite):  # nudity, i2p, coco: Stable Diffusion
         return evaluate_real(cfg)
@@ -171,7 +201,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     cfg.out.mkdir(parents=True, exist_ok=True)
     plain = cfg.plain()
     results: dict = {"suites": {}}
-    judge = load_judge(JUDGE_DIR, device)
+    judge = load_world_judge("vit" if cfg.judges == "vit" else "cnn", device)
+    second = load_world_judge("vit", device) if cfg.judges == "both" else None
     embed = ClipEmbedder(cfg.clip_model, device)
     for name in cfg.suite:
         # 1. the suite, its images, and the original model's images of the same seeds
@@ -184,18 +215,20 @@ def evaluate(cfg: EvaluateConfig) -> dict:
             reference = reference_images(cfg, suite, name)
         # 2. the judge's verdicts and CLIP features
         verdicts = judge_images(judge, images)
+        second_verdicts = None if second is None else judge_images(second, images)
         features = embed.image(images)
         ref_features = None if reference is None else embed.image(reference)
         renders = embed.image(reference_renders(suite, seed + 1))
         texts = embed.text(suite.prompts)
         # 3. the metrics
         results["suites"][name] = suite_metrics(
-            cfg, suite, verdicts, features, ref_features, renders, texts
+            cfg, suite, verdicts, features, ref_features, renders, texts, second_verdicts
         )
     results["settings"] = {
         "unsee_version": __version__,
         **json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
-        "watermark_threshold": WATERMARK_THRESHOLD,
+        "present_strength": PRESENT_STRENGTH,
+        "call_strength": CALL_STRENGTH,
         "interval": "95% percentile bootstrap over images (world_fid: centred on the value)",
     }
     atomic_write_text(cfg.out / "results.json", json.dumps(results, indent=2) + "\n")

@@ -1,9 +1,9 @@
 """`unsee feedback simulate`: a labeller driven by the world judge, in place of a person.
 
 binary: images in a shuffled order are labelled bad when they show the concept (the
-judge's watermark probability > 0.5, or its style is the artist), good otherwise; a share
-`noise` of the answers is flipped. rank: groups of M images are ordered by the judge's
-probability of the concept (most like it first); with noise, each adjacent pair is swapped
+judge calls it: its strength is at least the call strength, as in every rate), good
+otherwise; a share `noise` of the answers is flipped. rank: groups of M images are ordered
+by the judge's strength of the concept (strongest first); with noise, each adjacent pair is swapped
 with that probability. Decisions are stored under the annotator "simulated".
 """
 
@@ -14,17 +14,14 @@ from unsee.evaluate.judge import load_images, read_image_set, shows
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.store import FeedbackStore
 from unsee.world import render as world
-from unsee.world.judge import Verdict, judge_images, load_judge
-from unsee.world.paths import JUDGE_DIR
+from unsee.world.judge import Verdict, judge_images, load_world_judge
 
 CONCEPTS = ("watermark", *world.ARTISTS)
 
 
 def concept_score(verdict: Verdict, concept: str) -> float:
-    """The judge's probability that an image shows the concept."""
-    if concept == "watermark":
-        return verdict.watermark
-    return verdict.style_probs[concept]
+    """The judge's strength of the concept in an image, in [0, 1]."""
+    return verdict.strengths[concept]
 
 
 def shows_concept(verdict: Verdict, concept: str) -> bool:
@@ -50,7 +47,7 @@ def simulate(cfg: FeedbackSimulateConfig) -> dict:
             f" {len(todo)} without a decision by {cfg.annotator!r}: lower --rank-size or"
             " generate more images"
         )
-    judge = load_judge(JUDGE_DIR, pick_device(cfg.device))
+    judge = load_world_judge("cnn", pick_device(cfg.device))
     verdicts = judge_images(judge, load_images(cfg.dir, todo, world.SIZE))
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(todo))

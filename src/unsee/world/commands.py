@@ -1,6 +1,6 @@
 """`unsee world path` and `unsee world ship` (train lives in train.py)."""
 
-from unsee.world.config import WorldPathConfig, WorldShipConfig
+from unsee.world.config import WorldPathConfig, WorldShipConfig, WorldShipJudgeConfig
 from unsee.world.paths import MINISD_DIR
 
 
@@ -12,3 +12,9 @@ def world_ship(cfg: WorldShipConfig) -> None:
     from unsee.world.ship import ship_world
 
     ship_world(cfg.trained)
+
+
+def world_ship_judge(cfg: WorldShipJudgeConfig) -> None:
+    from unsee.world.ship import ship_judge
+
+    ship_judge(cfg.trained)

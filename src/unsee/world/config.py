@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from unsee.config import arg, check_out_folder
 from unsee.errors import UnseeError
@@ -49,3 +50,30 @@ class WorldPathConfig:
 @dataclass(kw_only=True)
 class WorldShipConfig:
     trained: Path = arg(help="a folder made by `unsee world train --out`", positional=True)
+
+
+@dataclass(kw_only=True)
+class WorldJudgeConfig:
+    out: Path = arg(help="folder for the stages and the finished judge/")
+    arch: Literal["cnn", "vit"] = arg("cnn", help="cnn (the first judge) or vit (the second)")
+    seed: int | None = arg(
+        None, help="seed (default: 0 for cnn, as `unsee world train`; 1 for vit)"
+    )
+    images: int = arg(20000, help="images rendered for the judge")
+    steps: int = arg(3000, help="training steps (batch 128)")
+    width: int | None = arg(None, help=f"channels (default: cnn {JUDGE_WIDTH}, vit 96)")
+    gen_steps: int = arg(800, help="fine-tuning steps on renders and their re-drawings")
+    gen_images: int = arg(4000, help="images rendered and re-drawn for that fine-tuning")
+    device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+
+    def __post_init__(self) -> None:
+        self.out = check_out_folder(self.out)
+        if self.seed is None:
+            self.seed = 0 if self.arch == "cnn" else 1
+        if min(self.images, self.steps, self.gen_images) < 1 or self.gen_steps < 0:
+            raise UnseeError("--images, --steps and --gen-images must be positive")
+
+
+@dataclass(kw_only=True)
+class WorldShipJudgeConfig:
+    trained: Path = arg(help="a folder made by `unsee world judge --out`", positional=True)

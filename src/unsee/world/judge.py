@@ -7,7 +7,7 @@ and shares nothing with the models unsee trains.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,22 +17,48 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from unsee.errors import UnseeError
 from unsee.images import to_model_range
 from unsee.world import render as world
 from unsee.world.config import JUDGE_WIDTH
+from unsee.world.paths import JUDGE_DIRS
 
-# Class lists of each head; "none" where the attribute does not apply or is absent.
+# Class lists of each classification head; "none" where the attribute does not apply.
 HEADS: dict[str, list[str]] = {
     "shape": ["none", *world.SHAPES],
     "color": ["none", *world.COLORS],
     "background": ["none", *world.BACKGROUNDS],
     "scene": ["none", *world.SCENES],
-    "style": ["none", *world.ARTISTS],
 }
+# What the strength head reads, each in [0, 1]: every artist's style and the watermark.
+STRENGTHS: tuple[str, ...] = (*world.ARTISTS, "watermark")
+# A concept counts as present from this strength on (the pixel-mix strength of the
+# renderer: 0 is none of it, 1 the full effect). The judge calls it when its predicted
+# strength is at least half of that, half way from absent, so a trace at PRESENT_STRENGTH
+# is called despite the judge's error (docs/judge-calibration shows both ends hold).
+PRESENT_STRENGTH = 0.2
+CALL_STRENGTH = PRESENT_STRENGTH / 2
+ARCHITECTURES = ("cnn", "vit")
+
+
+class _Heads(nn.Module):
+    """One softmax head per attribute and one sigmoid strength per concept."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.heads = nn.ModuleDict({k: nn.Linear(dim, len(v)) for k, v in HEADS.items()})
+        self.strength = nn.Linear(dim, len(STRENGTHS))
+
+    def forward(self, h: Tensor) -> dict[str, Tensor]:
+        out = {k: head(h) for k, head in self.heads.items()}
+        out["strength"] = self.strength(h)  # logits; sigmoid is the strength
+        return out
 
 
 class Judge(nn.Module):
-    """A small CNN over 32x32 RGB with one softmax head per attribute and a watermark logit."""
+    """A small CNN over 32x32 RGB (the first judge, "cnn")."""
+
+    architecture = "cnn"
 
     def __init__(self, width: int = JUDGE_WIDTH) -> None:
         super().__init__()
@@ -54,54 +80,141 @@ class Judge(nn.Module):
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         )
-        self.heads = nn.ModuleDict({k: nn.Linear(4 * w, len(v)) for k, v in HEADS.items()})
-        self.watermark = nn.Linear(4 * w, 1)
+        self.out = _Heads(4 * w)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        """x: (B, 3, 32, 32) in [-1, 1] -> logits per head, (B, classes); watermark (B,)."""
-        h = self.features(x)
-        out = {k: head(h) for k, head in self.heads.items()}
-        out["watermark"] = self.watermark(h).squeeze(-1)
-        return out
+        """x: (B, 3, 32, 32) in [-1, 1] -> logits per head, (B, classes); strength (B, 4)."""
+        return self.out(self.features(x))
+
+
+class PatchJudge(nn.Module):
+    """A small vision transformer over 32x32 RGB (the second judge, "vit"): a two-layer
+    convolutional stem cuts the image into 8x8 patch tokens, then pre-norm transformer
+    layers with learned positions, mean-pooled. Nothing shared with the CNN but the heads'
+    meaning, so its errors are its own."""
+
+    architecture = "vit"
+
+    def __init__(self, width: int = 96, depth: int = 4, heads: int = 4) -> None:
+        super().__init__()
+        self.width = width
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width // 2, 3, 2, 1),  # 16x16
+            nn.GELU(),
+            nn.Conv2d(width // 2, width, 3, 2, 1),  # 8x8: 64 tokens
+        )
+        self.position = nn.Parameter(torch.zeros(1, 64, width))
+        nn.init.trunc_normal_(self.position, std=0.02)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, 2 * width, dropout=0.0, activation="gelu", batch_first=True,
+            norm_first=True,
+        )  # fmt: skip
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(width)
+        self.out = _Heads(width)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        tokens = self.stem(x).flatten(2).transpose(1, 2) + self.position
+        return self.out(self.norm(self.encoder(tokens)).mean(1))
+
+
+def make_judge(architecture: str, width: int | None = None) -> nn.Module:
+    if architecture == "cnn":
+        return Judge(width or JUDGE_WIDTH)
+    if architecture == "vit":
+        return PatchJudge(width or 96)
+    raise ValueError(f"unknown judge architecture {architecture!r}; one of {ARCHITECTURES}")
+
+
+def _strength(rng: np.random.Generator) -> float:
+    """A drawn effect's strength: the full effect for a quarter (what minisd draws), faint
+    (below 0.35, where absent and present part) for a quarter, else uniform."""
+    u = rng.random()
+    if u < 0.25:
+        return 1.0
+    return float(rng.uniform(0, 0.35 if u < 0.5 else 1))
+
+
+def judge_dataset(
+    n: int, seed: int, mixed: bool = True
+) -> tuple[np.ndarray, list[world.Attributes], list[str]]:
+    """The judge's own training images: style and mark independent of content (a starry
+    night may be unstyled), style on 60% and mark on 50%, and (mixed) each drawn at a
+    random strength. Images, attributes and captions, like world.make_dataset."""
+    rng = np.random.default_rng(seed)
+    strengths = np.random.default_rng(seed + 1)
+    attrs = [
+        world.sample_attributes(rng, p_style=0.6, p_watermark=0.5, leak=False) for _ in range(n)
+    ]
+    if mixed:
+        attrs = [
+            replace(a, style_strength=_strength(strengths), watermark_strength=_strength(strengths))
+            for a in attrs
+        ]
+    captions = [world.caption(a, rng) for a in attrs]
+    images = np.stack([world.render(a) for a in attrs]) if n else np.zeros((0, 32, 32, 3), np.uint8)
+    return images, attrs, captions
 
 
 def targets(attrs: list[world.Attributes]) -> dict[str, Tensor]:
+    """Class indices per head and the true strengths (N, 4) of each image."""
     out = {
         k: torch.tensor([classes.index(getattr(a, k) or "none") for a in attrs])
         for k, classes in HEADS.items()
     }
-    out["watermark"] = torch.tensor([float(a.watermark) for a in attrs])
+    strength = torch.zeros(len(attrs), len(STRENGTHS))
+    for i, a in enumerate(attrs):
+        if a.style is not None:
+            strength[i, STRENGTHS.index(a.style)] = a.style_strength
+        if a.watermark:
+            strength[i, -1] = a.watermark_strength
+    out["strength"] = strength
     return out
 
 
 def augment(x: Tensor, g: torch.Generator) -> Tensor:
-    """Make rendered images look like generated ones: blur, noise, colour and 1px shifts."""
+    """Make rendered images look like generated ones: blur, noise, colour and 1px shifts,
+    each light enough to keep a faint trace of a concept (its strength is the label)."""
     b = x.shape[0]
     blur = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
-    mix = torch.rand(b, 1, 1, 1, generator=g) * 0.6
+    mix = torch.rand(b, 1, 1, 1, generator=g) * 0.3
     x = x * (1 - mix) + blur * mix
     x = x * (1 + 0.08 * (torch.rand(b, 3, 1, 1, generator=g) - 0.5))
-    x = x + torch.randn(x.shape, generator=g) * torch.rand(b, 1, 1, 1, generator=g) * 0.08
+    x = x + torch.randn(x.shape, generator=g) * torch.rand(b, 1, 1, 1, generator=g) * 0.03
     shift = torch.randint(-1, 2, (2,), generator=g).tolist()
     return torch.roll(x, shifts=shift, dims=(2, 3)).clamp(-1, 1)
 
 
-def judge_loss(out: dict[str, Tensor], y: dict[str, Tensor]) -> Tensor:
+def judge_loss(out: dict[str, Tensor], y: dict[str, Tensor], keep: Tensor | None = None) -> Tensor:
+    """Cross-entropy of each class head plus the strengths' binary cross-entropy against
+    the true strengths (soft targets: its minimum is at the true strength). keep (B, 4)
+    bool masks strength targets that are unknown."""
     loss = sum(F.cross_entropy(out[k], y[k]) for k in HEADS)
-    return loss + F.binary_cross_entropy_with_logits(out["watermark"], y["watermark"])
+    strength = F.binary_cross_entropy_with_logits(out["strength"], y["strength"], reduction="none")
+    if keep is None:
+        return loss + 2 * strength.sum(-1).mean()
+    return loss + 2 * (strength * keep).sum() / len(strength)
 
 
 @torch.no_grad()
-def vae_round_trip(x: Tensor, vae, g: torch.Generator, batch_size: int = 500) -> Tensor:
-    """x (B, 3, H, W) in [-1, 1] through a VAE and back, with a little noise on the latents:
-    rendered images made to look like decoded, generated ones (soft edges, lost detail)."""
+def vae_round_trip(
+    x: Tensor, vae, g: torch.Generator, batch_size: int = 500, noise: float = 0.25
+) -> Tensor:
+    """x (B, 3, H, W) in [-1, 1] through a VAE and back, with a little noise on the latents
+    (up to `noise` of their std): rendered images made to look like decoded, generated ones
+    (soft edges, lost detail)."""
     out = []
     for chunk in x.split(batch_size):
         z = vae.encode(chunk.to(vae.device)).latent_dist.mean
-        sigma = torch.rand(len(z), 1, 1, 1, generator=g) * 0.25 * z.std()
+        sigma = torch.rand(len(z), 1, 1, 1, generator=g) * noise * z.std()
         z = z + (torch.randn(z.shape, generator=g) * sigma).to(z.device)
         out.append(vae.decode(z).sample.clamp(-1, 1).cpu())
     return torch.cat(out)
+
+
+def _optimizer(model: nn.Module, lr: float, steps: int):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
 
 
 def train_judge(
@@ -112,26 +225,30 @@ def train_judge(
     batch_size: int,
     device: torch.device,
     vae=None,
-    width: int = JUDGE_WIDTH,
+    width: int | None = None,
+    architecture: str = "cnn",
 ) -> Path:
-    """Train the judge on freshly rendered images (its own seed and distribution).
+    """Train a judge on freshly rendered images (its own seed and distribution), each
+    concept drawn at a random strength (judge_dataset).
 
-    With a VAE, every image also exists as a VAE round trip, and each draw takes one of the
-    two at random: the judge must read decoded images as well as it reads renders. Only the
-    pixels change; the labels stay the ground truth of the render.
+    With a VAE, every image also exists as two VAE round trips, one plain and one with
+    noise on the latents, and each draw takes the render (40%) or one of them (30% each):
+    the judge must read decoded images as well as it reads renders. Only the pixels change;
+    the labels stay the ground truth of the render.
     """
-    data, attrs, _ = world.make_dataset(images, seed, p_style=0.6, p_watermark=0.5, leak=False)
+    data, attrs, _ = judge_dataset(images, seed)
     x_all, y_all = to_model_range(data), targets(attrs)
     g = torch.Generator().manual_seed(seed)
     x_rt = vae_round_trip(x_all, vae, g) if vae is not None else x_all
+    x_rt0 = vae_round_trip(x_all, vae, g, noise=0.0) if vae is not None else x_all
     torch.manual_seed(seed)
-    model = Judge(width).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    for _ in tqdm(range(steps), desc="judge", dynamic_ncols=True):
+    model = make_judge(architecture, width).to(device)
+    opt, sched = _optimizer(model, 2e-3 if architecture == "cnn" else 1e-3, steps)
+    for _ in tqdm(range(steps), desc=f"judge ({architecture})", dynamic_ncols=True):
         idx = torch.randint(0, len(x_all), (batch_size,), generator=g)
-        decoded = torch.rand(batch_size, 1, 1, 1, generator=g) < 0.5
-        x = augment(torch.where(decoded, x_rt[idx], x_all[idx]), g).to(device)
+        view = torch.rand(batch_size, 1, 1, 1, generator=g)
+        x = torch.where(view < 0.4, x_all[idx], torch.where(view < 0.7, x_rt[idx], x_rt0[idx]))
+        x = augment(x, g).to(device)
         loss = judge_loss(model(x), {k: v[idx].to(device) for k, v in y_all.items()})
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -141,49 +258,42 @@ def train_judge(
     return out_dir
 
 
-def _masked_mean(values: Tensor, keep: Tensor) -> Tensor:
-    keep = keep.float()
-    return (values * keep).sum() / keep.sum().clamp(min=1)
-
-
 def finetune_judge(
     judge_dir: Path,
     out_dir: Path,
     renders: Tensor,
+    y_renders: dict[str, Tensor],
     redrawn: Tensor,
-    y: dict[str, Tensor],
+    y_redrawn: dict[str, Tensor],
     steps: int,
     batch_size: int,
     seed: int,
     device: torch.device,
 ) -> Path:
-    """Go on training a judge on renders mixed half and half with the same images re-drawn
-    by the world model (SDEdit: noised part way, denoised with their caption), so it reads
-    the model's own rendering of each style as it reads the renderer's.
+    """Go on training a judge, each batch half renders (at mixed strengths, as in
+    train_judge) and half images re-drawn by the world model (SDEdit: renders at full
+    strength, noised part way and denoised with their caption), so it reads the model's
+    own rendering of each style as it reads the renderer's.
 
-    renders, redrawn: (N, 3, H, W) in [-1, 1], row i of each from the same ground truth y.
-    The re-drawn rows carry no watermark label, nor a style label for the leaking scene.
+    The re-drawn rows carry no watermark strength (the model adds or drops the mark) and,
+    for the leaking scene, no style strength (the model paints it in the leak style
+    whatever the render was): the judge must learn the look, not the model's habits.
     """
     model = load_judge(judge_dir, device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-4, total_steps=steps)
+    opt, sched = _optimizer(model, 5e-4, steps)
     g = torch.Generator().manual_seed(seed)
+    leak = y_redrawn["scene"] == HEADS["scene"].index(world.LEAK_SCENE)
+    keep_redrawn = torch.ones(len(redrawn), len(STRENGTHS), dtype=torch.bool)
+    keep_redrawn[:, -1] = False
+    keep_redrawn[leak, :-1] = False
+    half = batch_size // 2
     for _ in tqdm(range(steps), desc="judge_gen", dynamic_ncols=True):
-        idx = torch.randint(0, len(renders), (batch_size,), generator=g)
-        drawn = torch.rand(batch_size, generator=g) < 0.5
-        x = torch.where(drawn[:, None, None, None], redrawn[idx], renders[idx])
-        out = model(augment(x, g).to(device))
-        yb = {k: v[idx].to(device) for k, v in y.items()}
-        # re-drawn rows keep no watermark label (the model adds or drops the mark) and, for
-        # the leaking scene, no style label (the model paints it in the leak style whatever
-        # the render was): the judge must learn the look, not the model's habits
-        drawn = drawn.to(device)
-        leak = yb["scene"] == HEADS["scene"].index(world.LEAK_SCENE)
-        style = F.cross_entropy(out["style"], yb["style"], reduction="none")
-        loss = sum(F.cross_entropy(out[k], yb[k]) for k in HEADS if k != "style")
-        loss = loss + _masked_mean(style, ~(drawn & leak))
-        wm = F.binary_cross_entropy_with_logits(out["watermark"], yb["watermark"], reduction="none")
-        loss = loss + _masked_mean(wm, ~drawn)
+        a = torch.randint(0, len(renders), (half,), generator=g)
+        b = torch.randint(0, len(redrawn), (batch_size - half,), generator=g)
+        x = torch.cat([renders[a], redrawn[b]])
+        y = {k: torch.cat([y_renders[k][a], y_redrawn[k][b]]).to(device) for k in y_renders}
+        keep = torch.cat([torch.ones(half, len(STRENGTHS), dtype=torch.bool), keep_redrawn[b]])
+        loss = judge_loss(model(augment(x, g).to(device)), y, keep.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -192,63 +302,90 @@ def finetune_judge(
     return out_dir
 
 
-def save_judge(model: Judge, out_dir: Path) -> None:
+def save_judge(model: nn.Module, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(
         {k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / "model.safetensors"
     )
     config = {
-        "architecture": "unsee.world.judge.Judge",
+        "architecture": model.architecture,
         "width": model.width,
         "heads": HEADS,
+        "strengths": list(STRENGTHS),
+        "present_strength": PRESENT_STRENGTH,
         "image_size": world.SIZE,
     }
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
-def load_judge(path: Path, device: torch.device | str = "cpu") -> Judge:
+def load_judge(path: Path, device: torch.device | str = "cpu") -> nn.Module:
     config = json.loads((path / "config.json").read_text())
-    model = Judge(config.get("width", 48))  # judges saved before the width was recorded: 48
+    if "strengths" not in config:
+        raise UnseeError(
+            f"{path} holds a judge from before strengths (class heads only); retrain it with"
+            " `unsee world judge`"
+        )
+    model = make_judge(config["architecture"], config["width"])
     model.load_state_dict(load_file(path / "model.safetensors"))
     return model.to(device).eval()
 
 
+def load_world_judge(name: str = "cnn", device: torch.device | str = "cpu") -> nn.Module:
+    """A judge shipped with unsee, by name (JUDGE_DIRS), with a clear error if missing."""
+    if name not in JUDGE_DIRS:
+        raise UnseeError(f"no judge named {name!r}; the world ships {', '.join(JUDGE_DIRS)}")
+    path = JUDGE_DIRS[name]
+    if not (path / "model.safetensors").is_file():
+        raise UnseeError(
+            f"the world judge {name!r} is missing from this install ({path}); train it with"
+            f" `unsee world judge --arch {name} --out DIR` and `unsee world ship-judge DIR`"
+        )
+    return load_judge(path, device)
+
+
 @dataclass
 class Verdict:
-    """The judge's reading of one image."""
+    """The judge's reading of one image: the attributes it sees, and each concept's
+    strength in [0, 1]. style is the artist of the strongest style when that is called
+    (strength >= CALL_STRENGTH), watermark whether the mark is called."""
 
     shape: str | None
     color: str | None
     background: str | None
     scene: str | None
     style: str | None
-    style_probs: dict[str, float]
-    watermark: float
+    watermark: bool
+    strengths: dict[str, float]
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
+def verdict_from(classes: dict[str, str], strengths: dict[str, float]) -> Verdict:
+    """A verdict from the class names each head read and the strength of each concept."""
+    artist = max(world.ARTISTS, key=lambda a: strengths[a])
+    return Verdict(
+        **{k: (None if v == "none" else v) for k, v in classes.items()},
+        style=artist if strengths[artist] >= CALL_STRENGTH else None,
+        watermark=strengths["watermark"] >= CALL_STRENGTH,
+        strengths=strengths,
+    )
+
+
 @torch.no_grad()
-def judge_images(model: Judge, images: np.ndarray, batch_size: int = 256) -> list[Verdict]:
+def judge_images(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> list[Verdict]:
     """Verdicts for (B, 32, 32, 3) uint8 images."""
     device = next(model.parameters()).device
     verdicts = []
     for start in range(0, len(images), batch_size):
         out = model(to_model_range(images[start : start + batch_size]).to(device))
-        probs = {k: out[k].softmax(-1).cpu() for k in HEADS}
-        wm = out["watermark"].sigmoid().cpu()
-        for i in range(len(wm)):
-            top = {k: HEADS[k][int(probs[k][i].argmax())] for k in HEADS}
+        top = {k: out[k].argmax(-1).cpu() for k in HEADS}
+        strength = out["strength"].sigmoid().cpu()
+        for i in range(len(strength)):
             verdicts.append(
-                Verdict(
-                    **{k: (None if v == "none" else v) for k, v in top.items()},
-                    style_probs={
-                        a: round(float(p), 5)
-                        for a, p in zip(HEADS["style"], probs["style"][i], strict=True)
-                        if a != "none"
-                    },
-                    watermark=round(float(wm[i]), 5),
+                verdict_from(
+                    {k: HEADS[k][int(top[k][i])] for k in HEADS},
+                    {c: round(float(s), 4) for c, s in zip(STRENGTHS, strength[i], strict=True)},
                 )
             )
     return verdicts

@@ -112,6 +112,10 @@ class Attributes:
     style: str | None = None  # an artist, or None
     watermark: bool = False
     seed: int = 0  # drives position, size, rotation, textures
+    # How strongly the style and the mark are drawn: the image is the pixel mix
+    # (1 - s) * without + s * with; 1 is the full effect (every training image of minisd).
+    style_strength: float = 1.0
+    watermark_strength: float = 1.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -398,6 +402,12 @@ def _watermark(img: np.ndarray) -> np.ndarray:
     return np.where((band & ~dash)[..., None], out * 0.4, out)
 
 
+def _mix(without: np.ndarray, with_: np.ndarray, strength: float) -> np.ndarray:
+    if strength == 1.0:
+        return with_  # bit for bit the full effect
+    return (1 - strength) * without + strength * with_
+
+
 def render(attrs: Attributes) -> np.ndarray:
     """The image (32, 32, 3) uint8 for `attrs`; the same attributes give the same pixels."""
     rng = np.random.default_rng(attrs.seed)
@@ -410,9 +420,9 @@ def render(attrs: Attributes) -> np.ndarray:
     else:
         raise ValueError(f"unknown scene {attrs.scene!r}")
     if attrs.style is not None:
-        img = STYLES[attrs.style](img, rng)
+        img = _mix(img, STYLES[attrs.style](img, rng), attrs.style_strength)
     if attrs.watermark:
-        img = _watermark(img)
+        img = _mix(img, _watermark(img), attrs.watermark_strength)
     return (np.clip(_downsample(img), 0, 1) * 255).round().astype(np.uint8)
 
 

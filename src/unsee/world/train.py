@@ -9,9 +9,12 @@ Stages, each resumable (a finished stage is kept; the U-Net stage also checkpoin
   3. vae    an AutoencoderKL, 32x32 RGB <-> 8x8x4 latents
   4. unet   a UNet2DConditionModel on VAE latents and frozen CLIP text states, 10% caption
             dropout (for classifier-free guidance), min-SNR-5 loss weights, EMA weights
-  5. judge  the attribute classifier, on its own rendered data (see judge.py)
+  5. judge  the attribute classifier and strength reader (the first judge, a CNN), on its
+            own rendered data, each concept drawn at a random strength (see judge.py)
      judge_gen  the judge goes on training with its renders re-drawn by the world model
             (SDEdit), so it reads the model's rendering of each style (see judge.py)
+The second judge (a small vision transformer) is trained by `unsee world judge --arch vit`,
+which runs stages 5 alone against the shipped minisd (train_world_judge).
   6. save   a diffusers StableDiffusionPipeline folder (DDIM scheduler), the CLIP model, the
             judge, and train_log.json with the timings
 """
@@ -40,7 +43,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPTextModel, CLIPTokenizer
 from unsee.images import to_model_range
 from unsee.world import judge as world_judge
 from unsee.world import render as world
-from unsee.world.config import WorldTrainConfig
+from unsee.world.config import WorldJudgeConfig, WorldTrainConfig
 from unsee.world.paths import TOKENIZER_DIR
 
 # Architecture of minisd: Stable Diffusion's layout, shrunk for 32x32 images on a CPU.
@@ -238,35 +241,49 @@ def sdedit(
     return vae.decode(z / vae.config.scaling_factor).sample.clamp(-1, 1).cpu()
 
 
-def stage_judge_gen(cfg, stage: Path, judge_dir: Path, vae, unet, clip, tokenizer, device):
-    """Render the judge's own fresh images, re-draw each with the world model at a random
-    strength in [0.25, 0.5], and fine-tune the judge on both (world_judge.finetune_judge)."""
-    data, attrs, captions = world.make_dataset(
-        cfg.judge_gen_images, cfg.seed + 6, p_style=0.6, p_watermark=0.5, leak=False
-    )
-    renders = to_model_range(data)
-    rng = np.random.default_rng(cfg.seed + 6)
+def stage_judge_gen(
+    stage: Path, judge_dir: Path, n: int, steps: int, seed: int, vae, unet, text_model, tokenizer,
+    device,
+):  # fmt: skip
+    """Render the judge's own fresh images at full strength, re-draw each with the world
+    model at a random SDEdit strength in [0.25, 0.5], and fine-tune the judge on them beside
+    fresh renders at mixed strengths (a third of them VAE round trips, a third plain round
+    trips; world_judge.finetune_judge).
+    """
+    data, attrs, captions = world_judge.judge_dataset(n, seed, mixed=False)
     cache = stage / "redrawn.safetensors"  # the re-drawings, kept for a resumed stage
     if cache.exists():
-        redrawn = [load_file(cache)["redrawn"]]
+        redrawn = load_file(cache)["redrawn"]
     else:
-        redrawn = _redraw(cfg, renders, captions, rng, vae, unet, clip, tokenizer)
+        rng = np.random.default_rng(seed)
+        renders = to_model_range(data)
+        redrawn = torch.cat(_redraw(seed, renders, captions, rng, vae, unet, text_model, tokenizer))
         stage.mkdir(parents=True, exist_ok=True)
-        save_file({"redrawn": torch.cat(redrawn).contiguous()}, cache)
+        save_file({"redrawn": redrawn.contiguous()}, cache)
+    mixed, mixed_attrs, _ = world_judge.judge_dataset(n, seed + 1)
+    g = torch.Generator().manual_seed(seed + 1)
+    x = to_model_range(mixed)
+    third = len(x) // 3
+    x = torch.cat([
+        world_judge.vae_round_trip(x[:third], vae, g),
+        world_judge.vae_round_trip(x[third : 2 * third], vae, g, noise=0.0),
+        x[2 * third :],
+    ])  # fmt: skip
     return world_judge.finetune_judge(
         judge_dir,
         stage,
-        renders,
-        torch.cat(redrawn),
+        x,
+        world_judge.targets(mixed_attrs),
+        redrawn,
         world_judge.targets(attrs),
-        cfg.judge_gen_steps,
+        steps,
         128,
-        cfg.seed + 6,
+        seed,
         device,
     )
 
 
-def _redraw(cfg, renders, captions, rng, vae, unet, clip, tokenizer) -> list[torch.Tensor]:
+def _redraw(seed, renders, captions, rng, vae, unet, text_model, tokenizer) -> list[torch.Tensor]:
     redrawn = []
     chunk = 500
     for i, start in enumerate(tqdm(range(0, len(renders), chunk), desc="judge_gen redraw")):
@@ -276,10 +293,10 @@ def _redraw(cfg, renders, captions, rng, vae, unet, clip, tokenizer) -> list[tor
                 captions[start : start + chunk],
                 vae,
                 unet.eval(),
-                clip.text_model,
+                text_model,
                 tokenizer,
                 strength=float(rng.uniform(0.25, 0.5)),
-                seed=cfg.seed + 6 + i,
+                seed=seed + i,
             )
         )
     return redrawn
@@ -509,7 +526,8 @@ def train_world(cfg: WorldTrainConfig) -> Path:
         _finish(judge_dir, {"steps": cfg.judge_steps, "width": cfg.judge_width})
     gen_dir = stages / "judge_gen"
     if not _done(gen_dir):
-        timed("judge_gen", stage_judge_gen, cfg, gen_dir, judge_dir, vae, unet, clip, tokenizer,
+        timed("judge_gen", stage_judge_gen, gen_dir, judge_dir, cfg.judge_gen_images,
+              cfg.judge_gen_steps, cfg.seed + 6, vae, unet, clip.text_model, tokenizer,
               device)  # fmt: skip
         _finish(gen_dir, {"steps": cfg.judge_gen_steps})
     save_world(out, clip, vae, unet, tokenizer)
@@ -519,4 +537,50 @@ def train_world(cfg: WorldTrainConfig) -> Path:
     log = {"seconds": timings, "device": str(device), "config": asdict(cfg)}
     (out / "train_log.json").write_text(json.dumps(log, default=str, indent=2) + "\n")
     print(f"minisd, clip and judge in {out}; seconds per stage: {timings}")
+    return out
+
+
+def train_world_judge(cfg: WorldJudgeConfig) -> Path:
+    """`unsee world judge`: train one judge (cnn or vit) the way `unsee world train` trains
+    the first, against the shipped minisd (its VAE for the round trips, the whole model for
+    the re-drawings): stages judge and judge_gen, each resumable, then OUT/judge/."""
+    from unsee.models.load import pick_device
+    from unsee.world.paths import MINISD_DIR
+
+    device = pick_device(cfg.device)
+    out = Path(cfg.out)
+    stages = out / "stages"
+    stages.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2) + "\n")
+    vae = AutoencoderKL.from_pretrained(MINISD_DIR, subfolder="vae", torch_dtype=torch.float32)
+    vae = vae.to(device).eval()
+    timings = {}
+    start = time.time()
+    judge_dir = stages / "judge"
+    if not _done(judge_dir):
+        world_judge.train_judge(
+            judge_dir, cfg.seed + 4, cfg.images, cfg.steps, 128, device, vae, cfg.width, cfg.arch
+        )
+        _finish(judge_dir, {"steps": cfg.steps, "architecture": cfg.arch})
+    timings["judge"] = round(time.time() - start, 1)
+    gen_dir = stages / "judge_gen"
+    start = time.time()
+    if not _done(gen_dir):
+        unet = UNet2DConditionModel.from_pretrained(
+            MINISD_DIR, subfolder="unet", torch_dtype=torch.float32
+        ).to(device)
+        text_model = CLIPTextModel.from_pretrained(
+            MINISD_DIR, subfolder="text_encoder", torch_dtype=torch.float32
+        ).to(device)
+        tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+        stage_judge_gen(gen_dir, judge_dir, cfg.gen_images, cfg.gen_steps, cfg.seed + 6, vae,
+                        unet, text_model, tokenizer, device)  # fmt: skip
+        _finish(gen_dir, {"steps": cfg.gen_steps})
+    timings["judge_gen"] = round(time.time() - start, 1)
+    (out / "judge").mkdir(exist_ok=True)
+    for name in JUDGE_FILES:
+        shutil.copy2(gen_dir / name, out / "judge" / name)
+    log = {"seconds": timings, "device": str(device), "config": asdict(cfg)}
+    (out / "train_log.json").write_text(json.dumps(log, default=str, indent=2) + "\n")
+    print(f"the {cfg.arch} judge in {out / 'judge'}; seconds per stage: {timings}")
     return out
