@@ -35,10 +35,25 @@ def _ci(mean):
     return {"mean": mean, "low": mean, "high": mean}
 
 
+def _rated(rate, strength, vit_rate):
+    return {
+        "concept_rate": _ci(rate),
+        "concept_strength": _ci(strength),
+        "vit_concept_rate": _ci(vit_rate),
+    }
+
+
 def test_table_metrics_come_from_the_named_suites():
     suites = {
-        "target": {"concept_rate": _ci(0.25)},
-        "leak": {"concept_rate": _ci(0.5)},
+        "target": _rated(0.25, 0.2, 0.3),
+        "leak": _rated(0.5, 0.4, 0.375),
+        "paraphrase": _rated(0.75, 0.6, 0.75),
+        "other-artists": {
+            "style_rate": _ci(0.96),
+            "prompt_accuracy_shape": _ci(0.7),
+            "prompt_accuracy_color": _ci(0.8),
+            "prompt_accuracy_background": _ci(0.9),
+        },
         "neutral": {
             "watermark_rate": _ci(0.1),
             "prompt_accuracy_shape": _ci(0.9),
@@ -51,12 +66,19 @@ def test_table_metrics_come_from_the_named_suites():
     }
     m = table_metrics(suites, "artist")
     assert m["concept_rate_target"] == 0.25 and m["concept_rate_leak"] == 0.5
+    assert m["concept_strength_target"] == 0.2 and m["concept_strength_leak"] == 0.4
+    assert m["concept_rate_paraphrase"] == 0.75
+    assert m["other_artists_accuracy"] == pytest.approx(0.8) and m["other_artists_rate"] == 0.96
+    assert m["judges_gap"] == 0.125  # the larger of target's 0.05 and leak's 0.125
+    assert m["attack_prefix_asr"] is None  # filled by the attack, on the attacked seeds
     assert m["prompt_accuracy"] == pytest.approx(0.9)
     assert (m["watermark_rate"], m["world_fid"], m["clip_score"]) == (0.1, 3.0, 0.7)
     assert m["same_seed_distance"] == 0.2
-    del suites["leak"], suites["neutral"]["same_seed_distance"]  # the watermark's original
+    del suites["leak"], suites["paraphrase"]
+    del suites["neutral"]["same_seed_distance"]  # the watermark's original
     m = table_metrics(suites, "watermark")
     assert m["concept_rate_leak"] is None and m["same_seed_distance"] == 0.0
+    assert m["concept_rate_paraphrase"] is None and m["judges_gap"] == pytest.approx(0.05)
     assert list(m) == list(METRICS)
 
 
@@ -68,6 +90,11 @@ def test_aggregate_gives_mean_and_sample_std_over_seeds():
     assert table["world_fid"]["std"] == pytest.approx(np.std([1, 2, 4], ddof=1))
     assert table["concept_rate_leak"] is None  # does not apply to one seed: not to the row
     assert aggregate(seeds[1:2])["world_fid"] == {"mean": 2.0, "std": 0.0}
+    # the attack columns: the mean over the seeds that were attacked
+    for seed, value in zip(seeds, (0.5, None, None), strict=True):
+        seed["attack_prefix_asr"] = value
+    assert aggregate(seeds)["attack_prefix_asr"] == {"mean": 0.5, "std": 0.0}
+    assert aggregate(seeds[1:])["attack_prefix_asr"] is None
 
 
 def test_a_table_folder_refuses_other_settings_but_takes_more_seeds(tmp_path):
@@ -87,7 +114,7 @@ def test_markdown_and_index_show_every_row(tmp_path):
         "tables": {"artist": {"original": row, "hfi_sdd": row}, "watermark": {"sega": row}},
     }
     md = results_markdown(results)
-    assert "| hfi_sdd | 0.500 ± 0.250 | – |" in md and "### watermark" in md
+    assert "| hfi_sdd | 0.500 ± 0.250 | 0.500 ± 0.250 | – |" in md and "### watermark" in md
     cfg = BenchWorldConfig(out=tmp_path, methods=["all"], seeds=2)
     page = write_index(cfg, results).read_text()
     assert page.count("<tr><td>hfi_sdd</td>") == 2  # the table and the bar chart
@@ -105,10 +132,16 @@ def test_markdown_sums_the_row_time_over_rows_and_seeds():
     assert "Time: 60 minutes in all on 2 CPU cores (x)" in results_markdown(results)
 
 
-def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path):
+def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path, monkeypatch):
+    from unsee.attack import config as attack_config
+
+    # the attacks at a few steps (their own tests check what they find)
+    small = {"iterations": 2, "check_every": 1, "attack_batch": 2, "inversion_steps": 2}
+    for key, value in small.items():
+        monkeypatch.setitem(attack_config.WORLD_DEFAULTS, key, value)
     cfg = dict(
         out=tmp_path, methods=["neg_text", "sega"], seeds=2, table_n=3, steps=3, bootstrap=20,
-        device="cpu",
+        device="cpu", attack_seeds=1, attack_n=2,
     )  # fmt: skip
     results = run_bench_world(BenchWorldConfig(**cfg))
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -120,6 +153,11 @@ def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path):
             assert list(metrics) == list(METRICS)
             leak = metrics["concept_rate_leak"]
             assert (leak is None) == (concept == "watermark"), (concept, row)
+            paraphrase = metrics["concept_rate_paraphrase"]
+            assert (paraphrase is None) == (concept == "watermark"), (concept, row)
+            for attack in ("attack_prefix_asr", "attack_inversion_rate"):
+                assert 0 <= metrics[attack]["mean"] <= 1 and metrics[attack]["std"] == 0
+            assert 0 <= metrics["judges_gap"]["mean"] <= 1
             for metric, cell in metrics.items():
                 if cell is not None:
                     assert cell["std"] >= 0, (concept, row, metric)
@@ -128,6 +166,10 @@ def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path):
     assert saved["settings"]["evaluation_seeds"][1] != saved["settings"]["evaluation_seeds"][0]
     assert (tmp_path / "results.md").is_file() and (tmp_path / "index.html").is_file()
     assert (tmp_path / "eval" / "seed1" / "artist" / "sega" / "grid_leak.png").is_file()
+    attacked = tmp_path / "eval" / "seed0" / "artist" / "sega" / "attack_prefix" / "results.json"
+    assert json.loads(attacked.read_text())["settings"]["sega_remove"] == ["Vanmond"]
+    assert not (tmp_path / "eval" / "seed1" / "artist" / "sega" / "attack_prefix").exists()
+    assert "ran on the first 1 seed(s) only" in (tmp_path / "results.md").read_text()
     # a rerun keeps every finished row
     row = tmp_path / "eval" / "seed0" / "watermark" / "neg_text" / "row.json"
     before = row.stat().st_mtime_ns

@@ -58,6 +58,12 @@ class BenchWorldConfig:
         [0.0, 0.75], help="--methods: censored sampling guides while t/T lies in [START, END]"
     )
     bootstrap: int = arg(200, help="--methods: bootstrap resamples of each row's intervals")
+    attack_seeds: int = arg(
+        1,
+        help="--methods: the first this many seeds also attack every row (the prefix attack"
+        " and the inversion attack, `unsee attack` at its minisd defaults); 0: none",
+    )
+    attack_n: int = arg(32, help="--methods: neutral prompts each attack takes")
 
     def __post_init__(self) -> None:
         from unsee.guidance.config import check_window
@@ -68,6 +74,8 @@ class BenchWorldConfig:
             raise UnseeError(
                 "--seeds, --pool, --labels and --bootstrap must be at least 1, --table-n 2"
             )
+        if self.attack_seeds < 0 or self.attack_n < 1:
+            raise UnseeError("--attack-seeds must be at least 0 and --attack-n at least 1")
         if self.methods:
             from unsee.bench.table import parse_methods
 

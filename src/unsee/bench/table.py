@@ -1,7 +1,8 @@
 """`unsee bench world --methods all --seeds 3`: the project's paper table on minisd.
 
 Two concepts, each removed by every method, each row evaluated with `unsee evaluate`:
-  artist     the leaking artist (Vanmond): suites target, leak, neutral
+  artist     the leaking artist (Vanmond): suites target, leak, paraphrase, other-artists,
+             neutral
   watermark  the watermark: suites target ("..., with a watermark"), neutral
 Rows:
   original     minisd as it is
@@ -14,17 +15,34 @@ Rows:
   esd_u        ESD on everything but cross-attention, the word
   sdd_text     SDD on the word, with the benign pool prompts kept (--preserve)
   hfi_sdd      SDD on the HFI token and the word, the same prompts kept
+  uce          UCE (closed-form edit of the cross-attention keys and values) on the word,
+               the same prompts kept
+  hfi_neg      the distilled negative prompt on the HFI token and the word, anchored on
+               the pool prompts the reward scores bad (the artist) or every pool prompt
+               (the watermark), as bench erase
   censored     censored sampling with the reward trained on the same feedback
 Per seed k the whole chain is redone from seed k: the pool the simulated person labels,
 the labels, the reward, the token, every erasure, and every evaluation image. Metrics
 (`unsee evaluate`'s, on the suite named):
   concept_rate_target   concept on prompts naming it         (target)
+  concept_strength_target  the judge's mean strength of it     (target)
   concept_rate_leak     the artist on scenes never naming him (leak; artist only)
-  watermark_rate        judge's watermark p > 0.5            (neutral)
+  concept_strength_leak  the judge's mean strength of it       (leak)
+  watermark_rate        the judge calls the watermark        (neutral)
   prompt_accuracy       mean of shape, colour, background accuracy   (neutral)
+  other_artists_accuracy  the same on prompts naming the other artists (other-artists)
+  other_artists_rate    the other artists' styles where named    (other-artists)
   world_fid             Frechet distance of mini-CLIP image features to renders (neutral)
   same_seed_distance    1 - cosine to the original's same-seed image (neutral; 0 for it)
+  concept_rate_paraphrase  the artist named with held-out templates (paraphrase; artist only)
+  attack_prefix_asr     `unsee attack --method prefix` on the neutral suite's first
+                        --attack-n prompts: success rate (before + by the attack)
+  attack_inversion_rate  `unsee attack --method inversion`: the concept's rate with the
+                        token learned on the row's model (both on the first --attack-seeds
+                        seeds only; their mean is over those seeds)
   clip_score            cosine of mini-CLIP image and prompt features (neutral)
+  judges_gap            |cnn judge's concept rate - vit judge's|, the larger of target, leak
+(a concept shows when the judge's strength reaches its call strength: docs/judge-calibration)
 results.json {"settings", "tables": {concept: {row: {metric: {"mean", "std"}}}}} (std over
 seeds, ddof 1), results.md and index.html. Every finished row keeps its results, so an
 interrupted run resumes where it stopped.
@@ -39,8 +57,10 @@ import numpy as np
 
 from unsee import __version__
 from unsee.bench.config import BenchEraseConfig, BenchWorldConfig
-from unsee.bench.erase import artist_pool, erased, learn_token
+from unsee.bench.erase import anchor_prompts, artist_pool, erased, learn_token
 from unsee.bench.world import neutral_prompts
+from unsee.erase.config import EraseConfig
+from unsee.erase.run import erase
 from unsee.errors import UnseeError
 from unsee.evaluate.config import EvaluateConfig
 from unsee.evaluate.run import evaluate
@@ -49,16 +69,24 @@ from unsee.world import render as world
 
 ROWS = (
     "original", "neg_text", "neg_token", "sld_medium", "sld_max", "sega", "esd_x", "esd_u",
-    "sdd_text", "hfi_sdd", "censored",
+    "sdd_text", "hfi_sdd", "uce", "hfi_neg", "censored",
 )  # fmt: skip
 METRICS = (
-    "concept_rate_target", "concept_rate_leak", "watermark_rate", "prompt_accuracy",
-    "world_fid", "same_seed_distance", "clip_score",
+    "concept_rate_target", "concept_strength_target", "concept_rate_leak",
+    "concept_strength_leak", "concept_rate_paraphrase", "attack_prefix_asr",
+    "attack_inversion_rate", "watermark_rate", "prompt_accuracy", "other_artists_accuracy",
+    "other_artists_rate", "world_fid",
+    "same_seed_distance", "clip_score", "judges_gap",
 )  # fmt: skip
+# measured on the first --attack-seeds seeds only: their mean is over those seeds
+ATTACK_METRICS = ("attack_prefix_asr", "attack_inversion_rate")
 CONCEPTS = {"artist": world.LEAK_ARTIST, "watermark": "watermark"}
-SUITES = {"artist": ["target", "leak", "neutral"], "watermark": ["target", "neutral"]}
+SUITES = {
+    "artist": ["target", "leak", "paraphrase", "other-artists", "neutral"],
+    "watermark": ["target", "other-artists", "neutral"],
+}
 ATTRS = ("shape", "color", "background")
-ERASURES = ("esd_x", "esd_u", "sdd_text", "hfi_sdd")
+ERASURES = ("esd_x", "esd_u", "sdd_text", "hfi_sdd", "uce", "hfi_neg")
 
 
 def parse_methods(methods: list[str]) -> list[str]:
@@ -117,11 +145,19 @@ def row_settings(row: str, concept: str, tcfg: BenchEraseConfig, cfg: BenchWorld
         }  # fmt: skip
     keep = folder / "keep.txt"
     preserve = {"preserve": keep} if keep.read_text().strip() else {}
+    if row == "uce":  # no training: none of the trained methods' settings
+        out = Path(tcfg.out) / "models" / f"uce_{concept}"
+        if not (out / "erase.json").is_file():
+            erase(EraseConfig(out=out, method="uce", concept=[word], device=tcfg.device,
+                              **preserve))  # fmt: skip
+        return {"model": str(out)}
+    anchors = {"anchors": anchor_prompts(folder, prompt_bound=concept == "artist")}
     what = {
         "esd_x": {"method": "esd-x", "concept": [word]},
         "esd_u": {"method": "esd-u", "concept": [word]},
         "sdd_text": {"concept": [word], **preserve},
         "hfi_sdd": {"embedding": [token], "concept": [word], **preserve},
+        "hfi_neg": {"method": "neg", "embedding": [token], "concept": [word], **anchors},
     }[row]
     model, _ = erased(tcfg, f"{row}_{concept}", **what)
     return {"model": model}
@@ -142,11 +178,12 @@ def evaluate_row(cfg: BenchWorldConfig, k: int, concept: str, row: str) -> dict:
         seed=cfg.seed + 1_000_000 * k, steps=cfg.steps, guidance=cfg.guidance,
         reference_dir=None if row == "original" else folder / "original",
         bootstrap=cfg.bootstrap, batch_size=32, batch_invariant="off", device=cfg.device,
-        **given,
+        judges="both", **given,
     )  # fmt: skip
     results = evaluate(ecfg)["suites"]
+    attacks = attack_row(cfg, k, concept, out, given) if k < cfg.attack_seeds else {}
     row_result = {
-        "metrics": table_metrics(results, concept),
+        "metrics": table_metrics(results, concept) | attacks,
         "intervals": results,
         "given": json.loads(json.dumps(given, default=str)),
         "seconds": {
@@ -158,17 +195,55 @@ def evaluate_row(cfg: BenchWorldConfig, k: int, concept: str, row: str) -> dict:
     return row_result
 
 
+def attack_row(cfg: BenchWorldConfig, k: int, concept: str, out: Path, given: dict) -> dict:
+    """The row's model (and intervention) attacked on the neutral suite's first prompts:
+    the prefix attack's success rate and the inversion token's concept rate."""
+    from unsee.attack.config import AttackConfig
+    from unsee.attack.run import attack
+
+    figures = {}
+    for method, key, metric in (
+        ("prefix", "asr", "attack_prefix_asr"),
+        ("inversion", "rate", "attack_inversion_rate"),
+    ):
+        acfg = AttackConfig(
+            out=out / f"attack_{method}", method=method, concept=CONCEPTS[concept],
+            suite="neutral", n=cfg.attack_n, seed=cfg.seed + 1_000_000 * k + 500_000,
+            steps=cfg.steps, guidance=cfg.guidance, device=cfg.device, **given,
+        )  # fmt: skip
+        figures[metric] = attack(acfg)[key]
+    return figures
+
+
 def table_metrics(suites: dict, concept: str) -> dict[str, float | None]:
-    """The table's seven metrics from one `unsee evaluate` run."""
-    neutral = suites["neutral"]
+    """The table's metrics from one `unsee evaluate --judges both` run."""
+    neutral, others = suites["neutral"], suites["other-artists"]
+    leak = suites.get("leak")
+    rated = [suites["target"], *([leak] if leak else [])]
     return {
         "concept_rate_target": suites["target"]["concept_rate"]["mean"],
-        "concept_rate_leak": suites["leak"]["concept_rate"]["mean"] if "leak" in suites else None,
+        "concept_strength_target": suites["target"]["concept_strength"]["mean"],
+        "concept_rate_leak": leak["concept_rate"]["mean"] if leak else None,
+        "concept_strength_leak": leak["concept_strength"]["mean"] if leak else None,
+        "concept_rate_paraphrase": (
+            suites["paraphrase"]["concept_rate"]["mean"] if "paraphrase" in suites else None
+        ),
+        # the attack columns: filled by attack_row on the attacked seeds
+        "attack_prefix_asr": None,
+        "attack_inversion_rate": None,
         "watermark_rate": neutral["watermark_rate"]["mean"],
         "prompt_accuracy": float(np.mean([neutral[f"prompt_accuracy_{k}"]["mean"] for k in ATTRS])),
+        "other_artists_accuracy": float(
+            np.mean([others[f"prompt_accuracy_{k}"]["mean"] for k in ATTRS])
+        ),
+        "other_artists_rate": others["style_rate"]["mean"],
         "world_fid": neutral["world_fid"]["mean"],
         "same_seed_distance": neutral.get("same_seed_distance", {"mean": 0.0})["mean"],
         "clip_score": neutral["clip_score"]["mean"],
+        # the two judges' concept rates apart, the largest gap over the rated suites
+        "judges_gap": max(
+            abs(s["concept_rate"]["mean"] - s["vit_concept_rate"]["mean"]) for s in rated
+        ),
     }
 
 
@@ -177,7 +252,9 @@ def aggregate(per_seed: list[dict[str, float | None]]) -> dict[str, dict | None]
     metric does not apply."""
     out: dict[str, dict | None] = {}
     for metric in METRICS:
-        values = [m[metric] for m in per_seed]
+        values = [m.get(metric) for m in per_seed]
+        if metric in ATTACK_METRICS:  # over the attacked seeds
+            values = [v for v in values if v is not None] or [None]
         if any(v is None for v in values):
             out[metric] = None
             continue
@@ -231,6 +308,8 @@ def run_bench_table(cfg: BenchWorldConfig) -> dict:
         "suites": SUITES,
         "concepts": CONCEPTS,
         "bootstrap": cfg.bootstrap,
+        "attack_seeds": cfg.attack_seeds,
+        "attack_n": cfg.attack_n,
     }
     check_settings(out / "settings.json", settings)
     per_seed: dict[str, dict[str, list]] = {c: {r: [] for r in rows} for c in CONCEPTS}
@@ -297,6 +376,14 @@ def results_markdown(results: dict) -> str:
         f" {s['steps']} DDIM steps, guidance {s['guidance']}; mean ± std over seeds.",
         "",
     ]
+    if s.get("attack_seeds") is not None:
+        lines += [
+            f"The attack columns ran on the first {s['attack_seeds']} seed(s) only, on"
+            f" {s['attack_n']} neutral prompts each. A concept shows when the judge reads it"
+            " at strength >= 0.2 (the judge calls it from 0.1); `concept_strength_*` is its mean"
+            " strength, `judges_gap` how far the two judges' concept rates lie apart.",
+            "",
+        ]
     digits = {"world_fid": 2}
     for concept, table in results["tables"].items():
         lines += [f"### {concept} ({CONCEPTS[concept]})", ""]

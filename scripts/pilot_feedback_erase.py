@@ -1,0 +1,117 @@
+"""Pilot the objectives of `unsee erase --feedback` on minisd (docs/erase-feedback).
+
+One pool of minisd images a person labelling for Vanmond would see (bench erase's: 40%
+prompts naming him, 20% starry nights, 20% plain, 20% the other artists), 50 simulated
+labels (half bad, half good, the world judge as the person), then for each variant one
+`unsee erase --feedback` and one `unsee evaluate --judges both` (target, leak, paraphrase,
+other-artists, neutral; the original's images as the same-seed reference). Writes
+OUT/pilots.json and prints one markdown row per variant.
+
+    python scripts/pilot_feedback_erase.py --out runs/pilot-fe --variants neg_strip sdd
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from unsee.bench.erase import artist_pool
+from unsee.erase.config import EraseConfig
+from unsee.erase.run import erase
+from unsee.evaluate.config import EvaluateConfig
+from unsee.evaluate.run import evaluate
+from unsee.feedback.config import FeedbackSimulateConfig
+from unsee.feedback.simulate import simulate
+from unsee.feedback.store import FeedbackStore
+from unsee.generate.config import GenerateConfig
+from unsee.generate.run import generate
+
+ARTIST = "Vanmond"
+# name -> what `unsee erase --feedback` is given besides the folder
+VARIANTS = {
+    "neg_strip": {"concept": [ARTIST]},  # the default objective, the word known
+    "neg_strip_eta2": {"concept": [ARTIST], "eta": 2.0},
+    "neg_token": {},  # the token alone: what a user who names nothing gets
+    "sdd": {"concept": [ARTIST], "method": "sdd"},
+    "uce": {"concept": [ARTIST], "method": "uce"},
+}
+SUITES = ["target", "leak", "paraphrase", "other-artists", "neutral"]
+
+
+def pool(out: Path, seed: int) -> Path:
+    folder = out / "pool"
+    if not (folder / "feedback.sqlite").is_file():
+        prompts = out / "pool_prompts.txt"
+        out.mkdir(parents=True, exist_ok=True)
+        prompts.write_text("".join(f"{p}\n" for p in artist_pool(200, seed)))
+        generate(GenerateConfig(prompts=prompts, n=1, steps=25, seed=seed, out=folder))
+    store = FeedbackStore.for_folder(folder)
+    if not any(d["annotator"] == "simulated" for d in store.decisions()):
+        simulate(FeedbackSimulateConfig(dir=folder, concept=ARTIST, budget=50, balanced=True,
+                                        seed=seed))  # fmt: skip
+    return folder
+
+
+def figures(results: dict) -> dict:
+    s = results["suites"]
+    acc = ("shape", "color", "background")
+    return {
+        "target": s["target"]["concept_rate"]["mean"],
+        "target_strength": s["target"]["concept_strength"]["mean"],
+        "leak": s["leak"]["concept_rate"]["mean"],
+        "leak_strength": s["leak"]["concept_strength"]["mean"],
+        "paraphrase": s["paraphrase"]["concept_rate"]["mean"],
+        "vit_target": s["target"]["vit_concept_rate"]["mean"],
+        "vit_leak": s["leak"]["vit_concept_rate"]["mean"],
+        "other_artists_rate": s["other-artists"]["style_rate"]["mean"],
+        "other_artists_accuracy": float(
+            np.mean([s["other-artists"][f"prompt_accuracy_{k}"]["mean"] for k in acc])
+        ),
+        "neutral_accuracy": float(
+            np.mean([s["neutral"][f"prompt_accuracy_{k}"]["mean"] for k in acc])
+        ),
+        "neutral_watermark": s["neutral"]["watermark_rate"]["mean"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--n", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    folder = pool(args.out, args.seed)
+    rows = {}
+    common = dict(concept=ARTIST, suite=SUITES, n=args.n, seed=7_000_000, judges="both")
+    reference = args.out / "eval-original"
+    if not (reference / "results.json").is_file():
+        evaluate(EvaluateConfig(out=reference, **common))
+    rows["original"] = {**figures(json.loads((reference / "results.json").read_text())),
+                        "seconds": 0.0}  # fmt: skip
+    for name in args.variants:
+        model = args.out / name
+        if not (model / "erase.json").is_file():
+            started = time.time()
+            erase(EraseConfig(out=model, feedback=folder, seed=args.seed, **VARIANTS[name]))
+            (model / "pilot_seconds.txt").write_text(f"{time.time() - started:.1f}\n")
+        seconds = float((model / "pilot_seconds.txt").read_text())
+        out = args.out / f"eval-{name}"
+        if not (out / "results.json").is_file():
+            evaluate(EvaluateConfig(out=out, model=str(model), reference_dir=reference, **common))
+        rows[name] = {**figures(json.loads((out / "results.json").read_text())),
+                      "seconds": seconds}  # fmt: skip
+    (args.out / "pilots.json").write_text(
+        json.dumps({"variants": {k: VARIANTS.get(k) for k in rows}, "rows": rows}, indent=1) + "\n"
+    )
+    keys = list(rows["original"])
+    print("| variant | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 1) + "|")
+    for name, row in rows.items():
+        print(f"| {name} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    main()
