@@ -140,7 +140,7 @@ def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path, mo
     for key, value in small.items():
         monkeypatch.setitem(attack_config.WORLD_DEFAULTS, key, value)
     cfg = dict(
-        out=tmp_path, methods=["neg_text", "sega"], seeds=2, table_n=3, steps=3, bootstrap=20,
+        out=tmp_path, methods=["sega"], seeds=2, table_n=3, steps=3, bootstrap=20,
         device="cpu", attack_seeds=1, attack_n=2,
     )  # fmt: skip
     results = run_bench_world(BenchWorldConfig(**cfg))
@@ -148,7 +148,7 @@ def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path, mo
     assert saved["tables"] == results["tables"]
     assert set(saved["tables"]) == {"artist", "watermark"}
     for concept, table in saved["tables"].items():
-        assert list(table) == ["original", "neg_text", "sega"]
+        assert list(table) == ["original", "sega"]
         for row, metrics in table.items():
             assert list(metrics) == list(METRICS)
             leak = metrics["concept_rate_leak"]
@@ -162,7 +162,7 @@ def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path, mo
                 if cell is not None:
                     assert cell["std"] >= 0, (concept, row, metric)
         assert table["original"]["same_seed_distance"] == {"mean": 0.0, "std": 0.0}
-        assert table["neg_text"]["same_seed_distance"]["mean"] > 0
+        assert table["sega"]["same_seed_distance"]["mean"] > 0
     assert saved["settings"]["evaluation_seeds"][1] != saved["settings"]["evaluation_seeds"][0]
     assert (tmp_path / "results.md").is_file() and (tmp_path / "index.html").is_file()
     assert (tmp_path / "eval" / "seed1" / "artist" / "sega" / "grid_leak.png").is_file()
@@ -171,7 +171,7 @@ def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path, mo
     assert not (tmp_path / "eval" / "seed1" / "artist" / "sega" / "attack_prefix").exists()
     assert "ran on the first 1 seed(s) only" in (tmp_path / "results.md").read_text()
     # a rerun keeps every finished row
-    row = tmp_path / "eval" / "seed0" / "watermark" / "neg_text" / "row.json"
+    row = tmp_path / "eval" / "seed0" / "watermark" / "sega" / "row.json"
     before = row.stat().st_mtime_ns
     assert run_bench_world(BenchWorldConfig(**cfg))["tables"] == results["tables"]
     assert row.stat().st_mtime_ns == before
