@@ -41,10 +41,12 @@ def feedback_prompts(folder: Path) -> tuple[list[str], list[str]]:
     feedback = load_feedback(folder, "binary")  # refuses one class, or fewer than 2 of one
     prompt = {r["file_name"]: r.get("prompt", "") for r in read_image_set(folder)}
     bad = {f for f, y in zip(feedback.file_names, feedback.y, strict=True) if y == 0}
-    order = [r for r in prompt if r in set(feedback.file_names)]
+    labelled = set(feedback.file_names)
+    order = [f for f in prompt if f in labelled]
     flagged = list(dict.fromkeys(prompt[f] for f in order if f in bad))
     benign = list(dict.fromkeys(prompt[f] for f in order if f not in bad))
-    benign = [p for p in benign if p not in set(flagged)]
+    flagged_set = set(flagged)
+    benign = [p for p in benign if p not in flagged_set]
     if not any(p.strip() for p in flagged):
         raise UnseeError(f"{folder}: the flagged images have no prompts to anchor the edit")
     return flagged, benign

@@ -37,6 +37,7 @@ from unsee.world.judge import (
     judge_images,
     load_judge,
     load_world_judge,
+    vae_round_trip,
 )
 from unsee.world.paths import JUDGE_DIRS
 
@@ -72,15 +73,10 @@ def with_concept(attrs: world.Attributes, concept: str, strength: float) -> worl
     return replace(attrs, style=concept, style_strength=strength)
 
 
-@torch.no_grad()
 def vae_view(images: np.ndarray, vae) -> np.ndarray:
     """Images through the VAE and back (the latent mean, no noise), uint8 again."""
-    out = []
-    for chunk in to_model_range(images).split(500):
-        z = vae.encode(chunk.to(vae.device)).latent_dist.mean
-        x = vae.decode(z).sample.clamp(-1, 1).cpu()
-        out.append(((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
-    return np.concatenate(out)
+    x = vae_round_trip(to_model_range(images), vae, torch.Generator(), noise=0.0)
+    return ((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def point(verdicts, concept: str, strength: float) -> dict:
