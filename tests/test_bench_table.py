@@ -184,3 +184,29 @@ def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path, mo
                 reference_dir=tmp_path / "eval" / "seed0" / "watermark" / "original",
             )
         )  # fmt: skip
+
+
+def test_the_feedback_erase_row_runs_erase_feedback_on_the_rows_labels_and_reward(
+    tmp_path, monkeypatch
+):
+    from unsee.bench import table
+
+    seen = {}
+    monkeypatch.setattr(table, "feedback", lambda tcfg, concept: tmp_path / "Vanmond")
+    monkeypatch.setattr(table, "erase_config", lambda tcfg, out, **what: seen.update(what) or out)
+
+    def fake_erase(out):
+        out.mkdir(parents=True)
+        (out / "erase.json").write_text("{}")
+
+    monkeypatch.setattr(table, "erase", fake_erase)
+    cfg = BenchWorldConfig(out=tmp_path / "table", methods=["feedback_erase"], seeds=1)
+    given = table.row_settings("feedback_erase", "artist", table.train_config(cfg, 0), cfg)
+    assert given["model"].endswith("models/feedback_erase_artist")
+    assert seen["feedback"] == tmp_path / "Vanmond" / "pool" / "images"
+    assert seen["reward"] == tmp_path / "Vanmond" / "reward"
+    assert seen["concept"] == ["Vanmond"] and seen["init"] == "painting"
+    assert "method" not in seen  # the command's own default objective
+    seen.clear()
+    assert table.row_settings("feedback_erase", "artist", table.train_config(cfg, 0), cfg) == given
+    assert not seen  # made once: a rerun keeps the erased model

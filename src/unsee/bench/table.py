@@ -20,6 +20,9 @@ Rows:
   hfi_neg      the distilled negative prompt on the HFI token and the word, anchored on
                the pool prompts the reward scores bad (the artist) or every pool prompt
                (the watermark), as bench erase
+  feedback_erase  `unsee erase --feedback` on the same labels and reward: the whole path
+               from labels to an erased model as a user runs it (its own token, anchors and
+               prompts kept, its default objective; docs/erase-feedback)
   censored     censored sampling with the reward trained on the same feedback
 Per seed k the whole chain is redone from seed k: the pool the simulated person labels,
 the labels, the reward, the token, every erasure, and every evaluation image. Metrics
@@ -57,7 +60,7 @@ import numpy as np
 
 from unsee import __version__
 from unsee.bench.config import BenchEraseConfig, BenchWorldConfig
-from unsee.bench.erase import anchor_prompts, artist_pool, erased, learn_token
+from unsee.bench.erase import anchor_prompts, artist_pool, erase_config, erased, learn_token
 from unsee.bench.world import neutral_prompts
 from unsee.erase.config import EraseConfig
 from unsee.erase.run import erase
@@ -69,7 +72,7 @@ from unsee.world import render as world
 
 ROWS = (
     "original", "neg_text", "neg_token", "sld_medium", "sld_max", "sega", "esd_x", "esd_u",
-    "sdd_text", "hfi_sdd", "uce", "hfi_neg", "censored",
+    "sdd_text", "hfi_sdd", "uce", "hfi_neg", "feedback_erase", "censored",
 )  # fmt: skip
 METRICS = (
     "concept_rate_target", "concept_strength_target", "concept_rate_leak",
@@ -86,7 +89,7 @@ SUITES = {
     "watermark": ["target", "other-artists", "neutral"],
 }
 ATTRS = ("shape", "color", "background")
-ERASURES = ("esd_x", "esd_u", "sdd_text", "hfi_sdd", "uce", "hfi_neg")
+ERASURES = ("esd_x", "esd_u", "sdd_text", "hfi_sdd", "uce", "hfi_neg", "feedback_erase")
 
 
 def parse_methods(methods: list[str]) -> list[str]:
@@ -143,6 +146,13 @@ def row_settings(row: str, concept: str, tcfg: BenchEraseConfig, cfg: BenchWorld
             "censor_reward": folder / "reward", "censor_scale": cfg.censor_scale,
             "censor_recurrence": cfg.censor_recurrence, "censor_window": cfg.censor_window,
         }  # fmt: skip
+    if row == "feedback_erase":
+        out = Path(tcfg.out) / "models" / f"feedback_erase_{concept}"
+        if not (out / "erase.json").is_file():
+            erase(erase_config(tcfg, out, feedback=folder / "pool" / "images",
+                               reward=folder / "reward", concept=[word],
+                               init=tcfg.init[word]))  # fmt: skip
+        return {"model": str(out)}
     keep = folder / "keep.txt"
     preserve = {"preserve": keep} if keep.read_text().strip() else {}
     if row == "uce":  # no training: none of the trained methods' settings
