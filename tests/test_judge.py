@@ -1,9 +1,11 @@
 import itertools
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from unsee.errors import UnseeError
 from unsee.evaluate.config import JudgeConfig
@@ -177,6 +179,59 @@ def test_a_judge_trains_saves_and_reloads(tmp_path, architecture):
     assert type(judge).__name__ == {"cnn": "Judge", "vit": "PatchJudge"}[architecture]
     images, _, _ = world.make_dataset(4, seed=5)
     assert len(judge_images(judge, images)) == 4
+
+
+def test_judge_data_comes_in_twins_that_differ_only_in_faint_or_absent_effects():
+    from unsee.world.judge import LEAK_SHARE, judge_dataset, twin_rows
+
+    images, attrs, _ = judge_dataset(400, seed=3)
+    assert len(images) == len(attrs) == 400
+    for a, b in zip(attrs[::2], attrs[1::2], strict=True):
+        assert replace(a, style_strength=0, watermark_strength=0) == replace(
+            b, style_strength=0, watermark_strength=0
+        )
+        assert b.style_strength == 0 or 0.05 <= b.style_strength <= 0.4
+    nights = np.mean([a.scene == world.LEAK_SCENE for a in attrs[::2]])
+    assert abs(nights - (LEAK_SHARE + (1 - LEAK_SHARE) * world.P_SCENE["starry night"])) < 0.08
+    rows = twin_rows(400, 16, torch.Generator().manual_seed(0))
+    assert len(rows) == 32 and (rows[1::2] - rows[::2] == 1).all() and (rows[::2] % 2 == 0).all()
+
+
+def test_the_reading_maps_raw_strength_to_true_strength_monotonically():
+    from unsee.world.judge import fit_reading, read_strengths
+
+    rng = np.random.default_rng(0)
+    true = np.where(rng.random((3000, 4)) < 0.6, 0.0, rng.random((3000, 4)))
+    raw = true**2 + 0.01 * rng.random((3000, 4))  # a head that reads faint traces low
+    reading = fit_reading(raw, true)
+    assert set(reading) == set(STRENGTHS)
+    model = torch.nn.Linear(1, 1)
+    model.reading = reading
+    probe = torch.tensor([[0.0] * 4, [0.04] * 4, [0.25] * 4, [1.0] * 4])
+    read = read_strengths(model, probe)
+    assert (read[1:] >= read[:-1]).all()
+    assert read[1, 0] == pytest.approx(0.2, abs=0.05) and read[2, 0] == pytest.approx(0.5, abs=0.05)
+    model.reading = None
+    assert torch.equal(read_strengths(model, probe), probe)
+
+
+def test_a_judge_goes_on_training_from_a_saved_one(tmp_path):
+    from safetensors.torch import load_file
+
+    from unsee.world.config import WorldJudgeConfig
+    from unsee.world.judge import train_judge
+
+    first = train_judge(tmp_path / "first", 3, 32, 1, 8, "cpu", width=16, architecture="vit")
+    more = train_judge(tmp_path / "more", 4, 32, 2, 8, "cpu", architecture="cnn", start=first)
+    config = json.loads((more / "config.json").read_text())
+    assert config["architecture"] == "vit" and config["width"] == 16  # the start's, not the args'
+    before, after = load_file(first / "model.safetensors"), load_file(more / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(UnseeError, match="is a vit judge, not --arch cnn"):
+        WorldJudgeConfig(out=tmp_path / "x", arch="cnn", start=first)
+    with pytest.raises(UnseeError, match="holds no judge"):
+        WorldJudgeConfig(out=tmp_path / "y", arch="vit", start=tmp_path)
 
 
 def test_a_judge_from_before_strengths_is_refused_with_a_clear_message(tmp_path):

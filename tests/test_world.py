@@ -145,6 +145,7 @@ def test_world_training_runs_resumes_and_loads_in_plain_diffusers(tmp_path, monk
         judge_images=100,
         judge_gen_steps=2,
         judge_gen_images=40,
+        judge_reading_images=60,
         device="cpu",
     )
     straight = train_world(WorldTrainConfig(out=tmp_path / "a", **tiny))
@@ -193,14 +194,17 @@ def test_world_judge_trains_one_judge_resumes_and_ships(tmp_path, monkeypatch):
     from unsee.world.judge import judge_images, load_judge
     from unsee.world.train import train_world_judge
 
-    tiny = dict(arch="vit", images=40, steps=2, width=16, gen_steps=2, gen_images=8, device="cpu")
+    tiny = dict(arch="vit", images=40, steps=2, width=16, gen_steps=2, gen_images=8,
+                reading_images=60, device="cpu")  # fmt: skip
     cfg = WorldJudgeConfig(out=tmp_path / "vit", **tiny)
     assert cfg.seed == 1  # another seed than the first judge's
     out = train_world_judge(cfg)
     assert {f.name for f in (out / "judge").iterdir()} == {"config.json", "model.safetensors"}
     assert (out / "stages" / "judge_gen" / "redrawn.safetensors").is_file()
     log = json.loads((out / "train_log.json").read_text())
-    assert set(log["seconds"]) == {"judge", "judge_gen"}
+    assert set(log["seconds"]) == {"judge", "judge_gen", "reading"}
+    reading = json.loads((out / "judge" / "config.json").read_text())["reading"]
+    assert set(reading) == {*world.ARTISTS, "watermark"}
     # a second sitting finds both stages done and makes the same judge
     weights = (out / "judge" / "model.safetensors").read_bytes()
     train_world_judge(WorldJudgeConfig(out=tmp_path / "vit", **tiny))
@@ -215,3 +219,9 @@ def test_world_judge_trains_one_judge_resumes_and_ships(tmp_path, monkeypatch):
     assert len(judge_images(load_judge(target), images)) == 3
     with pytest.raises(SystemExit):
         main(["world", "ship-judge", str(tmp_path)])  # no judge/ there: one line, exit 2
+    # --start goes on from a judge; --gen-steps 0 skips the re-drawings
+    more = train_world_judge(
+        WorldJudgeConfig(out=tmp_path / "more", **(tiny | {"gen_steps": 0}), start=out / "judge")
+    )
+    assert not (more / "stages" / "judge_gen").exists()
+    assert json.loads((more / "judge" / "config.json").read_text())["width"] == 16

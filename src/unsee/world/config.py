@@ -1,5 +1,6 @@
 """Settings of the `unsee world` commands."""
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,6 +32,9 @@ class WorldTrainConfig:
         800, help="judge fine-tuning steps on renders and their re-drawings by minisd"
     )
     judge_gen_images: int = arg(4000, help="images rendered and re-drawn for that fine-tuning")
+    judge_reading_images: int = arg(
+        6000, help="fresh images the judge's strength reading is fitted on (0: none)"
+    )
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
     def __post_init__(self) -> None:
@@ -62,16 +66,35 @@ class WorldJudgeConfig:
     images: int = arg(20000, help="images rendered for the judge")
     steps: int = arg(3000, help="training steps (batch 128)")
     width: int | None = arg(None, help=f"channels (default: cnn {JUDGE_WIDTH}, vit 96)")
-    gen_steps: int = arg(800, help="fine-tuning steps on renders and their re-drawings")
+    gen_steps: int = arg(
+        800, help="fine-tuning steps on renders and their re-drawings (0: no such stage)"
+    )
     gen_images: int = arg(4000, help="images rendered and re-drawn for that fine-tuning")
+    reading_images: int = arg(
+        6000, help="fresh images the strength reading is fitted on (0: the head's raw output)"
+    )
+    start: Path | None = arg(
+        None,
+        help="a judge folder (judge/ of an earlier run, or a shipped one) to go on training"
+        " instead of a new judge: its architecture and width, --steps more steps",
+    )
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
     def __post_init__(self) -> None:
         self.out = check_out_folder(self.out)
         if self.seed is None:
             self.seed = 0 if self.arch == "cnn" else 1
-        if min(self.images, self.steps, self.gen_images) < 1 or self.gen_steps < 0:
+        if min(self.images, self.steps, self.gen_images) < 1:
             raise UnseeError("--images, --steps and --gen-images must be positive")
+        if min(self.gen_steps, self.reading_images) < 0:
+            raise UnseeError("--gen-steps and --reading-images must be 0 or more")
+        if self.start is not None:
+            self.start = Path(self.start)
+            if not (self.start / "model.safetensors").is_file():
+                raise UnseeError(f"--start {self.start} holds no judge (model.safetensors)")
+            arch = json.loads((self.start / "config.json").read_text())["architecture"]
+            if arch != self.arch:
+                raise UnseeError(f"--start {self.start} is a {arch} judge, not --arch {self.arch}")
 
 
 @dataclass(kw_only=True)

@@ -128,32 +128,60 @@ def make_judge(architecture: str, width: int | None = None) -> nn.Module:
 
 def _strength(rng: np.random.Generator) -> float:
     """A drawn effect's strength: the full effect for a quarter (what minisd draws), faint
-    (below 0.35, where absent and present part) for a quarter, else uniform."""
+    (below 0.4, where absent and present part) for a third, else uniform."""
     u = rng.random()
     if u < 0.25:
         return 1.0
-    return float(rng.uniform(0, 0.35 if u < 0.5 else 1))
+    return float(rng.uniform(0, 0.4 if u < 0.6 else 1))
+
+
+LEAK_SHARE = 0.25  # of the judge's subjects: the leaking scene, where traces are faintest
 
 
 def judge_dataset(
     n: int, seed: int, mixed: bool = True
 ) -> tuple[np.ndarray, list[world.Attributes], list[str]]:
     """The judge's own training images: style and mark independent of content (a starry
-    night may be unstyled), style on 60% and mark on 50%, and (mixed) each drawn at a
-    random strength. Images, attributes and captions, like world.make_dataset."""
+    night may be unstyled), style on 60% and mark on 50%. Images, attributes and
+    captions, like world.make_dataset.
+
+    mixed: each effect at a random strength, a quarter of the subjects the leaking scene,
+    and the images in twins (rows 2i and 2i + 1): one subject twice, the second with each
+    effect it has absent or faint, so a batch of twins shows the judge the trace alone
+    (train_judge and finetune_judge draw them together)."""
     rng = np.random.default_rng(seed)
     strengths = np.random.default_rng(seed + 1)
-    attrs = [
-        world.sample_attributes(rng, p_style=0.6, p_watermark=0.5, leak=False) for _ in range(n)
+    subjects = [
+        world.sample_attributes(rng, p_style=0.6, p_watermark=0.5, leak=False)
+        for _ in range((n + 1) // 2 if mixed else n)
     ]
     if mixed:
-        attrs = [
-            replace(a, style_strength=_strength(strengths), watermark_strength=_strength(strengths))
-            for a in attrs
-        ]
+        attrs = []
+        for a in subjects:
+            if strengths.random() < LEAK_SHARE:
+                a = replace(a, kind="scene", shape=None, color=None, background=None,
+                            scene=world.LEAK_SCENE)  # fmt: skip
+            attrs.append(replace(a, style_strength=_strength(strengths),
+                                 watermark_strength=_strength(strengths)))  # fmt: skip
+            attrs.append(replace(a, style_strength=_faint(strengths),
+                                 watermark_strength=_faint(strengths)))  # fmt: skip
+        attrs = attrs[:n]
+    else:
+        attrs = subjects
     captions = [world.caption(a, rng) for a in attrs]
     images = np.stack([world.render(a) for a in attrs]) if n else np.zeros((0, 32, 32, 3), np.uint8)
     return images, attrs, captions
+
+
+def _faint(rng: np.random.Generator) -> float:
+    """A twin's strength: absent half the time, else faint."""
+    return 0.0 if rng.random() < 0.5 else float(rng.uniform(0.05, 0.4))
+
+
+def twin_rows(n: int, pairs: int, g: torch.Generator) -> Tensor:
+    """Row indices of `pairs` random twins of a mixed judge_dataset of n rows."""
+    first = torch.randint(0, n // 2, (pairs,), generator=g) * 2
+    return torch.stack([first, first + 1], 1).flatten()
 
 
 def targets(attrs: list[world.Attributes]) -> dict[str, Tensor]:
@@ -227,6 +255,7 @@ def train_judge(
     vae=None,
     width: int | None = None,
     architecture: str = "cnn",
+    start: Path | None = None,
 ) -> Path:
     """Train a judge on freshly rendered images (its own seed and distribution), each
     concept drawn at a random strength (judge_dataset).
@@ -234,7 +263,8 @@ def train_judge(
     With a VAE, every image also exists as two VAE round trips, one plain and one with
     noise on the latents, and each draw takes the render (40%) or one of them (30% each):
     the judge must read decoded images as well as it reads renders. Only the pixels change;
-    the labels stay the ground truth of the render.
+    the labels stay the ground truth of the render. A batch is twins (judge_dataset), each
+    pair in one view. start: a saved judge to go on training instead of a new one.
     """
     data, attrs, _ = judge_dataset(images, seed)
     x_all, y_all = to_model_range(data), targets(attrs)
@@ -242,11 +272,15 @@ def train_judge(
     x_rt = vae_round_trip(x_all, vae, g) if vae is not None else x_all
     x_rt0 = vae_round_trip(x_all, vae, g, noise=0.0) if vae is not None else x_all
     torch.manual_seed(seed)
-    model = make_judge(architecture, width).to(device)
-    opt, sched = _optimizer(model, 2e-3 if architecture == "cnn" else 1e-3, steps)
+    if start is None:
+        model = make_judge(architecture, width).to(device)
+    else:  # go on from a trained judge (its own architecture and width), at a gentler rate
+        model = load_judge(start, device).train()
+    lr = (2e-3 if model.architecture == "cnn" else 1e-3) / (1 if start is None else 2)
+    opt, sched = _optimizer(model, lr, steps)
     for _ in tqdm(range(steps), desc=f"judge ({architecture})", dynamic_ncols=True):
-        idx = torch.randint(0, len(x_all), (batch_size,), generator=g)
-        view = torch.rand(batch_size, 1, 1, 1, generator=g)
+        idx = twin_rows(len(x_all), batch_size // 2, g)
+        view = torch.rand(batch_size // 2, generator=g).repeat_interleave(2).view(-1, 1, 1, 1)
         x = torch.where(view < 0.4, x_all[idx], torch.where(view < 0.7, x_rt[idx], x_rt0[idx]))
         x = augment(x, g).to(device)
         loss = judge_loss(model(x), {k: v[idx].to(device) for k, v in y_all.items()})
@@ -288,11 +322,11 @@ def finetune_judge(
     keep_redrawn[leak, :-1] = False
     half = batch_size // 2
     for _ in tqdm(range(steps), desc="judge_gen", dynamic_ncols=True):
-        a = torch.randint(0, len(renders), (half,), generator=g)
-        b = torch.randint(0, len(redrawn), (batch_size - half,), generator=g)
+        a = twin_rows(len(renders), half // 2, g)
+        b = torch.randint(0, len(redrawn), (batch_size - len(a),), generator=g)
         x = torch.cat([renders[a], redrawn[b]])
         y = {k: torch.cat([y_renders[k][a], y_redrawn[k][b]]).to(device) for k in y_renders}
-        keep = torch.cat([torch.ones(half, len(STRENGTHS), dtype=torch.bool), keep_redrawn[b]])
+        keep = torch.cat([torch.ones(len(a), len(STRENGTHS), dtype=torch.bool), keep_redrawn[b]])
         loss = judge_loss(model(augment(x, g).to(device)), y, keep.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -314,6 +348,7 @@ def save_judge(model: nn.Module, out_dir: Path) -> None:
         "strengths": list(STRENGTHS),
         "present_strength": PRESENT_STRENGTH,
         "image_size": world.SIZE,
+        "reading": getattr(model, "reading", None),
     }
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
 
@@ -327,7 +362,61 @@ def load_judge(path: Path, device: torch.device | str = "cpu") -> nn.Module:
         )
     model = make_judge(config["architecture"], config["width"])
     model.load_state_dict(load_file(path / "model.safetensors"))
+    model.reading = config.get("reading")
     return model.to(device).eval()
+
+
+def fit_reading(raw: np.ndarray, true: np.ndarray, bins: int = 60) -> dict[str, list[list[float]]]:
+    """Per concept, a monotone map from the strength head's raw output to the true strength
+    (histogram binning made monotone, a simple isotonic calibration): raw (N, 4) on held-out
+    images, true (N, 4) their strengths. Returns {concept: [raw knots, strength knots]}.
+
+    The head is trained to the conditional mean, which a faint trace drags toward the many
+    absent ones (a 0.2 swirl reads 0.05); the map undoes that bias where the raw output
+    still orders the traces. Written here rather than taken from scikit-learn: it is a
+    dozen lines of numpy, and scikit-learn with scipy would be the heaviest dependency for it.
+    """
+    reading = {}
+    for j, concept in enumerate(STRENGTHS):
+        order = np.argsort(raw[:, j], kind="stable")
+        chunks = [c for c in np.array_split(order, bins) if len(c)]
+        x = np.array([raw[c, j].mean() for c in chunks])
+        y = np.maximum.accumulate(np.array([true[c, j].mean() for c in chunks]))
+        x, first = np.unique(np.clip(x, 1e-5, 1 - 1e-5), return_index=True)
+        knots_x = [0.0, *x.tolist(), 1.0]
+        knots_y = [float(y[first[0]]), *y[first].tolist(), 1.0]
+        reading[concept] = [[round(v, 5) for v in knots_x], [round(v, 5) for v in knots_y]]
+    return reading
+
+
+@torch.no_grad()
+def reading_for(model: nn.Module, vae, n: int, seed: int, batch_size: int = 256) -> dict:
+    """Fit a judge's reading (fit_reading) on n fresh twins of judge_dataset (a seed of
+    their own), a third of them renders, a third plain and a third noisy VAE round trips."""
+    data, attrs, _ = judge_dataset(n, seed)
+    x = to_model_range(data)
+    g = torch.Generator().manual_seed(seed)
+    third = len(x) // 3
+    x = torch.cat([
+        x[:third],
+        vae_round_trip(x[third : 2 * third], vae, g, noise=0.0),
+        vae_round_trip(x[2 * third :], vae, g),
+    ])  # fmt: skip
+    device = next(model.parameters()).device
+    raw = torch.cat([model(c.to(device))["strength"].sigmoid().cpu() for c in x.split(batch_size)])
+    return fit_reading(raw.numpy(), targets(attrs)["strength"].numpy())
+
+
+def read_strengths(model: nn.Module, raw: Tensor) -> Tensor:
+    """The head's raw strengths (B, 4) through the judge's fitted reading, when it has one."""
+    reading = getattr(model, "reading", None)
+    if not reading:
+        return raw
+    out = raw.clone()
+    for j, concept in enumerate(STRENGTHS):
+        knots_x, knots_y = reading[concept]
+        out[:, j] = torch.from_numpy(np.interp(raw[:, j].numpy(), knots_x, knots_y)).float()
+    return out
 
 
 def load_world_judge(name: str = "cnn", device: torch.device | str = "cpu") -> nn.Module:
@@ -380,7 +469,7 @@ def judge_images(model: nn.Module, images: np.ndarray, batch_size: int = 256) ->
     for start in range(0, len(images), batch_size):
         out = model(to_model_range(images[start : start + batch_size]).to(device))
         top = {k: out[k].argmax(-1).cpu() for k in HEADS}
-        strength = out["strength"].sigmoid().cpu()
+        strength = read_strengths(model, out["strength"].sigmoid().cpu())
         for i in range(len(strength)):
             verdicts.append(
                 verdict_from(

@@ -104,7 +104,6 @@ SCHEDULE = {
     "prediction_type": "epsilon",
 }
 CAPTION_DROPOUT = 0.1
-JUDGE_FILES = ("config.json", "model.safetensors")
 
 
 def _done(stage: Path) -> bool:
@@ -531,12 +530,20 @@ def train_world(cfg: WorldTrainConfig) -> Path:
               device)  # fmt: skip
         _finish(gen_dir, {"steps": cfg.judge_gen_steps})
     save_world(out, clip, vae, unet, tokenizer)
-    (out / "judge").mkdir(exist_ok=True)
-    for name in JUDGE_FILES:  # the weights and config, not the stage's caches
-        shutil.copy2(gen_dir / name, out / "judge" / name)
+    timed("reading", finish_judge, gen_dir, out / "judge", vae, cfg.judge_reading_images,
+          cfg.seed + 8, device)  # fmt: skip
     log = {"seconds": timings, "device": str(device), "config": asdict(cfg)}
     (out / "train_log.json").write_text(json.dumps(log, default=str, indent=2) + "\n")
     print(f"minisd, clip and judge in {out}; seconds per stage: {timings}")
+    return out
+
+
+def finish_judge(trained: Path, out: Path, vae, n: int, seed: int, device) -> Path:
+    """The finished judge in out: the trained stage's weights with its strength reading
+    fitted on n fresh images (none when n is 0; world_judge.reading_for)."""
+    model = world_judge.load_judge(trained, device)
+    model.reading = world_judge.reading_for(model, vae, n, seed) if n else None
+    world_judge.save_judge(model, out)  # weights and config.json, not the stage's caches
     return out
 
 
@@ -558,14 +565,13 @@ def train_world_judge(cfg: WorldJudgeConfig) -> Path:
     start = time.time()
     judge_dir = stages / "judge"
     if not _done(judge_dir):
-        world_judge.train_judge(
-            judge_dir, cfg.seed + 4, cfg.images, cfg.steps, 128, device, vae, cfg.width, cfg.arch
-        )
+        world_judge.train_judge(judge_dir, cfg.seed + 4, cfg.images, cfg.steps, 128, device, vae,
+                                cfg.width, cfg.arch, start=cfg.start)  # fmt: skip
         _finish(judge_dir, {"steps": cfg.steps, "architecture": cfg.arch})
     timings["judge"] = round(time.time() - start, 1)
     gen_dir = stages / "judge_gen"
     start = time.time()
-    if not _done(gen_dir):
+    if cfg.gen_steps and not _done(gen_dir):  # --gen-steps 0: no re-drawings, no fine-tuning
         unet = UNet2DConditionModel.from_pretrained(
             MINISD_DIR, subfolder="unet", torch_dtype=torch.float32
         ).to(device)
@@ -577,9 +583,10 @@ def train_world_judge(cfg: WorldJudgeConfig) -> Path:
                         unet, text_model, tokenizer, device)  # fmt: skip
         _finish(gen_dir, {"steps": cfg.gen_steps})
     timings["judge_gen"] = round(time.time() - start, 1)
-    (out / "judge").mkdir(exist_ok=True)
-    for name in JUDGE_FILES:
-        shutil.copy2(gen_dir / name, out / "judge" / name)
+    start = time.time()
+    trained = gen_dir if cfg.gen_steps else judge_dir
+    finish_judge(trained, out / "judge", vae, cfg.reading_images, cfg.seed + 8, device)
+    timings["reading"] = round(time.time() - start, 1)
     log = {"seconds": timings, "device": str(device), "config": asdict(cfg)}
     (out / "train_log.json").write_text(json.dumps(log, default=str, indent=2) + "\n")
     print(f"the {cfg.arch} judge in {out / 'judge'}; seconds per stage: {timings}")
