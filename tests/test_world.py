@@ -200,7 +200,10 @@ def test_world_judge_trains_one_judge_resumes_and_ships(tmp_path, monkeypatch):
     assert cfg.seed == 1  # another seed than the first judge's
     out = train_world_judge(cfg)
     assert {f.name for f in (out / "judge").iterdir()} == {"config.json", "model.safetensors"}
-    assert (out / "stages" / "judge_gen" / "redrawn.safetensors").is_file()
+    from unsee.world.train import _metadata
+
+    cache = out / "stages" / "judge_gen" / "redrawn.safetensors"  # reused only for its seed
+    assert _metadata(cache) == {"seed": str(cfg.seed + 6), "images": "8"}
     log = json.loads((out / "train_log.json").read_text())
     assert set(log["seconds"]) == {"judge", "judge_gen", "reading"}
     reading = json.loads((out / "judge" / "config.json").read_text())["reading"]

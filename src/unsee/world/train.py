@@ -36,6 +36,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from diffusers.training_utils import EMAModel
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPTextModel, CLIPTokenizer
@@ -251,14 +252,15 @@ def stage_judge_gen(
     """
     data, attrs, captions = world_judge.judge_dataset(n, seed, mixed=False)
     cache = stage / "redrawn.safetensors"  # the re-drawings, kept for a resumed stage
-    if cache.exists():
+    made_for = {"seed": str(seed), "images": str(n)}
+    if cache.exists() and _metadata(cache) == made_for:
         redrawn = load_file(cache)["redrawn"]
     else:
         rng = np.random.default_rng(seed)
         renders = to_model_range(data)
         redrawn = torch.cat(_redraw(seed, renders, captions, rng, vae, unet, text_model, tokenizer))
         stage.mkdir(parents=True, exist_ok=True)
-        save_file({"redrawn": redrawn.contiguous()}, cache)
+        save_file({"redrawn": redrawn.contiguous()}, cache, metadata=made_for)
     mixed, mixed_attrs, _ = world_judge.judge_dataset(n, seed + 1)
     g = torch.Generator().manual_seed(seed + 1)
     x = to_model_range(mixed)
@@ -280,6 +282,11 @@ def stage_judge_gen(
         seed,
         device,
     )
+
+
+def _metadata(path: Path) -> dict:
+    with safe_open(path, "pt") as f:
+        return f.metadata() or {}
 
 
 def _redraw(seed, renders, captions, rng, vae, unet, text_model, tokenizer) -> list[torch.Tensor]:
