@@ -31,11 +31,13 @@ def test_suites_name_what_they_should():
 
 
 def test_reference_renders_show_the_truth_to_the_judge():
-    suite = world_suite("target", 40, 1, "Brakovic")
+    suite = world_suite("target", 160, 1, "Brakovic")
     verdicts = judge_images(load_judge(JUDGE_DIR, "cpu"), reference_renders(suite, 2))
     assert np.mean([v.style == "Brakovic" for v in verdicts]) > 0.9
     shapes = [v.shape == t["shape"] for v, t in zip(verdicts, suite.truths, strict=True)]
-    assert np.mean(shapes) > 0.9
+    # the judge reads the shape of fully Brakovic-styled renders at about 0.93 (400 images,
+    # both judge versions): 40 images at a 0.9 bar failed by the luck of the draw (0.875)
+    assert np.mean(shapes) > 0.87
 
 
 def test_evaluate_writes_metrics_with_intervals_and_compares_same_seeds(tmp_path):
