@@ -389,19 +389,23 @@ def fit_reading(raw: np.ndarray, true: np.ndarray, bins: int = 60) -> dict[str, 
     return reading
 
 
+def three_views(x: Tensor, vae, g: torch.Generator) -> Tensor:
+    """x with its first third as noisy VAE round trips, its second as plain ones, and the
+    rest as rendered: the mix of views the judge's later stages read."""
+    third = len(x) // 3
+    return torch.cat([
+        vae_round_trip(x[:third], vae, g),
+        vae_round_trip(x[third : 2 * third], vae, g, noise=0.0),
+        x[2 * third :],
+    ])  # fmt: skip
+
+
 @torch.no_grad()
 def reading_for(model: nn.Module, vae, n: int, seed: int, batch_size: int = 256) -> dict:
     """Fit a judge's reading (fit_reading) on n fresh twins of judge_dataset (a seed of
-    their own), a third of them renders, a third plain and a third noisy VAE round trips."""
+    their own), in three_views."""
     data, attrs, _ = judge_dataset(n, seed)
-    x = to_model_range(data)
-    g = torch.Generator().manual_seed(seed)
-    third = len(x) // 3
-    x = torch.cat([
-        x[:third],
-        vae_round_trip(x[third : 2 * third], vae, g, noise=0.0),
-        vae_round_trip(x[2 * third :], vae, g),
-    ])  # fmt: skip
+    x = three_views(to_model_range(data), vae, torch.Generator().manual_seed(seed))
     device = next(model.parameters()).device
     raw = torch.cat([model(c.to(device))["strength"].sigmoid().cpu() for c in x.split(batch_size)])
     return fit_reading(raw.numpy(), targets(attrs)["strength"].numpy())

@@ -263,13 +263,7 @@ def stage_judge_gen(
         save_file({"redrawn": redrawn.contiguous()}, cache, metadata=made_for)
     mixed, mixed_attrs, _ = world_judge.judge_dataset(n, seed + 1)
     g = torch.Generator().manual_seed(seed + 1)
-    x = to_model_range(mixed)
-    third = len(x) // 3
-    x = torch.cat([
-        world_judge.vae_round_trip(x[:third], vae, g),
-        world_judge.vae_round_trip(x[third : 2 * third], vae, g, noise=0.0),
-        x[2 * third :],
-    ])  # fmt: skip
+    x = world_judge.three_views(to_model_range(mixed), vae, g)
     return world_judge.finetune_judge(
         judge_dir,
         stage,
