@@ -8,6 +8,12 @@ from unsee.config import arg, check_out_folder
 from unsee.erase.config import WORLD_DEFAULTS
 from unsee.errors import UnseeError
 
+# the method table's rows (`unsee bench world --methods`), in its order
+TABLE_ROWS = (
+    "original", "neg_text", "neg_token", "sld_medium", "sld_max", "sega", "esd_x", "esd_u",
+    "sdd_text", "hfi_sdd", "uce", "hfi_neg", "feedback_erase", "censored",
+)  # fmt: skip
+
 
 @dataclass(kw_only=True)
 class BenchGenerateConfig:
@@ -41,8 +47,7 @@ class BenchWorldConfig:
     # the method table (--methods)
     methods: list[str] = arg(
         [],
-        help="the paper table instead: all, or rows of original neg_text neg_token sld_medium"
-        " sld_max sega esd_x esd_u sdd_text hfi_sdd censored",
+        help=f"the paper table instead: all, or rows of {' '.join(TABLE_ROWS)}",
     )
     seeds: int = arg(3, help="--methods: seeds, each redoing feedback, erasures and images")
     table_n: int = arg(64, help="--methods: generated images per suite, row and seed")

@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from unsee import __version__
-from unsee.bench.config import BenchEraseConfig, BenchWorldConfig
+from unsee.bench.config import TABLE_ROWS, BenchEraseConfig, BenchWorldConfig
 from unsee.bench.erase import anchor_prompts, artist_pool, erase_config, erased, learn_token
 from unsee.bench.world import neutral_prompts
 from unsee.erase.config import EraseConfig
@@ -70,10 +70,7 @@ from unsee.evaluate.run import evaluate
 from unsee.generate.imagefolder import atomic_write_text
 from unsee.world import render as world
 
-ROWS = (
-    "original", "neg_text", "neg_token", "sld_medium", "sld_max", "sega", "esd_x", "esd_u",
-    "sdd_text", "hfi_sdd", "uce", "hfi_neg", "feedback_erase", "censored",
-)  # fmt: skip
+ROWS = TABLE_ROWS
 METRICS = (
     "concept_rate_target", "concept_strength_target", "concept_rate_leak",
     "concept_strength_leak", "concept_rate_paraphrase", "attack_prefix_asr",
