@@ -74,7 +74,10 @@ def specialist(kind, concept, vae, steps: int, n: int, seed: int) -> dict:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
         g = torch.Generator().manual_seed(seed)
         for _ in tqdm(range(steps), desc=f"{concept} {kind} {view}", dynamic_ncols=True):
-            idx = torch.randint(0, len(x), (128,), generator=g)
+            # twins: a subject bare and with the trace in one batch, so the difference is
+            # what the net has to find (random pairs let a small set be memorised)
+            first = torch.randint(0, n, (64,), generator=g)
+            idx = torch.cat([first, first + n])
             loss = F.binary_cross_entropy_with_logits(net(x[idx]).squeeze(-1), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -94,7 +97,7 @@ def specialist(kind, concept, vae, steps: int, n: int, seed: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("out", type=Path)
-    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--n", type=int, default=200, help="subjects a surviving figure (0: skip them)")
     p.add_argument("--specialist", action="store_true")
     p.add_argument("--cells", default="Vanmond:shapes,Brakovic:shapes,Vanmond:starry night")
     p.add_argument("--steps", type=int, default=800)
@@ -103,7 +106,7 @@ def main() -> None:
     vae = AutoencoderKL.from_pretrained(MINISD_DIR, subfolder="vae", torch_dtype=torch.float32)
     vae = vae.eval()
     result = {"settings": vars(args) | {"out": str(args.out)}, "surviving": {}}
-    for i, concept in enumerate(STRENGTHS):
+    for i, concept in enumerate(STRENGTHS if args.n else ()):
         for j, kind in enumerate(SUBJECTS):
             bare = subjects(kind, args.n, 5000 + 10 * i + j)
             result["surviving"].setdefault(concept, {})[kind] = surviving(bare, concept, vae)

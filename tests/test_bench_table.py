@@ -106,6 +106,27 @@ def test_a_table_folder_refuses_other_settings_but_takes_more_seeds(tmp_path):
     assert json.loads(path.read_text())["seeds"] == 3
 
 
+def test_a_table_is_read_by_one_pair_of_judges(tmp_path, monkeypatch):
+    from unsee.world import judge
+    from unsee.world.paths import JUDGE_DIRS
+
+    ids = {name: judge.judge_id(name) for name in JUDGE_DIRS}
+    assert len(set(ids.values())) == len(ids) and all(len(i) == 12 for i in ids.values())
+    path = tmp_path / "settings.json"
+    check_settings(path, {"steps": 25, "judges": ids})
+    # a judge trained on (here: the cnn's folder holding a copy with another reading)
+    other = tmp_path / "cnn"
+    other.mkdir()
+    weights = (JUDGE_DIRS["cnn"] / "model.safetensors").read_bytes()
+    (other / "model.safetensors").write_bytes(weights)
+    (other / "config.json").write_text("{}")
+    monkeypatch.setitem(JUDGE_DIRS, "cnn", other)
+    changed = {name: judge.judge_id(name) for name in JUDGE_DIRS}
+    assert changed["cnn"] != ids["cnn"] and changed["vit"] == ids["vit"]
+    with pytest.raises(UnseeError, match=r"\(judges\) \(the shipped judges changed"):
+        check_settings(path, {"steps": 25, "judges": changed})
+
+
 def test_markdown_and_index_show_every_row(tmp_path):
     cell = {"mean": 0.5, "std": 0.25}
     row = dict.fromkeys(METRICS, cell) | {"concept_rate_leak": None}

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from unsee.errors import UnseeError
 from unsee.world import render as world
 from unsee.world.prompts import named_attributes
 
@@ -228,3 +229,18 @@ def test_world_judge_trains_one_judge_resumes_and_ships(tmp_path, monkeypatch):
     )
     assert not (more / "stages" / "judge_gen").exists()
     assert json.loads((more / "judge" / "config.json").read_text())["width"] == 16
+    # --steps 0 (with --gen-steps 0) keeps the weights and refits the reading only
+    only = tiny | {"gen_steps": 0, "steps": 0, "reading_images": 90}
+    refit = train_world_judge(
+        WorldJudgeConfig(out=tmp_path / "refit", **only, start=more / "judge")
+    )
+    assert (refit / "judge" / "model.safetensors").read_bytes() == (
+        more / "judge" / "model.safetensors"
+    ).read_bytes()
+    assert not (refit / "stages" / "judge").exists()
+    assert (
+        json.loads((refit / "judge" / "config.json").read_text())["reading"]
+        != json.loads((more / "judge" / "config.json").read_text())["reading"]
+    )
+    with pytest.raises(UnseeError, match="--steps 0 needs --start"):
+        WorldJudgeConfig(out=tmp_path / "new", **(tiny | {"steps": 0}))

@@ -69,6 +69,8 @@ from unsee.evaluate.config import EvaluateConfig
 from unsee.evaluate.run import evaluate
 from unsee.generate.imagefolder import atomic_write_text
 from unsee.world import render as world
+from unsee.world.judge import judge_id
+from unsee.world.paths import JUDGE_DIRS
 
 ROWS = TABLE_ROWS
 METRICS = (
@@ -281,8 +283,14 @@ def check_settings(path: Path, settings: dict) -> None:
         before = json.loads(path.read_text())
         changed = sorted(k for k in settings if before.get(k) != settings[k] and k not in GROW)
         if changed:
+            why = (
+                " (the shipped judges changed since it began: its rows, and the prefix attacks"
+                " that steer by a judge, were read by the earlier ones)"
+                if "judges" in changed
+                else ""
+            )
             raise UnseeError(
-                f"{path.parent} holds a table made with other settings ({', '.join(changed)});"
+                f"{path.parent} holds a table made with other settings ({', '.join(changed)}){why};"
                 " use another --out or the same settings"
             )
     atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
@@ -317,6 +325,8 @@ def run_bench_table(cfg: BenchWorldConfig) -> dict:
         "bootstrap": cfg.bootstrap,
         "attack_seeds": cfg.attack_seeds,
         "attack_n": cfg.attack_n,
+        # the judges every row is read by (and the prefix attack steers by)
+        "judges": {name: judge_id(name) for name in JUDGE_DIRS},
     }
     check_settings(out / "settings.json", settings)
     per_seed: dict[str, dict[str, list]] = {c: {r: [] for r in rows} for c in CONCEPTS}

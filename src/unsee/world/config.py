@@ -64,7 +64,11 @@ class WorldJudgeConfig:
         None, help="seed (default: 0 for cnn, as `unsee world train`; 1 for vit)"
     )
     images: int = arg(20000, help="images rendered for the judge")
-    steps: int = arg(3000, help="training steps (batch 128)")
+    steps: int = arg(
+        3000,
+        help="training steps (batch 128); 0 with --start and --gen-steps 0 only refits the"
+        " strength reading and operating point of that judge",
+    )
     width: int | None = arg(None, help=f"channels (default: cnn {JUDGE_WIDTH}, vit 96)")
     gen_steps: int = arg(
         800, help="fine-tuning steps on renders and their re-drawings (0: no such stage)"
@@ -84,10 +88,12 @@ class WorldJudgeConfig:
         self.out = check_out_folder(self.out)
         if self.seed is None:
             self.seed = 0 if self.arch == "cnn" else 1
-        if min(self.images, self.steps, self.gen_images) < 1:
-            raise UnseeError("--images, --steps and --gen-images must be positive")
-        if min(self.gen_steps, self.reading_images) < 0:
-            raise UnseeError("--gen-steps and --reading-images must be 0 or more")
+        if min(self.images, self.gen_images) < 1:
+            raise UnseeError("--images and --gen-images must be positive")
+        if min(self.steps, self.gen_steps, self.reading_images) < 0:
+            raise UnseeError("--steps, --gen-steps and --reading-images must be 0 or more")
+        if self.steps == 0 and self.start is None:
+            raise UnseeError("--steps 0 needs --start: a new judge must train")
         if self.start is not None:
             self.start = Path(self.start)
             if not (self.start / "model.safetensors").is_file():

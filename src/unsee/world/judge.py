@@ -6,6 +6,7 @@ independently of content (so a starry night without Vanmond's swirls is judged u
 and shares nothing with the models unsee trains.
 """
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -434,6 +435,16 @@ def load_world_judge(name: str = "cnn", device: torch.device | str = "cpu") -> n
             f" `unsee world judge --arch {name} --out DIR` and `unsee world ship-judge DIR`"
         )
     return load_judge(path, device)
+
+
+def judge_id(name: str) -> str:
+    """A short hash of a shipped judge's weights and reading: results made with one judge
+    record it, and are not mixed with another's (the table refuses to)."""
+    path = JUDGE_DIRS[name]
+    digest = hashlib.sha256()
+    for file in ("model.safetensors", "config.json"):
+        digest.update((path / file).read_bytes() if (path / file).is_file() else b"")
+    return digest.hexdigest()[:12]
 
 
 @dataclass

@@ -509,8 +509,8 @@ def train_world(cfg: WorldTrainConfig) -> Path:
         tokenizer,
         device,
     ).eval()
-    judge_dir = stages / "judge"
-    if not _done(judge_dir):
+    judge_dir = stages / "judge" if cfg.steps else Path(cfg.start)  # --steps 0: as it is
+    if cfg.steps and not _done(judge_dir):
         timed(
             "judge",
             world_judge.train_judge,
@@ -564,8 +564,8 @@ def train_world_judge(cfg: WorldJudgeConfig) -> Path:
     vae = vae.to(device).eval()
     timings = {}
     start = time.time()
-    judge_dir = stages / "judge"
-    if not _done(judge_dir):
+    judge_dir = stages / "judge" if cfg.steps else Path(cfg.start)  # --steps 0: as it is
+    if cfg.steps and not _done(judge_dir):
         world_judge.train_judge(judge_dir, cfg.seed + 4, cfg.images, cfg.steps, 128, device, vae,
                                 cfg.width, cfg.arch, start=cfg.start)  # fmt: skip
         _finish(judge_dir, {"steps": cfg.steps, "architecture": cfg.arch})
