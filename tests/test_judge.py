@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from unsee.errors import UnseeError
 from unsee.evaluate.config import JudgeConfig
@@ -215,6 +216,20 @@ def test_the_reading_maps_raw_strength_to_true_strength_monotonically():
     assert torch.equal(read_strengths(model, probe), probe)
 
 
+def test_twin_ranking_asks_more_of_a_concept_to_read_higher():
+    from unsee.world.judge import twin_ranking
+
+    strength = torch.tensor([[0.3, 0.0, 1.0, 0.0], [0.0, 0.0, 0.98, 0.2]])
+    # concept 0: the first twin has more (0.3 > 0); concept 3: the second (0.2 > 0);
+    # concepts 1 and 2 differ by less than the gap and do not count
+    logits = torch.tensor([[1.0, 5.0, -3.0, 0.5], [-1.0, -5.0, 3.0, 2.5]])
+    want = (F.softplus(torch.tensor(-2.0)) + F.softplus(torch.tensor(-2.0))) / 2
+    torch.testing.assert_close(twin_ranking(logits, strength), want)
+    swapped = logits[[1, 0]]  # the wrong order costs more
+    assert twin_ranking(swapped, strength) > twin_ranking(logits, strength) + 1
+    assert twin_ranking(logits, torch.zeros(2, 4)) == 0  # no pair differs: nothing to rank
+
+
 def test_a_judge_goes_on_training_from_a_saved_one(tmp_path):
     from safetensors.torch import load_file
 
@@ -222,7 +237,9 @@ def test_a_judge_goes_on_training_from_a_saved_one(tmp_path):
     from unsee.world.judge import train_judge
 
     first = train_judge(tmp_path / "first", 3, 32, 1, 8, "cpu", width=16, architecture="vit")
-    more = train_judge(tmp_path / "more", 4, 32, 2, 8, "cpu", architecture="cnn", start=first)
+    more = train_judge(
+        tmp_path / "more", 4, 32, 2, 8, "cpu", architecture="cnn", start=first, rank_weight=1.0
+    )
     config = json.loads((more / "config.json").read_text())
     assert config["architecture"] == "vit" and config["width"] == 16  # the start's, not the args'
     before, after = load_file(first / "model.safetensors"), load_file(more / "model.safetensors")

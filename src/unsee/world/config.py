@@ -82,6 +82,11 @@ class WorldJudgeConfig:
         help="a judge folder (judge/ of an earlier run, or a shipped one) to go on training"
         " instead of a new judge: its architecture and width, --steps more steps",
     )
+    rank_weight: float = arg(
+        0.0,
+        help="weight of the twin ranking loss: within a pair of one subject, the image with"
+        " more of a concept must read higher (0: none)",
+    )
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
     def __post_init__(self) -> None:

@@ -225,6 +225,18 @@ def judge_loss(out: dict[str, Tensor], y: dict[str, Tensor], keep: Tensor | None
     return loss + 2 * (strength * keep).sum() / len(strength)
 
 
+def twin_ranking(logits: Tensor, strength: Tensor, gap: float = 0.05) -> Tensor:
+    """Within each twin (rows 2i and 2i + 1: one subject, one view), the image with more of
+    a concept must read higher: softplus(-(z_more - z_less)) over the concepts whose
+    strengths differ by at least `gap`, averaged over them. The subject and the view are
+    the same, so the only difference the head can use is the trace itself. logits,
+    strength: (B, 4), B even."""
+    dz = logits[0::2] - logits[1::2]
+    ds = strength[0::2] - strength[1::2]
+    mask = (ds.abs() >= gap).float()
+    return (F.softplus(-dz * ds.sign()) * mask).sum() / mask.sum().clamp(min=1)
+
+
 @torch.no_grad()
 def vae_round_trip(
     x: Tensor, vae, g: torch.Generator, batch_size: int = 500, noise: float = 0.25
@@ -257,6 +269,7 @@ def train_judge(
     width: int | None = None,
     architecture: str = "cnn",
     start: Path | None = None,
+    rank_weight: float = 0.0,
 ) -> Path:
     """Train a judge on freshly rendered images (its own seed and distribution), each
     concept drawn at a random strength (judge_dataset).
@@ -266,6 +279,7 @@ def train_judge(
     the judge must read decoded images as well as it reads renders. Only the pixels change;
     the labels stay the ground truth of the render. A batch is twins (judge_dataset), each
     pair in one view. start: a saved judge to go on training instead of a new one.
+    rank_weight: weight of twin_ranking beside judge_loss (0: none).
     """
     data, attrs, _ = judge_dataset(images, seed)
     x_all, y_all = to_model_range(data), targets(attrs)
@@ -284,7 +298,11 @@ def train_judge(
         view = torch.rand(batch_size // 2, generator=g).repeat_interleave(2).view(-1, 1, 1, 1)
         x = torch.where(view < 0.4, x_all[idx], torch.where(view < 0.7, x_rt[idx], x_rt0[idx]))
         x = augment(x, g).to(device)
-        loss = judge_loss(model(x), {k: v[idx].to(device) for k, v in y_all.items()})
+        y = {k: v[idx].to(device) for k, v in y_all.items()}
+        out = model(x)
+        loss = judge_loss(out, y)
+        if rank_weight:
+            loss = loss + rank_weight * twin_ranking(out["strength"], y["strength"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -567,7 +567,8 @@ def train_world_judge(cfg: WorldJudgeConfig) -> Path:
     judge_dir = stages / "judge" if cfg.steps else Path(cfg.start)  # --steps 0: as it is
     if cfg.steps and not _done(judge_dir):
         world_judge.train_judge(judge_dir, cfg.seed + 4, cfg.images, cfg.steps, 128, device, vae,
-                                cfg.width, cfg.arch, start=cfg.start)  # fmt: skip
+                                cfg.width, cfg.arch, start=cfg.start,
+                                rank_weight=cfg.rank_weight)  # fmt: skip
         _finish(judge_dir, {"steps": cfg.steps, "architecture": cfg.arch})
     timings["judge"] = round(time.time() - start, 1)
     gen_dir = stages / "judge_gen"
