@@ -57,14 +57,14 @@ def surviving(bare, concept, vae) -> dict:
     return out
 
 
-def specialist(kind, concept, vae, steps: int, n: int, seed: int) -> dict:
+def specialist(kind, concept, vae, steps: int, n: int, seed: int, views_=("render", "vae")) -> dict:
     """Best rate at s = 0.2 with 2% false calls at 0, per view, for one cell."""
     out = {}
     train_bare = subjects(kind, n, seed)
     test_bare = subjects(kind, 400, seed + 7)
     train = {s: views(train_bare, concept, s, vae) for s in (0.0, 0.2)}
     test = {s: views(test_bare, concept, s, vae) for s in (0.0, 0.2)}
-    for view in ("render", "vae"):
+    for view in views_:
         x = to_model_range(np.concatenate([train[0.0][view], train[0.2][view]]))
         y = torch.cat([torch.zeros(n), torch.ones(n)])
         torch.manual_seed(seed)
@@ -102,6 +102,7 @@ def main() -> None:
     p.add_argument("--cells", default="Vanmond:shapes,Brakovic:shapes,Vanmond:starry night")
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--train", type=int, default=3000)
+    p.add_argument("--views", default="render,vae", help="the specialists' views")
     args = p.parse_args()
     vae = AutoencoderKL.from_pretrained(MINISD_DIR, subfolder="vae", torch_dtype=torch.float32)
     vae = vae.eval()
@@ -115,7 +116,9 @@ def main() -> None:
         result["specialist"] = {}
         for cell in args.cells.split(","):
             concept, kind = cell.split(":")
-            found = specialist(kind, concept, vae, args.steps, args.train, 9000)
+            found = specialist(
+                kind, concept, vae, args.steps, args.train, 9000, tuple(args.views.split(","))
+            )
             result["specialist"][cell] = found
             print(cell, found)
             args.out.write_text(json.dumps(result, indent=1) + "\n")

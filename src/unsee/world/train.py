@@ -509,8 +509,8 @@ def train_world(cfg: WorldTrainConfig) -> Path:
         tokenizer,
         device,
     ).eval()
-    judge_dir = stages / "judge" if cfg.steps else Path(cfg.start)  # --steps 0: as it is
-    if cfg.steps and not _done(judge_dir):
+    judge_dir = stages / "judge"
+    if not _done(judge_dir):
         timed(
             "judge",
             world_judge.train_judge,
