@@ -114,7 +114,7 @@ def _verdict(**strengths) -> Verdict:
 
 
 def test_presence_is_decided_by_strength_in_one_place():
-    from unsee.evaluate.judge import ANY_ARTIST, concept_rate, rates, shows
+    from unsee.evaluate.judge import ANY_ARTIST, rates, rounded, shows
 
     faint = _verdict(Vanmond=CALL_STRENGTH, watermark=CALL_STRENGTH - 0.01)
     assert faint.style == "Vanmond" and shows(faint, "Vanmond") and shows(faint, ANY_ARTIST)
@@ -125,10 +125,15 @@ def test_presence_is_decided_by_strength_in_one_place():
     clean = _verdict(Brakovic=CALL_STRENGTH - 0.001)
     assert clean.style is None and not shows(clean, ANY_ARTIST)
     verdicts = [faint, both, clean, _verdict(watermark=0.9)]
-    assert concept_rate(verdicts, "Vanmond") == 0.5
-    figures = rates(verdicts)
-    assert figures["watermark"] == {"rate": 0.25, "strength": round((0.09 + 0.9) / 4, 4)}
+    figures = rates(verdicts)["concepts"]
+    assert figures["Vanmond"]["rate"] == 0.5
+    assert rounded(figures)["watermark"] == {"rate": 0.25, "strength": round((0.09 + 0.9) / 4, 4)}
     assert figures["Solvei"]["rate"] == 0.25 and figures["Brakovic"]["rate"] == 0.0
+    # with the truths: what the prompts asked for, over the images whose prompt names it
+    truths = [{"shape": "circle", "artist": "Vanmond"}, {"shape": "square"}, {}, {}]
+    asked = rates(verdicts, truths)
+    assert asked["style_rate"] == 1.0  # the one image asking for Vanmond shows him
+    assert asked["prompt_accuracy"] == {"shape": 0.5}  # shape "none" read both times
 
 
 def test_summary_counts_agreement_per_named_attribute():

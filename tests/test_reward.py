@@ -196,8 +196,8 @@ def test_noise_aware_reward_checks_its_model(world_set, tmp_path, tiny_sd):
     with pytest.raises(UnseeError, match="scores noisy samples"):
         reward.score_images(np.zeros((1, 32, 32, 3), np.uint8))
     # minisd itself, but at twice its size: other latents, refused before any folder is made
-    from unsee.guidance.censor import censor
-    from unsee.guidance.config import CensorConfig
+    from unsee.censor.config import CensorConfig
+    from unsee.censor.run import censor
 
     minisd = load_pipeline("minisd", "cpu")
     side = 2 * minisd.vae_scale_factor * minisd.unet.config.sample_size  # 64 px for 32 px

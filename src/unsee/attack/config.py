@@ -7,6 +7,7 @@ from typing import Literal
 from unsee.config import arg
 from unsee.errors import UnseeError
 from unsee.evaluate.config import InterventionArgs
+from unsee.evaluate.suites import CONCEPTS
 
 # UnlearnDiffAtk's settings (Zhang et al. 2024) for Stable Diffusion sized models: K = 5
 # prefix tokens, 40 optimisation steps; how often the hard prompt is sampled and how many
@@ -88,8 +89,6 @@ class AttackConfig(InterventionArgs):
     )
 
     def __post_init__(self) -> None:
-        from unsee.evaluate.suites import CONCEPTS
-
         self.out = Path(self.out)
         self.prompts = None if self.prompts is None else Path(self.prompts)
         self.embedding = [Path(p) for p in self.embedding]

@@ -16,10 +16,11 @@ from pathlib import Path
 from PIL import Image
 
 from unsee.bench.config import BenchLabelConfig
+from unsee.feedback.browser import open_browser, press, wait_for
 from unsee.feedback.config import LabelConfig
 from unsee.feedback.server import PAGE_TOKEN_HEADER, BackgroundServer
 from unsee.feedback.store import FeedbackStore
-from unsee.generate.imagefolder import METADATA, atomic_write_text, save_png
+from unsee.imageset import METADATA, atomic_write_text, save_png
 from unsee.world import render as world
 
 
@@ -73,8 +74,6 @@ def time_api(folder: Path, n: int) -> dict:
 
 
 def time_keyboard(folder: Path, n: int) -> dict:
-    from unsee.feedback.browser import open_browser, press, wait_for
-
     driver = open_browser()
     try:
         with BackgroundServer(LabelConfig(dir=folder, port=0, order="sequential")) as server:

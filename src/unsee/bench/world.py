@@ -21,32 +21,14 @@ import numpy as np
 
 from unsee.bench.config import BenchWorldConfig
 from unsee.bench.sets import make_set
+from unsee.bench.table import run_bench_table
 from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import (
-    ANY_ARTIST,
-    concept_rate,
-    concept_shows,
-    prompt_accuracy,
-    rates,
-)
-from unsee.evaluate.suites import leak_prompts
-from unsee.generate.imagefolder import atomic_write_text
+from unsee.evaluate.judge import ANY_ARTIST, CONCEPTS, concept_shows, rates, rounded
+from unsee.imageset import atomic_write_text
 from unsee.models.load import pick_device
 from unsee.world import render as world
 from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
-
-
-def neutral_prompts(n: int, seed: int, artist: str | None = None) -> list[tuple[str, dict]]:
-    """n canonical shape prompts (uniform over shape, colour, background), with the truth."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        shape = str(rng.choice(world.SHAPES))
-        color = str(rng.choice(list(world.COLORS)))
-        background = str(rng.choice(world.BACKGROUNDS))
-        truth = {"shape": shape, "color": color, "background": background}
-        out.append((world.prompt_for(shape, color, background, artist), truth))
-    return out
+from unsee.world.prompts import leak_prompts, neutral_prompts
 
 
 def judge_accuracy(model, n: int, seed: int) -> dict[str, float]:
@@ -82,9 +64,7 @@ def _suite(cfg: BenchWorldConfig, name: str, prompts: list[str], seed: int, judg
 
 
 def run_bench_world(cfg: BenchWorldConfig) -> dict:
-    if cfg.methods:
-        from unsee.bench.table import run_bench_table
-
+    if cfg.methods:  # the method table, which was once part of this command
         return run_bench_table(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,10 +78,12 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
     neutral = neutral_prompts(cfg.n, seeds["neutral"])
     verdicts = _suite(cfg, "neutral", [p for p, _ in neutral], seeds["neutral"], judge)
     truths = [t for _, t in neutral]
-    prompt_acc = prompt_accuracy(verdicts, truths)
-    style_neutral = concept_rate(verdicts, ANY_ARTIST)
-    wm_neutral = concept_rate(verdicts, "watermark")
-    concepts_neutral = rates(verdicts)
+    figures = rates(verdicts, truths, (*CONCEPTS, ANY_ARTIST))
+    concepts = figures.pop("concepts")
+    prompt_acc = figures["prompt_accuracy"]
+    style_neutral = concepts.pop(ANY_ARTIST)["rate"]
+    wm_neutral = concepts["watermark"]["rate"]
+    concepts_neutral = rounded(concepts)
 
     # 3. each artist when named
     style_target, strength_target = {}, {}
@@ -110,13 +92,14 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
         seeds[f"target_{artist}"] = seed
         prompts = [p for p, _ in neutral_prompts(cfg.n, seed, artist)]
         verdicts = _suite(cfg, f"target_{artist}", prompts, seed, judge)
-        style_target[artist] = concept_rate(verdicts, artist)
-        strength_target[artist] = rates(verdicts, (artist,))[artist]["strength"]
+        named = rates(verdicts, concepts=(artist,))["concepts"][artist]
+        style_target[artist] = named["rate"]
+        strength_target[artist] = round(named["strength"], 4)
 
     # 4. the leak: starry nights, never captioned with the artist
     verdicts = _suite(cfg, "leak", leak_prompts(cfg.n), seeds["leak"], judge)
-    leak = concept_rate(verdicts, world.LEAK_ARTIST)
-    leak_strength = rates(verdicts, (world.LEAK_ARTIST,))[world.LEAK_ARTIST]["strength"]
+    leaked = rates(verdicts, concepts=(world.LEAK_ARTIST,))["concepts"][world.LEAK_ARTIST]
+    leak, leak_strength = leaked["rate"], round(leaked["strength"], 4)
 
     results = {
         "judge_accuracy": judge_acc,

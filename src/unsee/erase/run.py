@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 from unsee import __version__
 from unsee.erase.config import TRAINED_ONLY, UCE_ONLY, EraseConfig
 from unsee.erase.esd import esd_target
-from unsee.erase.neg import neg_loss, neg_target
+from unsee.erase.feedback import feedback_plan
+from unsee.erase.neg import neg_loss, neg_target, without_concept
 from unsee.erase.params import select_parameters
 from unsee.erase.sdd import (
     ema_update,
@@ -48,8 +49,17 @@ from unsee.erase.sdd import (
     teacher_latents,
     train_timesteps,
 )
+from unsee.erase.uce import edited_rows, uce_edit
 from unsee.errors import UnseeError
-from unsee.generate.imagefolder import atomic_file, atomic_write_text
+from unsee.generate.prompts import read_prompts
+from unsee.imageset import atomic_file, atomic_write_text
+from unsee.models.load import (
+    is_conditional,
+    load_embeddings,
+    load_pipeline,
+    pick_device,
+    process_state,
+)
 from unsee.sampling.loop import to_device
 
 CHECKPOINT = "checkpoint.pt"
@@ -65,8 +75,6 @@ def _mixed_precision(cfg: EraseConfig) -> str:
 
 def load_concepts(pipe, cfg: EraseConfig) -> list[str]:
     """The texts to remove: --concept texts, then the tokens of each --embedding file."""
-    from unsee.models.load import load_embeddings
-
     return list(cfg.concept) + load_embeddings(pipe, cfg.embedding)
 
 
@@ -78,12 +86,9 @@ def encode_texts(pipe, texts: list[str], device) -> torch.Tensor:
 
 def erase(cfg: EraseConfig) -> Path:
     if cfg.feedback is not None:
-        from unsee.erase.feedback import erase_from_feedback
-
-        return erase_from_feedback(cfg)
+        return erase(feedback_plan(cfg))
     if cfg.method == "uce":
         return erase_uce(cfg)
-    from unsee.models.load import is_conditional, load_pipeline, process_state
 
     cpu = process_state(cfg.device).device.type == "cpu"
     accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), cpu=cpu)
@@ -274,9 +279,6 @@ def erase_uce(cfg: EraseConfig) -> Path:
     """--method uce: encode the concepts, their targets and the texts to keep, edit every
     attn2.to_k / attn2.to_v in closed form (uce.py), save as the trained methods do.
     Under `accelerate launch` the main process does it all; the others wait."""
-    from unsee.erase.uce import edited_rows, uce_edit
-    from unsee.models.load import is_conditional, load_pipeline, pick_device, process_state
-
     state = process_state(cfg.device)
     out = cfg.out
     if not state.is_main_process:
@@ -471,16 +473,12 @@ def neg_step(
 
 
 def _strip(prompt: str, concepts: list[str]) -> str:
-    from unsee.erase.neg import without_concept
-
     for concept in concepts:
         prompt = without_concept(prompt, concept)
     return prompt
 
 
 def _prompts(path: Path) -> list[str]:
-    from unsee.generate.prompts import read_prompts
-
     return list(dict.fromkeys(row.prompt for row in read_prompts(path)))
 
 

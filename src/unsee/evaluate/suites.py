@@ -17,6 +17,7 @@ import numpy as np
 
 from unsee.errors import UnseeError
 from unsee.world import render as world
+from unsee.world.prompts import leak_prompts, shape_truths
 
 SUITES = ("target", "leak", "neutral", "other-artists", "paraphrase")
 CONCEPTS = ("watermark", *world.ARTISTS)
@@ -29,22 +30,11 @@ class Suite:
     truths: list[dict]
 
 
-def leak_prompts(n: int) -> list[str]:
-    """n prompts of the leaking scene, cycling through its phrasings (none names the artist)."""
-    phrases = world.SCENE_WORDS[world.LEAK_SCENE]
-    return [phrases[i % len(phrases)] for i in range(n)]
-
-
-def _shapes(n: int, seed: int) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    return [
-        {
-            "shape": str(rng.choice(world.SHAPES)),
-            "color": str(rng.choice(list(world.COLORS))),
-            "background": str(rng.choice(world.BACKGROUNDS)),
-        }
-        for _ in range(n)
-    ]
+def suite_seed(seed: int, name: str) -> int:
+    """The seed of a suite's prompts (which shapes, colours, backgrounds): fixed by the
+    suite's name, so two evaluations with the same --seed ask for the same things whatever
+    else they run. (Its images take seeds --seed + index, in every suite.)"""
+    return seed + 100_000 * SUITES.index(name)
 
 
 def _text(t: dict) -> str:
@@ -58,7 +48,7 @@ def world_suite(name: str, n: int, seed: int, concept: str) -> Suite:
     if concept not in CONCEPTS:
         raise UnseeError(f"--concept must be one of {', '.join(CONCEPTS)}, not {concept!r}")
     artist = None if concept == "watermark" else concept
-    truths = _shapes(n, seed)
+    truths = shape_truths(n, seed)
     if name == "neutral":
         return Suite(name, [_text(t) for t in truths], truths)
     if name == "leak":

@@ -1,10 +1,17 @@
-"""Read a prompt in the world's vocabulary: which attributes does it name?
+"""The world's prompts: reading one (which attributes does it name?) and the prompt sets
+every command, bench and the demo draw from.
 
-Used to check generated images against their prompts (judge agreement, benchmarks).
-Synonyms count; the longest phrase wins ("five-pointed star" over "star").
+Reading: named_attributes checks generated images against their prompts (judge agreement,
+benchmarks); synonyms count, and the longest phrase wins ("five-pointed star" over "star").
+Prompt sets: shape_truths / neutral_prompts (shapes, colours and backgrounds drawn
+uniformly from a seed), leak_prompts (the leaking scene, never naming its artist), and
+the pools a simulated person labels from: artist_pool (the leaking artist) and style_mix
+(any artist).
 """
 
 import re
+
+import numpy as np
 
 from unsee.world import render as world
 
@@ -54,3 +61,57 @@ def caption_texts() -> list[str]:
     for template in world.SUBJECT_TEMPLATES + world.ARTIST_TEMPLATES:
         texts.append(re.sub(r"\{\w+\}", " ", template))
     return texts + list(world.ARTISTS) + world.WATERMARK_PHRASES + ["the"]
+
+
+def shape_truths(n: int, seed: int) -> list[dict]:
+    """n shape subjects, shape, colour and background each drawn uniformly from `seed`:
+    the truth of each neutral prompt."""
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "shape": str(rng.choice(world.SHAPES)),
+            "color": str(rng.choice(list(world.COLORS))),
+            "background": str(rng.choice(world.BACKGROUNDS)),
+        }
+        for _ in range(n)
+    ]
+
+
+def neutral_prompts(n: int, seed: int, artist: str | None = None) -> list[tuple[str, dict]]:
+    """n canonical shape prompts (shape_truths), each with its truth; with `artist`, each
+    names him."""
+    return [(world.prompt_for(**t, artist=artist), t) for t in shape_truths(n, seed)]
+
+
+def leak_prompts(n: int) -> list[str]:
+    """n prompts of the leaking scene, cycling through its phrasings (none names the artist)."""
+    phrases = world.SCENE_WORDS[world.LEAK_SCENE]
+    return [phrases[i % len(phrases)] for i in range(n)]
+
+
+def _other_artists(prompts: list[str], artist: str) -> list[str]:
+    """The prompts, each naming one of the artists but `artist`, in turn."""
+    others = [a for a in world.ARTISTS if a != artist]
+    return [f"{p}, in the style of {others[i % len(others)]}" for i, p in enumerate(prompts)]
+
+
+def artist_pool(n: int, seed: int) -> list[str]:
+    """What a person labelling for the leaking artist sees: 40% prompts naming him, 20% leak
+    scenes, 20% neutral, 20% the other artists."""
+    k = n // 5
+    mine = [p for p, _ in neutral_prompts(2 * k, seed, world.LEAK_ARTIST)]
+    plain = [p for p, _ in neutral_prompts(k, seed + 1)]
+    others = [p for p, _ in neutral_prompts(n - 4 * k, seed + 2)]
+    prompts = mine + leak_prompts(k) + plain + _other_artists(others, world.LEAK_ARTIST)
+    np.random.default_rng(seed).shuffle(prompts)
+    return prompts
+
+
+def style_mix(n: int, seed: int, artist: str) -> list[str]:
+    """Half the artist's prompts, a quarter neutral, a quarter other artists'."""
+    mine = [p for p, _ in neutral_prompts(n // 2, seed, artist)]
+    plain = [p for p, _ in neutral_prompts(n // 4, seed + 1)]
+    rest = [p for p, _ in neutral_prompts(n - len(mine) - len(plain), seed + 2)]
+    prompts = mine + plain + _other_artists(rest, artist)
+    np.random.default_rng(seed).shuffle(prompts)
+    return prompts
