@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from unsee.errors import UnseeError
-from unsee.evaluate.config import EvaluateConfig
+from unsee.evaluate.config import SUITES, EvaluateConfig
 from unsee.evaluate.run import evaluate
-from unsee.evaluate.suites import SUITES, reference_renders, world_suite
+from unsee.evaluate.suites import reference_renders, world_suite
 from unsee.world import render as world
 from unsee.world.judge import judge_images, load_judge
 from unsee.world.paths import JUDGE_DIR

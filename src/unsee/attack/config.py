@@ -7,7 +7,7 @@ from typing import Literal
 from unsee.config import arg
 from unsee.errors import UnseeError
 from unsee.evaluate.config import InterventionArgs
-from unsee.evaluate.suites import CONCEPTS
+from unsee.world.names import CONCEPTS
 
 # UnlearnDiffAtk's settings (Zhang et al. 2024) for Stable Diffusion sized models: K = 5
 # prefix tokens, 40 optimisation steps; how often the hard prompt is sampled and how many

@@ -6,9 +6,10 @@ from typing import Literal
 
 from unsee.config import ModelArgs, arg, check_out_folder
 from unsee.errors import UnseeError
-from unsee.evaluate.suites import CONCEPTS, SUITES
+from unsee.world.names import CONCEPTS
 
-REAL_SUITES = ("nudity", "i2p", "coco")  # Stable Diffusion's benchmarks (evaluate/real.py)
+SUITES = ("target", "leak", "neutral", "other-artists", "paraphrase")  # the world's (suites.py)
+REAL_SUITES = ("nudity", "i2p", "coco")  # Stable Diffusion's benchmarks (real.py)
 
 
 @dataclass(kw_only=True)

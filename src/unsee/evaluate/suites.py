@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from unsee.errors import UnseeError
+from unsee.evaluate.config import SUITES
 from unsee.world import render as world
+from unsee.world.names import CONCEPTS
 from unsee.world.prompts import leak_prompts, shape_truths
-
-SUITES = ("target", "leak", "neutral", "other-artists", "paraphrase")
-CONCEPTS = ("watermark", *world.ARTISTS)
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,13 @@ import numpy as np
 
 from unsee.errors import UnseeError
 from unsee.evaluate.judge import shows
-from unsee.evaluate.suites import CONCEPTS
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.store import FeedbackStore
 from unsee.imageset import load_images, read_image_set
 from unsee.models.load import pick_device
 from unsee.world import render as world
 from unsee.world.judge import judge_images, load_world_judge
+from unsee.world.names import CONCEPTS
 
 
 def simulate(cfg: FeedbackSimulateConfig) -> dict:
