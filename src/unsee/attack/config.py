@@ -23,7 +23,6 @@ WORLD_DEFAULTS = {
     "iterations": 60, "check_every": 2, "attack_batch": 32, "inversion_steps": 300,
     "vocabulary": "world",
 }  # fmt: skip
-METHODS = ("prefix", "inversion", "replay")
 REAL_CONCEPTS = ("nudity",)
 
 

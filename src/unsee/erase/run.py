@@ -1,6 +1,6 @@
 """`unsee erase`: remove concepts from a model's weights with SDD, ESD, neg or UCE.
 
-SDD (Kim et al. 2023; PAPERS.md section 2), per step, for B trajectories at once:
+SDD (Kim et al. 2023; docs/methods.md, SDD), per step, for B trajectories at once:
   1. z_T ~ N(0, I); each trajectory stops after k_b DDIM steps (Beta(3, 3) or uniform)
   2. the EMA teacher samples z_t with CFG on the joined concepts c_p (no gradient)
   3. t inside the DDPM interval of the stop step
@@ -8,7 +8,7 @@ SDD (Kim et al. 2023; PAPERS.md section 2), per step, for B trajectories at once
   5. AdamW on the chosen parameters, grad-norm clip 1, EMA update; the EMA is saved
 With --preserve, B prompts to keep ride along in step 4: their student estimates at the
 same z_t, t are pulled to the frozen original's (weight --preserve-weight), for SDD and ESD.
-ESD (Gandikota et al. 2023; section 4): z_t from the student with CFG on c, and
+ESD (Gandikota et al. 2023; docs/methods.md, ESD): z_t from the student with CFG on c, and
   eps_student(z_t, t, c) -> eps_orig(z_t, t) - eta (eps_orig(z_t, t, c) - eps_orig(z_t, t))
 with the frozen original as teacher; the student itself is saved.
 Distilled negative prompt (neg.py): z_t from the original with CFG on an anchor prompt p,
