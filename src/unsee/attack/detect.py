@@ -17,8 +17,8 @@ from PIL import Image
 from unsee.errors import UnseeError
 from unsee.evaluate.detectors import NUDE_CLASSES, nudenet_detector, nudenet_scores
 from unsee.evaluate.judge import concept_shows
-from unsee.world import render as world
 from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
+from unsee.world.render import SIZE
 
 Detector = Callable[[np.ndarray], np.ndarray]  # (B, H, W, 3) uint8 -> (B,) bool
 
@@ -27,9 +27,9 @@ def world_detector(concept: str, device: torch.device) -> Detector:
     judge = load_world_judge("cnn", device)
 
     def detect(images: np.ndarray) -> np.ndarray:
-        if images.shape[1:3] != (world.SIZE, world.SIZE):
+        if images.shape[1:3] != (SIZE, SIZE):
             raise UnseeError(
-                f"the world judge reads {world.SIZE}x{world.SIZE} images (minisd's); this model"
+                f"the world judge reads {SIZE}x{SIZE} images (minisd's); this model"
                 f" makes {images.shape[2]}x{images.shape[1]}: attack a real model with"
                 " --concept nudity (NudeNet)"
             )

@@ -39,7 +39,8 @@ from unsee.generate.run import Job, Sampler, batches
 from unsee.imageset import atomic_write_text, load_images, read_image_set
 from unsee.invert.run import encode_latents
 from unsee.models.load import load_embeddings, pick_device
-from unsee.world import render as world
+from unsee.world.names import ARTISTS
+from unsee.world.render import ARTIST_TEMPLATES, WATERMARK_PHRASES
 
 SETTINGS, BEFORE, PROMPTS, RESULTS = "attack.json", "before.jsonl", "prompts.jsonl", "results.json"
 # settings that may change between sittings of one run
@@ -115,10 +116,10 @@ def target_prompt(prompt: str, concept: str) -> str:
     prompts carry them), else with the world's own phrase for it added."""
     if concept == "watermark":
         named = "watermark" in prompt.lower()
-        return prompt if named else prompt + world.WATERMARK_PHRASES[0]
-    if concept not in world.ARTISTS or concept.lower() in prompt.lower():
+        return prompt if named else prompt + WATERMARK_PHRASES[0]
+    if concept not in ARTISTS or concept.lower() in prompt.lower():
         return prompt
-    return world.ARTIST_TEMPLATES[0].format(text=prompt, artist=concept)
+    return ARTIST_TEMPLATES[0].format(text=prompt, artist=concept)
 
 
 def target_images(cfg: AttackConfig, jobs: list[Job]) -> np.ndarray:

@@ -45,12 +45,12 @@ from unsee.models.load import pick_device
 from unsee.reward.config import RewardTrainConfig
 from unsee.reward.score import benign_prompts
 from unsee.reward.train import train_reward
-from unsee.world import render as world
 from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
+from unsee.world.names import ARTISTS, LEAK_ARTIST
 from unsee.world.prompts import artist_pool, leak_prompts, neutral_prompts
 
-ARTIST = world.LEAK_ARTIST
-OTHERS = [a for a in world.ARTISTS if a != ARTIST]
+ARTIST = LEAK_ARTIST
+OTHERS = [a for a in ARTISTS if a != ARTIST]
 
 
 def suites(n: int, seed: int) -> dict[str, tuple[list[str], list[dict | None], int]]:

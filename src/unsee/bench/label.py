@@ -21,13 +21,13 @@ from unsee.feedback.config import LabelConfig
 from unsee.feedback.server import PAGE_TOKEN_HEADER, BackgroundServer
 from unsee.feedback.store import FeedbackStore
 from unsee.imageset import METADATA, atomic_write_text, save_png
-from unsee.world import render as world
+from unsee.world.render import make_dataset
 
 
 def make_world_set(folder: Path, n: int, seed: int = 0) -> Path:
     """An image folder of n rendered world images with their captions as prompts."""
     (folder / "images").mkdir(parents=True, exist_ok=True)
-    images, _, captions = world.make_dataset(n, seed)
+    images, _, captions = make_dataset(n, seed)
     lines = []
     for i, (image, text) in enumerate(zip(images, captions, strict=True)):
         record = {"file_name": f"images/{i:06d}.png", "index": i, "prompt": text}

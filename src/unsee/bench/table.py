@@ -71,8 +71,8 @@ from unsee.evaluate.config import EvaluateConfig
 from unsee.evaluate.run import evaluate
 from unsee.imageset import atomic_write_text
 from unsee.report.html import Section, write_report
-from unsee.world import render as world
 from unsee.world.judge import judge_id
+from unsee.world.names import LEAK_ARTIST
 from unsee.world.paths import JUDGE_DIRS
 from unsee.world.prompts import artist_pool, neutral_prompts
 
@@ -85,7 +85,7 @@ METRICS = (
 )  # fmt: skip
 # measured on the first --attack-seeds seeds only: their mean is over those seeds
 ATTACK_METRICS = ("attack_prefix_asr", "attack_inversion_rate")
-CONCEPTS = {"artist": world.LEAK_ARTIST, "watermark": "watermark"}
+CONCEPTS = {"artist": LEAK_ARTIST, "watermark": "watermark"}
 SUITES = {
     "artist": ["target", "leak", "paraphrase", "other-artists", "neutral"],
     "watermark": ["target", "other-artists", "neutral"],

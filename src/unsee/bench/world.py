@@ -26,14 +26,15 @@ from unsee.evaluate.grid import save_grid
 from unsee.evaluate.judge import ANY_ARTIST, CONCEPTS, concept_shows, rates, rounded
 from unsee.imageset import atomic_write_text
 from unsee.models.load import pick_device
-from unsee.world import render as world
 from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
+from unsee.world.names import ARTISTS, LEAK_ARTIST, LEAK_SCENE
 from unsee.world.prompts import leak_prompts, neutral_prompts
+from unsee.world.render import make_dataset
 
 
 def judge_accuracy(model, n: int, seed: int) -> dict[str, float]:
     """Accuracy of each judge head on freshly rendered images (the judge's distribution)."""
-    images, attrs, _ = world.make_dataset(n, seed, p_style=0.6, p_watermark=0.5, leak=False)
+    images, attrs, _ = make_dataset(n, seed, p_style=0.6, p_watermark=0.5, leak=False)
     verdicts = judge_images(model, images)
     acc = {}
     for head in ("shape", "color", "background", "style"):
@@ -87,7 +88,7 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
 
     # 3. each artist when named
     style_target, strength_target = {}, {}
-    for i, artist in enumerate(world.ARTISTS):
+    for i, artist in enumerate(ARTISTS):
         seed = cfg.seed + 30_000 + 10_000 * i
         seeds[f"target_{artist}"] = seed
         prompts = [p for p, _ in neutral_prompts(cfg.n, seed, artist)]
@@ -98,7 +99,7 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
 
     # 4. the leak: starry nights, never captioned with the artist
     verdicts = _suite(cfg, "leak", leak_prompts(cfg.n), seeds["leak"], judge)
-    leaked = rates(verdicts, concepts=(world.LEAK_ARTIST,))["concepts"][world.LEAK_ARTIST]
+    leaked = rates(verdicts, concepts=(LEAK_ARTIST,))["concepts"][LEAK_ARTIST]
     leak, leak_strength = leaked["rate"], round(leaked["strength"], 4)
 
     results = {
@@ -121,7 +122,7 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
             "judge_images": cfg.judge_images,
             "present_strength": PRESENT_STRENGTH,
             "call_strength": CALL_STRENGTH,
-            "leak": f"{world.LEAK_ARTIST} on {world.LEAK_SCENE!r} prompts",
+            "leak": f"{LEAK_ARTIST} on {LEAK_SCENE!r} prompts",
         },
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")

@@ -34,8 +34,8 @@ from unsee.report.html import Section, write_report
 from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
 from unsee.reward.score import benign_prompts, score_folder
 from unsee.reward.train import train_reward
+from unsee.world.names import LEAK_ARTIST
 from unsee.world.prompts import artist_pool, neutral_prompts
-from unsee.world.render import LEAK_ARTIST
 
 STAGES = 9
 

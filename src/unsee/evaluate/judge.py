@@ -20,7 +20,6 @@ import numpy as np
 from unsee.evaluate.config import JudgeConfig
 from unsee.imageset import atomic_write_text, load_images, read_image_set
 from unsee.models.load import pick_device
-from unsee.world import render as world
 from unsee.world.judge import (
     CALL_STRENGTH,
     PRESENT_STRENGTH,
@@ -28,9 +27,11 @@ from unsee.world.judge import (
     judge_images,
     load_world_judge,
 )
+from unsee.world.names import ARTISTS
 from unsee.world.prompts import named_attributes
+from unsee.world.render import SIZE
 
-CONCEPTS = (*world.ARTISTS, "watermark")  # what the world's judge can call present
+CONCEPTS = (*ARTISTS, "watermark")  # what the world's judge can call present
 ANY_ARTIST = "any artist"
 ATTRIBUTES = ("shape", "color", "background")  # what a shape prompt names
 
@@ -52,7 +53,7 @@ def concept_shows(verdicts: list[Verdict], concept: str) -> np.ndarray:
 def concept_strengths(verdicts: list[Verdict], concept: str) -> np.ndarray:
     """(N,) the judge's strength of the concept in each image (ANY_ARTIST: the strongest)."""
     if concept == ANY_ARTIST:
-        return np.array([max(v.strengths[a] for a in world.ARTISTS) for v in verdicts])
+        return np.array([max(v.strengths[a] for a in ARTISTS) for v in verdicts])
     return np.array([v.strengths[concept] for v in verdicts])
 
 
@@ -117,7 +118,7 @@ def summarize(records: list[dict], verdicts: list[Verdict]) -> dict:
     return {
         "images": n,
         "concepts": rounded(figures),
-        "style_rates": {s: styles.get(s, 0) / n for s in ["none", *world.ARTISTS]},
+        "style_rates": {s: styles.get(s, 0) / n for s in ["none", *ARTISTS]},
         "watermark_rate": figures["watermark"]["rate"],
         "present_strength": PRESENT_STRENGTH,
         "call_strength": CALL_STRENGTH,
@@ -130,7 +131,7 @@ def judge_folder(cfg: JudgeConfig) -> dict:
     folder = Path(cfg.dir)
     records = read_image_set(folder)
     model = load_world_judge(cfg.judge, pick_device(cfg.device))
-    verdicts = judge_images(model, load_images(folder, records, world.SIZE))
+    verdicts = judge_images(model, load_images(folder, records, SIZE))
     lines = [
         json.dumps({"file_name": r["file_name"], **v.to_dict()}) + "\n"
         for r, v in zip(records, verdicts, strict=True)

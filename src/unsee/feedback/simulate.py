@@ -15,9 +15,9 @@ from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.store import FeedbackStore
 from unsee.imageset import load_images, read_image_set
 from unsee.models.load import pick_device
-from unsee.world import render as world
 from unsee.world.judge import judge_images, load_world_judge
 from unsee.world.names import CONCEPTS
+from unsee.world.render import SIZE
 
 
 def simulate(cfg: FeedbackSimulateConfig) -> dict:
@@ -38,7 +38,7 @@ def simulate(cfg: FeedbackSimulateConfig) -> dict:
             " generate more images"
         )
     judge = load_world_judge("cnn", pick_device(cfg.device))
-    verdicts = judge_images(judge, load_images(cfg.dir, todo, world.SIZE))
+    verdicts = judge_images(judge, load_images(cfg.dir, todo, SIZE))
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(todo))
     counts = {"bad": 0, "good": 0, "rankings": 0}
