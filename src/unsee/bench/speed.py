@@ -17,7 +17,6 @@ spawned process, so its peak memory is its own:
        latents: peak allocated CUDA memory, weights included
 """
 
-import copy
 import dataclasses
 import json
 import multiprocessing
@@ -33,7 +32,7 @@ from unsee import __version__
 from unsee.bench.config import BenchSpeedConfig
 from unsee.erase.config import EraseConfig, erase_defaults
 from unsee.erase.params import select_parameters
-from unsee.erase.run import encode_texts, sdd_step
+from unsee.erase.run import ema_teacher, encode_texts, optimizer, sdd_step
 from unsee.erase.sdd import ema_update, sdd_loss, stop_steps, teacher_latents, train_timesteps
 from unsee.errors import UnseeError
 from unsee.imageset import atomic_write_text
@@ -156,10 +155,8 @@ def time_mode(cfg: BenchSpeedConfig, device: str, mode: str, stops: list[int]) -
     # student, EMA teacher, optimiser, as `unsee erase` sets them up
     unet = pipe.unet
     params = select_parameters(unet, "cross-attention")
-    teacher = copy.deepcopy(unet).requires_grad_(False).eval()
-    teacher_params = dict(teacher.named_parameters())
-    ema = [teacher_params[n] for n in params]
-    opt = torch.optim.AdamW(params.values(), lr=_erase_default("lr"), weight_decay=1e-4)
+    teacher, ema = ema_teacher(unet, list(params))
+    opt = optimizer(params, _erase_default("lr"))
     unet.train()
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     scheduler.set_timesteps(cfg.sample_steps, device=dev)

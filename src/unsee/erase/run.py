@@ -84,6 +84,19 @@ def encode_texts(pipe, texts: list[str], device) -> torch.Tensor:
         return torch.cat([pipe.encode_prompt(t, device, 1, False)[0] for t in texts])
 
 
+def ema_teacher(unet: torch.nn.Module, names: list[str]) -> tuple[torch.nn.Module, list]:
+    """SDD's teacher: a frozen copy of the student, and its parameters `names`, which
+    follow the student's trained ones by EMA."""
+    teacher = copy.deepcopy(unet).requires_grad_(False).eval()
+    teacher_params = dict(teacher.named_parameters())
+    return teacher, [teacher_params[n] for n in names]
+
+
+def optimizer(params: dict, lr: float) -> torch.optim.Optimizer:
+    """The optimiser of every trained method: AdamW on the chosen parameters."""
+    return torch.optim.AdamW(params.values(), lr=lr, weight_decay=1e-4)
+
+
 def erase(cfg: EraseConfig) -> Path:
     if cfg.feedback is not None:
         return erase(feedback_plan(cfg))
@@ -141,9 +154,7 @@ def erase(cfg: EraseConfig) -> Path:
     names = list(params)
     ema = None
     if sdd:
-        teacher = copy.deepcopy(unet).requires_grad_(False).eval()  # the EMA
-        teacher_params = dict(teacher.named_parameters())
-        ema = [teacher_params[n] for n in names]
+        teacher, ema = ema_teacher(unet, names)
     # the network whose CFG trajectories give z_t: the frozen original (neg), the EMA (SDD),
     # the student itself (ESD, set once prepared); on a GPU a half-precision copy of the EMA
     # or student instead, refreshed from `sources` before each walk
@@ -153,7 +164,7 @@ def erase(cfg: EraseConfig) -> Path:
         sources = ema if sdd else list(params.values())
     if cfg.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=1e-4)
+    opt = optimizer(params, cfg.lr)
     unet.train()
     unet, opt = accelerator.prepare(unet, opt)
     if walker is None:
