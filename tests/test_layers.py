@@ -212,6 +212,20 @@ def test_help_does_not_load_torch():
     assert out.stdout.strip() == "[]"
 
 
+def test_the_readme_draws_the_same_order():
+    """README.md's "Code layout" lists LAYERS top first, one path a line."""
+    block = (SRC.parent / "README.md").read_text().split("### Code layout", 1)[1]
+    drawn = []
+    for line in block.splitlines():
+        if line.startswith("    ") and not line.startswith("     "):
+            path = line.split()[0]  # e.g. bench/, world/paths.py, __init__.py
+            module = path.removesuffix("/").removesuffix(".py").replace("/", ".")
+            drawn.append("unsee" if module == "__init__" else f"unsee.{module}")
+        elif drawn and line.strip() and not line.startswith(" "):
+            break
+    assert drawn == list(reversed(LAYERS))
+
+
 @pytest.mark.parametrize("entry", LAYERS[1:])
 def test_every_layer_holds_a_module(entry):
     assert any(m == entry or m.startswith(entry + ".") for m in modules(SRC)), entry
