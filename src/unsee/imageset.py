@@ -15,7 +15,7 @@ as a JSON text chunk named "unsee".
 
 Writing: atomic_file / atomic_write_text (any file, whole or not at all), save_png,
 append_line, ImageWriter; resuming: read_finished, rewrite_metadata, write_run_file;
-reading a finished set: read_image_set, load_images.
+reading a finished set: read_image_set, load_images, read_run_file.
 """
 
 import json
@@ -134,6 +134,11 @@ def rewrite_metadata(out: Path, records: dict[int, dict[str, Any]]) -> None:
 
 def write_run_file(out: Path, run: dict[str, Any]) -> None:
     atomic_write_text(out / RUN_FILE, json.dumps(run, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_run_file(out: Path) -> dict[str, Any]:
+    """run.json of an image set: the settings, "complete", the sampling "seconds", ..."""
+    return json.loads((out / RUN_FILE).read_text())
 
 
 class ImageWriter:

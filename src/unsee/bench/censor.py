@@ -36,7 +36,7 @@ from unsee.evaluate.judge import ATTRIBUTES, rates, rounded
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.simulate import simulate
 from unsee.guidance.pipelines import CensoredStableDiffusionPipeline
-from unsee.imageset import atomic_write_text, load_images, read_image_set
+from unsee.imageset import atomic_write_text, load_images, read_image_set, read_run_file
 from unsee.models.load import pick_device
 from unsee.models.tiny import sd15_sized_pipeline
 from unsee.reward.cnn import CnnReward
@@ -94,7 +94,7 @@ def _retry_set(sets: Path, censor_cfg: CensorConfig, device) -> dict:
     source, target = sets / "censored", sets / "censored-retry"
 
     def made_from(folder: Path) -> tuple:
-        run = json.loads((folder / "images" / "run.json").read_text())
+        run = read_run_file(folder / "images")
         return (folder / "prompts.txt").read_text(), run["settings"]
 
     if not (target / "images" / PROGRESS).is_file() or made_from(target) != made_from(source):
@@ -167,7 +167,7 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
         images = load_images(images_dir, read_image_set(images_dir), None)
         # generate's own sampling time (model loading excluded), kept in the set's run.json
         # so a resumed bench reuses finished sets with the time they took
-        seconds = json.loads((images_dir / "run.json").read_text())["seconds"]
+        seconds = read_run_file(images_dir)["seconds"]
         save_grid(images[:64], out / f"grid_{name}.png")
         row = _measure(judge_images(judge, images), truths[:n])
         return {**row, "seconds": round(seconds, 2), "images": n}
@@ -228,7 +228,7 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
         judge_images(judge, load_images(reject_out, records, None)),
         [t for i, t in enumerate(truths) if i in kept],
     )
-    reject_run = json.loads((reject_out / "run.json").read_text())
+    reject_run = read_run_file(reject_out)
 
     # 6. memory at Stable Diffusion size, where a GPU is at hand
     import torch

@@ -52,7 +52,7 @@ from unsee.erase.sdd import stop_steps
 from unsee.errors import UnseeError
 from unsee.generate.config import GenerateConfig
 from unsee.generate.run import generate
-from unsee.imageset import atomic_write_text
+from unsee.imageset import METADATA, atomic_write_text, read_run_file
 from unsee.invert.config import InvertConfig
 from unsee.invert.run import invert
 from unsee.models.tiny import sd15_sized_pipeline, tiny_sd_pipeline
@@ -169,7 +169,7 @@ def _unsee_generate(cfg: BenchGpuConfig, folder: Path, out: Path, level: str) ->
     )  # fmt: skip
     generate(config)
     wall = time.perf_counter() - t0
-    run = json.loads((out / "run.json").read_text())
+    run = read_run_file(out)
     batch_seconds = run["batch_seconds"]
     steady = batch_seconds[1:]
     return {
@@ -269,7 +269,7 @@ def _stage_censor(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
 
 def _stage_invert(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
     feedback = work / "gen-default"
-    if not (feedback / "metadata.jsonl").is_file():
+    if not (feedback / METADATA).is_file():
         raise UnseeError("the invert stage reads the generate stage's images; run it first")
     reward = work / "reward"
     if not reward.is_dir():
@@ -315,7 +315,7 @@ def _random_reward(path: Path) -> Path:
 
 
 def _per_image(out: Path, n: int) -> dict:
-    run = json.loads((out / "run.json").read_text())
+    run = read_run_file(out)
     return {"images": n, "seconds": run["seconds"], "s_per_image": run["seconds"] / n}
 
 

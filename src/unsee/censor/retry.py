@@ -80,7 +80,7 @@ def retry_flagged(out: Path, cfg: CensorConfig, censor: Censor) -> dict:
                 writer.writerow([records[i]["prompt"], seed, records[i]["guidance"]])
         sub = dataclasses.replace(generate_config(cfg), prompt=None, prompts=plan, n=1, out=cand)
         generate(sub, censor=censor)
-        seconds = json.loads((cand / imageset.RUN_FILE).read_text())["seconds"]
+        seconds = imageset.read_run_file(cand)["seconds"]
         # 2. keep the better of the two samples under the image's own index and seed
         candidates = imageset.read_finished(cand)
         replaced = 0
@@ -118,7 +118,7 @@ def retry_flagged(out: Path, cfg: CensorConfig, censor: Censor) -> dict:
         "still_flagged": len(flagged(records, cfg.threshold)),
         "threshold": cfg.threshold,
     }
-    run = json.loads((out / imageset.RUN_FILE).read_text())
+    run = imageset.read_run_file(out)
     run["seconds"] = round(run.get("seconds", 0.0) + new_seconds, 3)
     run["retry"] = summary
     imageset.write_run_file(out, run)

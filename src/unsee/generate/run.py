@@ -367,7 +367,7 @@ def _compiles(cfg: GenerateConfig, device: torch.device, images: int) -> bool:
 
 def _earlier_seconds(out: Path) -> float:
     try:
-        return float(json.loads((out / imageset.RUN_FILE).read_text()).get("seconds", 0.0))
+        return float(imageset.read_run_file(out).get("seconds", 0.0))
     except (OSError, ValueError, TypeError, AttributeError):
         return 0.0
 
