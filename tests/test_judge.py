@@ -131,10 +131,10 @@ def test_presence_is_decided_by_strength_in_one_place():
     assert rounded(figures)["watermark"] == {"rate": 0.25, "strength": round((0.09 + 0.9) / 4, 4)}
     assert figures["Solvei"]["rate"] == 0.25 and figures["Brakovic"]["rate"] == 0.0
     # with the truths: what the prompts asked for, over the images whose prompt names it
-    truths = [{"shape": "circle", "artist": "Vanmond"}, {"shape": "square"}, {}, {}]
+    truths = [{"shape": faint.shape, "artist": "Vanmond"}, {"shape": "square"}, {}, {}]
     asked = rates(verdicts, truths)
     assert asked["style_rate"] == 1.0  # the one image asking for Vanmond shows him
-    assert asked["prompt_accuracy"] == {"shape": 0.5}  # shape "none" read both times
+    assert asked["prompt_accuracy"] == {"shape": 0.5}  # of the two naming a shape, one right
 
 
 def test_summary_counts_agreement_per_named_attribute():

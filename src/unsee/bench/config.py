@@ -103,6 +103,7 @@ class BenchWorldConfig(BenchTableConfig):
         " options, --table-n for its --n)",
     )
     table_n: int = arg(64, help="--methods: `unsee bench table --n`")
+    model: str = arg("minisd", help="the world model to measure")
     n: int = arg(200, help="generated images per figure")
     judge_images: int = arg(2000, help="fresh rendered images for the judge's accuracy")
     batch_size: int = arg(16, help="images per batch")
