@@ -53,7 +53,9 @@ class BenchTableConfig:
     methods: list[str] = arg(["all"], help=f"the rows: all, or some of {' '.join(TABLE_ROWS)}")
     seeds: int = arg(3, help="seeds, each redoing feedback, erasures and images")
     table_n: int = arg(64, help="generated images per suite, row and seed", flag="--n")
-    model: str = arg("minisd", help="the world model the rows start from")
+    model: str = arg(
+        "minisd", help="recorded in settings.json; every row is made from minisd and its world"
+    )
     steps: int = arg(25, help="DDIM steps")
     guidance: float = arg(7.5, help="classifier-free guidance scale")
     seed: int = arg(1_000_000, help="first seed; training never used these")
