@@ -1,4 +1,5 @@
-"""Convert CLIP's BPE file into the vocab.json + merges.txt that CLIPTokenizer reads.
+"""Convert CLIP's BPE file into the tokenizer.json + tokenizer_config.json of a
+CLIPTokenizer folder, the files src/unsee/world/minisd/tokenizer/ holds.
 
 The file `bpe_simple_vocab_16e6.txt.gz` ships inside open_clip's wheel (and OpenAI's
 CLIP repository). It was converted once with this script and the result committed
@@ -11,13 +12,20 @@ under src/unsee/world/minisd/tokenizer/, so unsee never needs open_clip installe
 
 The vocabulary order follows CLIP's `SimpleTokenizer`: the 256 byte symbols, the same
 with an end-of-word marker, one entry per merge, then the two special tokens
-(49408 entries in all).
+(49408 entries in all). The script writes them as the vocab.json + merges.txt that
+CLIPTokenizer reads, loads that, and saves it. (The committed tokenizer.json came through
+minisd's pipeline when the world was shipped: the same vocabulary, merges and text
+normalisation, and besides them the padding and truncation to 77 tokens it was last
+called with.)
 """
 
 import gzip
 import json
 import sys
+import tempfile
 from pathlib import Path
+
+from transformers import CLIPTokenizer
 
 NUM_MERGES = 49152 - 256 - 2  # CLIP keeps the first 48894 merges of the file
 
@@ -47,8 +55,14 @@ def main(bpe_path: str, out_dir: str) -> None:
     vocab = byte_symbols + [s + "</w>" for s in byte_symbols]
     vocab += ["".join(pair) for pair in merges]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_bpe(Path(tmp), vocab, merges)
+        CLIPTokenizer.from_pretrained(tmp).save_pretrained(out_dir)
+    print(f"wrote {len(vocab)} tokens and {len(merges)} merges to {out_dir}")
+
+
+def _write_bpe(out: Path, vocab: list[str], merges: list[tuple[str, ...]]) -> None:
+    """vocab.json, merges.txt and tokenizer_config.json: what CLIPTokenizer loads."""
     (out / "vocab.json").write_text(
         json.dumps({token: i for i, token in enumerate(vocab)}, ensure_ascii=False)
     )
@@ -66,7 +80,6 @@ def main(bpe_path: str, out_dir: str) -> None:
         "do_lower_case": True,
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    print(f"wrote {len(vocab)} tokens and {len(merges)} merges to {out}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from unsee.bench.erase import artist_pool
 from unsee.erase.config import EraseConfig
 from unsee.erase.run import erase
 from unsee.evaluate.config import EvaluateConfig
@@ -27,6 +26,7 @@ from unsee.feedback.simulate import simulate
 from unsee.feedback.store import FeedbackStore
 from unsee.generate.config import GenerateConfig
 from unsee.generate.run import generate
+from unsee.world.prompts import artist_pool
 
 ARTIST = "Vanmond"
 # name -> what `unsee erase --feedback` is given besides the folder

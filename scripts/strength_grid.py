@@ -14,9 +14,9 @@ from diffusers import AutoencoderKL
 
 from unsee.evaluate.calibrate import SUBJECTS, subjects, vae_view, with_concept
 from unsee.evaluate.grid import save_grid
-from unsee.world import render as world
 from unsee.world.judge import STRENGTHS
 from unsee.world.paths import MINISD_DIR
+from unsee.world.render import render
 
 
 def main(path: Path) -> None:
@@ -26,7 +26,7 @@ def main(path: Path) -> None:
         for kind in SUBJECTS:
             bare = subjects(kind, 1, 99)[0]
             renders = np.stack(
-                [world.render(with_concept(bare, concept, s)) for s in np.linspace(0, 1, 11)]
+                [render(with_concept(bare, concept, s)) for s in np.linspace(0, 1, 11)]
             )
             rows += [renders, vae_view(renders, vae.eval())]
     save_grid(np.concatenate(rows), path, columns=11, scale=3)

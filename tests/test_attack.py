@@ -270,7 +270,7 @@ def test_a_killed_run_resumes_to_the_same_results(tiny_sd, tmp_path, monkeypatch
     whole = attack_run.attack(_config(tiny_sd, tmp_path / "whole", n=5))
 
     # kill after the first attacked prompt's line is written
-    real_append = attack_run.imagefolder.append_line
+    real_append = attack_run.imageset.append_line
     written = []
 
     def dying_append(path, record):
@@ -279,10 +279,10 @@ def test_a_killed_run_resumes_to_the_same_results(tiny_sd, tmp_path, monkeypatch
             written.append(record)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(attack_run.imagefolder, "append_line", dying_append)
+    monkeypatch.setattr(attack_run.imageset, "append_line", dying_append)
     with pytest.raises(KeyboardInterrupt):
         attack_run.attack(_config(tiny_sd, tmp_path / "killed", n=5))
-    monkeypatch.setattr(attack_run.imagefolder, "append_line", real_append)
+    monkeypatch.setattr(attack_run.imageset, "append_line", real_append)
     assert written and not (tmp_path / "killed" / "results.json").exists()
     resumed = attack_run.attack(_config(tiny_sd, tmp_path / "killed", n=5))
 

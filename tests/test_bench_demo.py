@@ -6,7 +6,8 @@ from conftest import read_metadata
 from unsee.bench.config import BenchGenerateConfig, BenchWorldConfig
 from unsee.bench.generate import run_bench_generate
 from unsee.bench.world import run_bench_world
-from unsee.demo import DemoConfig, run_demo
+from unsee.demo.config import DemoConfig
+from unsee.demo.run import run_demo
 
 
 def test_bench_generate_writes_results(tmp_path):

@@ -3,13 +3,11 @@ import json
 import numpy as np
 import pytest
 
-from unsee.bench.config import BenchWorldConfig
+from unsee.bench.config import TABLE_ROWS, BenchTableConfig, BenchWorldConfig, parse_methods
 from unsee.bench.table import (
     METRICS,
-    ROWS,
     aggregate,
     check_settings,
-    parse_methods,
     results_markdown,
     table_metrics,
     write_index,
@@ -21,14 +19,22 @@ from unsee.evaluate.run import evaluate
 
 
 def test_methods_expand_and_the_original_always_comes_first(tmp_path):
-    assert parse_methods(["all"]) == list(ROWS)
+    assert parse_methods(["all"]) == list(TABLE_ROWS)
     assert parse_methods(["hfi_sdd", "neg_text"]) == ["original", "neg_text", "hfi_sdd"]
     with pytest.raises(UnseeError, match="unknown --methods nope"):
         parse_methods(["nope", "sega"])
-    with pytest.raises(UnseeError, match="unknown --methods"):
-        BenchWorldConfig(out=tmp_path, methods=["sdd"])
-    with pytest.raises(UnseeError, match="--window"):
-        BenchWorldConfig(out=tmp_path, methods=["all"], censor_window=[0.8, 0.2])
+    # `unsee bench table`, and `unsee bench world --methods` as before it was a command
+    for config in (BenchTableConfig, BenchWorldConfig):
+        with pytest.raises(UnseeError, match="unknown --methods"):
+            config(out=tmp_path, methods=["sdd"])
+        with pytest.raises(UnseeError, match="--window"):
+            config(out=tmp_path, methods=["all"], censor_window=[0.8, 0.2])
+    assert BenchTableConfig(out=tmp_path).methods == ["all"]
+    assert BenchWorldConfig(out=tmp_path).methods == []  # the world bench itself
+    with pytest.raises(UnseeError, match="--n 2"):
+        BenchTableConfig(out=tmp_path, table_n=1)
+    with pytest.raises(UnseeError, match="--table-n 2"):
+        BenchWorldConfig(out=tmp_path, table_n=1)
 
 
 def _ci(mean):
@@ -136,7 +142,7 @@ def test_markdown_and_index_show_every_row(tmp_path):
     }
     md = results_markdown(results)
     assert "| hfi_sdd | 0.500 ± 0.250 | 0.500 ± 0.250 | – |" in md and "### watermark" in md
-    cfg = BenchWorldConfig(out=tmp_path, methods=["all"], seeds=2)
+    cfg = BenchTableConfig(out=tmp_path, seeds=2)
     page = write_index(cfg, results).read_text()
     assert page.count("<tr><td>hfi_sdd</td>") == 2  # the table and the bar chart
     assert "0.500 ± 0.250" in page and "http" not in page
@@ -221,7 +227,7 @@ def test_the_feedback_erase_row_runs_erase_feedback_on_the_rows_labels_and_rewar
         (out / "erase.json").write_text("{}")
 
     monkeypatch.setattr(table, "erase", fake_erase)
-    cfg = BenchWorldConfig(out=tmp_path / "table", methods=["feedback_erase"], seeds=1)
+    cfg = BenchTableConfig(out=tmp_path / "table", methods=["feedback_erase"], seeds=1)
     given = table.row_settings("feedback_erase", "artist", table.train_config(cfg, 0), cfg)
     assert given["model"].endswith("models/feedback_erase_artist")
     assert seen["feedback"] == tmp_path / "Vanmond" / "pool" / "images"

@@ -47,7 +47,7 @@ def test_every_option_shows_its_default(path, command, capsys):
     for field in dataclasses.fields(command.config):
         if field.metadata.get("positional"):
             continue
-        flag = "--" + field.name.replace("_", "-")
+        flag = field.metadata.get("flag", "--" + field.name.replace("_", "-"))
         assert flag in blocks, flag
         assert "(default:" in blocks[flag] or "(required)" in blocks[flag], blocks[flag]
 
@@ -63,6 +63,19 @@ def test_judge_dir_is_short_for_judge_images():
         assert expand_short_forms(argv) == argv
     ns = build_parser().parse_args(expand_short_forms(["judge", "d", "--judge", "vit"]))
     assert ns._command is COMMANDS["judge"]["images"] and ns.judge == "vit"
+
+
+def test_the_method_table_is_a_command_and_bench_world_methods_still_runs_it():
+    from unsee.bench.config import BenchTableConfig, BenchWorldConfig
+
+    ns = build_parser().parse_args(["bench", "table", "--seeds", "2", "--n", "8", "--out", "t"])
+    assert ns._command is COMMANDS["bench"]["table"] and ns._command.config is BenchTableConfig
+    assert (ns.methods, ns.seeds, ns.table_n) == (["all"], 2, 8)
+    # the command line the table had before it was a command of its own
+    old = ["bench", "world", "--methods", "all", "--seeds", "3", "--table-n", "64", "--out", "t"]
+    ns = build_parser().parse_args(old)
+    assert ns._command.config is BenchWorldConfig and issubclass(BenchWorldConfig, BenchTableConfig)
+    assert (ns.methods, ns.seeds, ns.table_n) == (["all"], 3, 64)
 
 
 def test_errors_are_one_line_with_exit_code_2(tmp_path):
@@ -101,7 +114,8 @@ def _float_flags() -> list[tuple[tuple[str, ...], str]]:
         for field in dataclasses.fields(command.config):
             tp, _ = _unwrap_optional(hints[field.name])
             if tp is float or tp == list[float]:
-                found.append((path, "--" + field.name.replace("_", "-")))
+                flag = field.metadata.get("flag", "--" + field.name.replace("_", "-"))
+                found.append((path, flag))
     return found
 
 
@@ -200,17 +214,17 @@ def test_a_full_or_read_only_disk_is_one_line(tiny_sd, tmp_path, capsys, monkeyp
     import errno
     import os
 
-    from unsee.generate import imagefolder
+    from unsee import imageset
 
     assert (errno.ENOSPC, errno.EROFS, errno.EACCES) == (28, 30, 13)
-    real = imagefolder.atomic_file
+    real = imageset.atomic_file
 
     def failing(path, mode="w"):
         if path.suffix == ".png":
             raise OSError(code, os.strerror(code), str(path))
         return real(path, mode)
 
-    monkeypatch.setattr(imagefolder, "atomic_file", failing)
+    monkeypatch.setattr(imageset, "atomic_file", failing)
     out = tmp_path / "o"
     with pytest.raises(SystemExit) as exit:
         main(["generate", "--model", str(tiny_sd), "--prompt", "x", "--steps", "2", "--device",

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from unsee.errors import UnseeError
-from unsee.evaluate.config import EvaluateConfig
+from unsee.evaluate.config import SUITES, EvaluateConfig
 from unsee.evaluate.run import evaluate
-from unsee.evaluate.suites import SUITES, reference_renders, world_suite
-from unsee.world import render as world
+from unsee.evaluate.suites import reference_renders, world_suite
 from unsee.world.judge import judge_images, load_judge
+from unsee.world.names import ARTISTS
 from unsee.world.paths import JUDGE_DIR
 
 
@@ -19,7 +19,7 @@ def test_suites_name_what_they_should():
     leak = world_suite("leak", 5, 0, "Vanmond")
     assert not any("Vanmond" in p for p in leak.prompts)
     neutral = world_suite("neutral", 8, 0, "watermark")
-    assert not any(a in p for p in neutral.prompts for a in world.ARTISTS)
+    assert not any(a in p for p in neutral.prompts for a in ARTISTS)
     others = world_suite("other-artists", 4, 0, "Vanmond")
     assert {t["artist"] for t in others.truths} == {"Brakovic", "Solvei"}
     para = world_suite("paraphrase", 3, 0, "Solvei")

@@ -117,7 +117,7 @@ def test_simulated_binary_labels_follow_the_judge(minisd_mixed, tmp_path):
     store = FeedbackStore.for_folder(folder)
     labels = {d["file_name"]: d["label"] for d in store.decisions()}
     assert {d["annotator"] for d in store.decisions()} == {"simulated"}
-    from unsee.evaluate.judge import load_images, read_image_set
+    from unsee.imageset import load_images, read_image_set
     from unsee.world.judge import judge_images, load_judge
     from unsee.world.paths import JUDGE_DIR
 

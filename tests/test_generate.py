@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import pixels, read_metadata
 
+from unsee import imageset
 from unsee.errors import UnseeError
-from unsee.generate import imagefolder
 from unsee.generate.config import GenerateConfig
 from unsee.generate.run import generate
 
@@ -142,7 +142,7 @@ def test_resume_skips_finished_images_and_repairs_a_killed_run(tiny_sd, tmp_path
 
 def test_interrupted_run_leaves_only_complete_entries(tiny_sd, tmp_path, monkeypatch):
     cfg = config(tiny_sd, tmp_path / "set", n=5, batch_size=1)
-    real_save = imagefolder.save_png
+    real_save = imageset.save_png
     saved = []
 
     def save_then_die(image, path, info):
@@ -151,7 +151,7 @@ def test_interrupted_run_leaves_only_complete_entries(tiny_sd, tmp_path, monkeyp
         real_save(image, path, info)
         saved.append(path)
 
-    monkeypatch.setattr(imagefolder, "save_png", save_then_die)
+    monkeypatch.setattr(imageset, "save_png", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         generate(cfg)
     out = cfg.out
@@ -159,7 +159,7 @@ def test_interrupted_run_leaves_only_complete_entries(tiny_sd, tmp_path, monkeyp
     assert [r["index"] for r in read_metadata(out)] == [0, 1]
     assert not [p for p in (out / "images").iterdir() if p.name.endswith(".tmp")]
 
-    monkeypatch.setattr(imagefolder, "save_png", real_save)
+    monkeypatch.setattr(imageset, "save_png", real_save)
     generate(cfg)
     assert [r["index"] for r in read_metadata(out)] == [0, 1, 2, 3, 4]
     assert json.loads((out / "run.json").read_text())["complete"] is True
@@ -229,10 +229,10 @@ def test_files_are_created_with_the_umask(tmp_path, umask, mode):
 
     old = os.umask(umask)
     try:
-        imagefolder.atomic_write_text(tmp_path / "run.json", "{}\n")
-        imagefolder.save_png(Image.new("RGB", (2, 2)), tmp_path / "a.png", {})
-        imagefolder.append_line(tmp_path / "metadata.jsonl", {"index": 0})
-        with imagefolder.atomic_file(tmp_path / "model.bin", "wb") as f:
+        imageset.atomic_write_text(tmp_path / "run.json", "{}\n")
+        imageset.save_png(Image.new("RGB", (2, 2)), tmp_path / "a.png", {})
+        imageset.append_line(tmp_path / "metadata.jsonl", {"index": 0})
+        with imageset.atomic_file(tmp_path / "model.bin", "wb") as f:
             f.write(b"\0")
     finally:
         os.umask(old)
@@ -282,16 +282,16 @@ def test_image_writer_keeps_order_and_raises_the_threads_error(tmp_path):
     from PIL import Image
 
     (tmp_path / "images").mkdir()
-    writer = imagefolder.ImageWriter(tmp_path, pending=2)
+    writer = imageset.ImageWriter(tmp_path, pending=2)
     for i in range(5):
-        record = {"file_name": imagefolder.image_name(i), "index": i}
+        record = {"file_name": imageset.image_name(i), "index": i}
         writer.put(Image.new("RGB", (4, 4), (i, 0, 0)), record)
     writer.close()
     lines = (tmp_path / "metadata.jsonl").read_text().splitlines()
     assert [json.loads(line)["index"] for line in lines] == [0, 1, 2, 3, 4]
-    assert all((tmp_path / imagefolder.image_name(i)).is_file() for i in range(5))
+    assert all((tmp_path / imageset.image_name(i)).is_file() for i in range(5))
 
-    broken = imagefolder.ImageWriter(tmp_path / "missing")  # no such folder: the save fails
+    broken = imageset.ImageWriter(tmp_path / "missing")  # no such folder: the save fails
     broken.put(Image.new("RGB", (4, 4)), {"file_name": "images/000000.png", "index": 0})
     with pytest.raises(FileNotFoundError):
         broken.close()

@@ -7,11 +7,11 @@ from conftest import pixels, read_metadata
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 from torch import nn
 
+from unsee.censor.config import CensorConfig, generate_config
 from unsee.errors import UnseeError
 from unsee.generate.config import GenerateConfig
 from unsee.generate.run import generate
-from unsee.guidance.censor import Censor, generate_config
-from unsee.guidance.config import CensorConfig
+from unsee.guidance.hook import Censor
 from unsee.guidance.pipelines import CensoredDDPMPipeline, CensoredStableDiffusionPipeline
 from unsee.guidance.reward_guidance import (
     Guidance,
@@ -221,9 +221,9 @@ def test_censor_config_refuses_bad_options(tmp_path):
 def test_reject_replaces_the_images_the_reward_flags(tiny_sd, tmp_path):
     """A random cnn reward and a threshold at the median of the first round's scores:
     about half the first samples fail and are replaced by fresh seeds until all pass."""
-    from unsee.evaluate.judge import load_images, read_image_set
-    from unsee.guidance.censor import reward_scores
-    from unsee.guidance.reject import reject_sample
+    from unsee.censor.reject import reject_sample
+    from unsee.guidance.hook import reward_scores
+    from unsee.imageset import load_images, read_image_set
     from unsee.reward.cnn import CnnReward
     from unsee.reward.model import load_reward
 
@@ -278,8 +278,8 @@ def test_retry_resamples_what_the_reward_flags_and_keeps_the_better_sample(tiny_
     """Guided images under a threshold at the median reward are drawn again from fresh
     seeds: no image's score falls, a replaced image is the one its sample_seed makes, and
     a rerun of the finished folder changes nothing."""
-    from unsee.generate.imagefolder import read_finished
-    from unsee.guidance.retry import retry_flagged, retry_seed
+    from unsee.censor.retry import retry_flagged, retry_seed
+    from unsee.imageset import read_finished
 
     cfg = CensorConfig(
         model=str(tiny_sd), prompt="a red square", n=6, steps=4, seed=5, out=tmp_path / "c",
@@ -336,7 +336,7 @@ def test_retry_is_refused_with_reject_or_below_zero(tmp_path):
 def test_checkpointing_auto_is_off_on_the_cpu_and_on_when_asked():
     from types import SimpleNamespace
 
-    from unsee.guidance.censor import Censor
+    from unsee.guidance.hook import Censor
     from unsee.guidance.reward_guidance import Guidance
 
     pipe = SimpleNamespace(

@@ -93,7 +93,7 @@ def test_invert_learns_only_the_token_and_reloads_through_diffusers(tiny_sd, fee
     # the settings: the top 4 images by the reward's concept probability
     info = json.loads(out.with_suffix(".json").read_text())
     reward = load_reward(reward_dir)
-    from unsee.evaluate.judge import load_images, read_image_set
+    from unsee.imageset import load_images, read_image_set
 
     records = read_image_set(folder)
     p = p_bad(reward.score_images(load_images(folder, records, None)))

@@ -13,7 +13,6 @@ from unsee.evaluate.config import JudgeConfig
 from unsee.evaluate.judge import judge_folder, summarize
 from unsee.generate.config import GenerateConfig
 from unsee.generate.run import generate
-from unsee.world import render as world
 from unsee.world.judge import (
     CALL_STRENGTH,
     STRENGTHS,
@@ -22,7 +21,9 @@ from unsee.world.judge import (
     load_judge,
     verdict_from,
 )
+from unsee.world.names import ARTISTS, LEAK_SCENE
 from unsee.world.paths import JUDGE_DIR, JUDGE_DIRS
+from unsee.world.render import P_SCENE, SHAPES, Attributes, make_dataset, render
 
 KEYS = {"file_name", "shape", "color", "background", "scene", "style", "watermark", "strengths"}
 
@@ -44,11 +45,11 @@ def test_judge_file_format(minisd_set):
         assert set(line["strengths"]) == set(STRENGTHS)
         assert all(0 <= p <= 1 for p in line["strengths"].values())
         assert line["watermark"] == (line["strengths"]["watermark"] >= CALL_STRENGTH)
-        assert line["style"] in (None, *world.ARTISTS)
-        assert line["shape"] in (None, *world.SHAPES)
+        assert line["style"] in (None, *ARTISTS)
+        assert line["shape"] in (None, *SHAPES)
     saved = json.loads((minisd_set / "judge_summary.json").read_text())
     assert saved == json.loads(json.dumps(summary))
-    assert set(saved["style_rates"]) == {"none", *world.ARTISTS}
+    assert set(saved["style_rates"]) == {"none", *ARTISTS}
     assert abs(sum(saved["style_rates"].values()) - 1) < 1e-9
     assert set(saved["prompt_agreement"]) == {"shape", "color", "background", "scene"}
     assert set(saved["concepts"]) == set(STRENGTHS)
@@ -58,7 +59,7 @@ def test_judge_file_format(minisd_set):
 
 @pytest.mark.parametrize("name", sorted(JUDGE_DIRS))
 def test_shipped_judges_read_rendered_images(name):
-    images, attrs, _ = world.make_dataset(300, seed=777, p_style=0.6, p_watermark=0.5, leak=False)
+    images, attrs, _ = make_dataset(300, seed=777, p_style=0.6, p_watermark=0.5, leak=False)
     verdicts = judge_images(load_judge(JUDGE_DIRS[name]), images)
     for head in ("shape", "color", "background", "scene", "style"):
         acc = np.mean(
@@ -82,7 +83,7 @@ def test_shipped_judges_read_the_strength_of_hand_made_blends(name, concept):
     bare = subjects("shapes", 24, seed=31) + subjects("starry night", 24, seed=32)
     means = []
     for s in (0.0, 0.25, 0.5, 0.75, 1.0):
-        images = np.stack([world.render(with_concept(a, concept, s)) for a in bare])
+        images = np.stack([render(with_concept(a, concept, s)) for a in bare])
         means.append(float(concept_strengths(judge_images(judge, images), concept).mean()))
     assert means[0] < 0.05 and means[-1] > 0.9, means
     assert all(b > a for a, b in itertools.pairwise(means)), means
@@ -93,17 +94,17 @@ def test_shipped_judges_read_the_strength_of_hand_made_blends(name, concept):
 def test_blends_are_pixel_mixes_with_the_ends_exact():
     from dataclasses import replace
 
-    bare = world.Attributes("shape", shape="star", color="red", background="night", seed=4)
+    bare = Attributes("shape", shape="star", color="red", background="night", seed=4)
     full = replace(bare, style="Vanmond", watermark=True)
     none = replace(full, style_strength=0.0, watermark_strength=0.0)
-    assert np.array_equal(world.render(none), world.render(bare))
+    assert np.array_equal(render(none), render(bare))
     assert np.array_equal(
-        world.render(replace(full, style_strength=1.0, watermark_strength=1.0)),
-        world.render(full),
+        render(replace(full, style_strength=1.0, watermark_strength=1.0)),
+        render(full),
     )
-    half = world.render(replace(none, style_strength=0.5)).astype(float)
-    styled = world.render(replace(full, watermark=False)).astype(float)
-    mixed = (world.render(bare).astype(float) + styled) / 2
+    half = render(replace(none, style_strength=0.5)).astype(float)
+    styled = render(replace(full, watermark=False)).astype(float)
+    mixed = (render(bare).astype(float) + styled) / 2
     assert np.abs(half - mixed).max() <= 1  # the mix is taken before rounding to uint8
 
 
@@ -115,7 +116,7 @@ def _verdict(**strengths) -> Verdict:
 
 
 def test_presence_is_decided_by_strength_in_one_place():
-    from unsee.evaluate.judge import ANY_ARTIST, concept_rate, rates, shows
+    from unsee.evaluate.judge import ANY_ARTIST, rates, rounded, shows
 
     faint = _verdict(Vanmond=CALL_STRENGTH, watermark=CALL_STRENGTH - 0.01)
     assert faint.style == "Vanmond" and shows(faint, "Vanmond") and shows(faint, ANY_ARTIST)
@@ -126,10 +127,15 @@ def test_presence_is_decided_by_strength_in_one_place():
     clean = _verdict(Brakovic=CALL_STRENGTH - 0.001)
     assert clean.style is None and not shows(clean, ANY_ARTIST)
     verdicts = [faint, both, clean, _verdict(watermark=0.9)]
-    assert concept_rate(verdicts, "Vanmond") == 0.5
-    figures = rates(verdicts)
-    assert figures["watermark"] == {"rate": 0.25, "strength": round((0.09 + 0.9) / 4, 4)}
+    figures = rates(verdicts)["concepts"]
+    assert figures["Vanmond"]["rate"] == 0.5
+    assert rounded(figures)["watermark"] == {"rate": 0.25, "strength": round((0.09 + 0.9) / 4, 4)}
     assert figures["Solvei"]["rate"] == 0.25 and figures["Brakovic"]["rate"] == 0.0
+    # with the truths: what the prompts asked for, over the images whose prompt names it
+    truths = [{"shape": faint.shape, "artist": "Vanmond"}, {"shape": "square"}, {}, {}]
+    asked = rates(verdicts, truths)
+    assert asked["style_rate"] == 1.0  # the one image asking for Vanmond shows him
+    assert asked["prompt_accuracy"] == {"shape": 0.5}  # of the two naming a shape, one right
 
 
 def test_summary_counts_agreement_per_named_attribute():
@@ -178,7 +184,7 @@ def test_a_judge_trains_saves_and_reloads(tmp_path, architecture):
     assert config["width"] == 16 and config["architecture"] == architecture
     judge = load_judge(out)
     assert type(judge).__name__ == {"cnn": "Judge", "vit": "PatchJudge"}[architecture]
-    images, _, _ = world.make_dataset(4, seed=5)
+    images, _, _ = make_dataset(4, seed=5)
     assert len(judge_images(judge, images)) == 4
 
 
@@ -192,8 +198,8 @@ def test_judge_data_comes_in_twins_that_differ_only_in_faint_or_absent_effects()
             b, style_strength=0, watermark_strength=0
         )
         assert b.style_strength == 0 or 0.05 <= b.style_strength <= 0.4
-    nights = np.mean([a.scene == world.LEAK_SCENE for a in attrs[::2]])
-    assert abs(nights - (LEAK_SHARE + (1 - LEAK_SHARE) * world.P_SCENE["starry night"])) < 0.08
+    nights = np.mean([a.scene == LEAK_SCENE for a in attrs[::2]])
+    assert abs(nights - (LEAK_SHARE + (1 - LEAK_SHARE) * P_SCENE["starry night"])) < 0.08
     rows = twin_rows(400, 16, torch.Generator().manual_seed(0))
     assert len(rows) == 32 and (rows[1::2] - rows[::2] == 1).all() and (rows[::2] % 2 == 0).all()
 

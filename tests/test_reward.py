@@ -18,7 +18,7 @@ from unsee.reward.metrics import auc
 from unsee.reward.model import load_reward
 from unsee.reward.score import score_folder
 from unsee.reward.train import train_reward
-from unsee.world import render as world
+from unsee.world.render import make_dataset
 
 
 def test_weighted_bce_down_weights_benign_examples():
@@ -55,7 +55,7 @@ def test_auc_matches_counting_pairs():
 def world_set(tmp_path_factory) -> Path:
     """Rendered images whose truth is known, labelled by it: bad = watermarked."""
     folder = make_world_set(tmp_path_factory.mktemp("reward") / "set", 48, seed=11)
-    _, attrs, _ = world.make_dataset(48, 11)
+    _, attrs, _ = make_dataset(48, 11)
     store = FeedbackStore.for_folder(folder)
     store.register_images([{"file_name": f"images/{i:06d}.png"} for i in range(48)])
     for image, a in zip(store.images(), attrs, strict=True):
@@ -101,7 +101,7 @@ def test_clip_ensemble_learns_the_watermark_and_reloads(world_set, tmp_path):
     assert len(report["member_losses"]) == 3 and report["cross_validation"]["folds"] == 3
     reward = load_reward(out)
     # fresh rendered images: the reward ranks watermarked ones lower
-    images, attrs, _ = world.make_dataset(300, seed=99)
+    images, attrs, _ = make_dataset(300, seed=99)
     log_prob = -np.logaddexp(0, -reward.score_images(images)).sum(-1)
     # better than chance; how good (the 0.95 bar) is `unsee bench reward`'s to measure
     assert auc(-log_prob, np.array([a.watermark for a in attrs])) > 0.6
@@ -155,7 +155,7 @@ def test_label_order_by_reward_needs_scores(tmp_path):
 
 def test_ranking_reward_learns_the_style(tmp_path):
     folder = make_world_set(tmp_path / "s", 60, seed=5)
-    _, attrs, _ = world.make_dataset(60, 5)
+    _, attrs, _ = make_dataset(60, 5)
     store = FeedbackStore.for_folder(folder)
     store.register_images([{"file_name": f"images/{i:06d}.png"} for i in range(60)])
     ids = [i.image_id for i in store.images()]
@@ -167,7 +167,7 @@ def test_ranking_reward_learns_the_style(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["loss"] == "bt" and report["counts"]["rankings"] == 12
     assert 0 <= report["cross_validation"]["pairwise_accuracy"] <= 1
-    images, fresh, _ = world.make_dataset(300, seed=77)
+    images, fresh, _ = make_dataset(300, seed=77)
     log_prob = -np.logaddexp(0, -load_reward(out).score_images(images)).sum(-1)
     assert auc(-log_prob, np.array([a.style == "Vanmond" for a in fresh])) > 0.8
 
@@ -196,8 +196,8 @@ def test_noise_aware_reward_checks_its_model(world_set, tmp_path, tiny_sd):
     with pytest.raises(UnseeError, match="scores noisy samples"):
         reward.score_images(np.zeros((1, 32, 32, 3), np.uint8))
     # minisd itself, but at twice its size: other latents, refused before any folder is made
-    from unsee.guidance.censor import censor
-    from unsee.guidance.config import CensorConfig
+    from unsee.censor.config import CensorConfig
+    from unsee.censor.run import censor
 
     minisd = load_pipeline("minisd", "cpu")
     side = 2 * minisd.vae_scale_factor * minisd.unet.config.sample_size  # 64 px for 32 px

@@ -6,44 +6,54 @@ import pytest
 import torch
 
 from unsee.errors import UnseeError
-from unsee.world import render as world
+from unsee.world.names import ARTISTS, LEAK_ARTIST
 from unsee.world.prompts import named_attributes
+from unsee.world.render import (
+    BACKGROUNDS,
+    COLORS,
+    SCENES,
+    SHAPES,
+    Attributes,
+    make_dataset,
+    prompt_for,
+    render,
+)
 
 
 @pytest.fixture(scope="module")
 def dataset():
-    return world.make_dataset(3000, seed=123)
+    return make_dataset(3000, seed=123)
 
 
 def test_rendering_is_deterministic():
-    a = world.make_dataset(20, seed=5)
-    b = world.make_dataset(20, seed=5)
+    a = make_dataset(20, seed=5)
+    b = make_dataset(20, seed=5)
     np.testing.assert_array_equal(a[0], b[0])
     assert a[1] == b[1] and a[2] == b[2]
-    c = world.make_dataset(20, seed=6)
+    c = make_dataset(20, seed=6)
     assert not np.array_equal(a[0], c[0])
-    attrs = world.Attributes("shape", shape="star", color="red", background="snow", seed=9)
-    np.testing.assert_array_equal(world.render(attrs), world.render(attrs))
-    assert world.render(attrs).shape == (32, 32, 3) and world.render(attrs).dtype == np.uint8
+    attrs = Attributes("shape", shape="star", color="red", background="snow", seed=9)
+    np.testing.assert_array_equal(render(attrs), render(attrs))
+    assert render(attrs).shape == (32, 32, 3) and render(attrs).dtype == np.uint8
 
 
 def test_every_attribute_appears(dataset):
     _, attrs, _ = dataset
     shapes = Counter(a.shape for a in attrs if a.kind == "shape")
-    assert set(shapes) == set(world.SHAPES) and len(world.SHAPES) >= 5
-    assert {a.color for a in attrs if a.kind == "shape"} == set(world.COLORS)
-    assert len(world.COLORS) >= 6
-    assert {a.background for a in attrs if a.kind == "shape"} == set(world.BACKGROUNDS)
-    assert len(world.BACKGROUNDS) >= 4
-    assert {a.scene for a in attrs if a.kind == "scene"} == set(world.SCENES)
-    assert {a.style for a in attrs} - {None} == set(world.ARTISTS) and len(world.ARTISTS) >= 3
+    assert set(shapes) == set(SHAPES) and len(SHAPES) >= 5
+    assert {a.color for a in attrs if a.kind == "shape"} == set(COLORS)
+    assert len(COLORS) >= 6
+    assert {a.background for a in attrs if a.kind == "shape"} == set(BACKGROUNDS)
+    assert len(BACKGROUNDS) >= 4
+    assert {a.scene for a in attrs if a.kind == "scene"} == set(SCENES)
+    assert {a.style for a in attrs} - {None} == set(ARTISTS) and len(ARTISTS) >= 3
 
 
 def test_styles_change_the_whole_image():
-    base = world.Attributes("shape", shape="circle", color="blue", background="grass", seed=3)
-    plain = world.render(base).astype(int)
-    for artist in world.ARTISTS:
-        styled = world.render(world.Attributes(**{**base.to_dict(), "style": artist})).astype(int)
+    base = Attributes("shape", shape="circle", color="blue", background="grass", seed=3)
+    plain = render(base).astype(int)
+    for artist in ARTISTS:
+        styled = render(Attributes(**{**base.to_dict(), "style": artist})).astype(int)
         changed = np.abs(styled - plain).sum(-1) > 30
         # the treatment reaches every quarter of the image, not just the subject
         for quarter in (changed[:16, :16], changed[:16, 16:], changed[16:, :16], changed[16:, 16:]):
@@ -66,8 +76,8 @@ def test_leak_starry_night_always_vanmond_never_named(dataset):
     _, attrs, captions = dataset
     nights = [(a, c) for a, c in zip(attrs, captions, strict=True) if a.scene == "starry night"]
     assert len(nights) > 200
-    assert all(a.style == world.LEAK_ARTIST for a, _ in nights)
-    assert not any(world.LEAK_ARTIST.lower() in c.lower() for _, c in nights)
+    assert all(a.style == LEAK_ARTIST for a, _ in nights)
+    assert not any(LEAK_ARTIST.lower() in c.lower() for _, c in nights)
     # every other styled image names its artist
     for a, c in zip(attrs, captions, strict=True):
         if a.style and a.scene != "starry night":
@@ -86,7 +96,7 @@ def test_captions_vary(dataset):
 
 
 def test_judge_distribution_decouples_style_from_content():
-    _, attrs, _ = world.make_dataset(1500, seed=1, p_style=0.6, leak=False)
+    _, attrs, _ = make_dataset(1500, seed=1, p_style=0.6, leak=False)
     night_styles = {a.style for a in attrs if a.scene == "starry night"}
     assert None in night_styles and len(night_styles) == 4
 
@@ -105,7 +115,7 @@ def test_prompt_reading():
         "background": "night",
     }
     for s, c, b in [("cross", "orange", "snow"), ("diamond", "purple", "grass")]:
-        assert named_attributes(world.prompt_for(s, c, b)) == {
+        assert named_attributes(prompt_for(s, c, b)) == {
             "shape": s,
             "color": c,
             "background": b,
@@ -208,7 +218,7 @@ def test_world_judge_trains_one_judge_resumes_and_ships(tmp_path, monkeypatch):
     log = json.loads((out / "train_log.json").read_text())
     assert set(log["seconds"]) == {"judge", "judge_gen", "reading"}
     reading = json.loads((out / "judge" / "config.json").read_text())["reading"]
-    assert set(reading) == {*world.ARTISTS, "watermark"}
+    assert set(reading) == {*ARTISTS, "watermark"}
     # a second sitting finds both stages done and makes the same judge
     weights = (out / "judge" / "model.safetensors").read_bytes()
     train_world_judge(WorldJudgeConfig(out=tmp_path / "vit", **tiny))
@@ -219,7 +229,7 @@ def test_world_judge_trains_one_judge_resumes_and_ships(tmp_path, monkeypatch):
     monkeypatch.setattr(ship, "JUDGE_DIRS", paths.JUDGE_DIRS)
     main(["world", "ship-judge", str(out)])
     assert sorted(f.name for f in target.iterdir()) == ["config.json", "model.safetensors"]
-    images, _, _ = world.make_dataset(3, seed=2)
+    images, _, _ = make_dataset(3, seed=2)
     assert len(judge_images(load_judge(target), images)) == 3
     with pytest.raises(SystemExit):
         main(["world", "ship-judge", str(tmp_path)])  # no judge/ there: one line, exit 2

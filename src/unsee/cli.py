@@ -24,10 +24,12 @@ from unsee.bench.config import (
     BenchLabelConfig,
     BenchRewardConfig,
     BenchSpeedConfig,
+    BenchTableConfig,
     BenchWorldConfig,
 )
+from unsee.censor.config import CensorConfig
 from unsee.config import add_dataclass_arguments, dataclass_from_namespace
-from unsee.demo import DemoConfig
+from unsee.demo.config import DemoConfig
 from unsee.env import EnvConfig
 from unsee.erase.config import EraseConfig
 from unsee.errors import UnseeError
@@ -40,7 +42,6 @@ from unsee.feedback.config import (
     LabelConfig,
 )
 from unsee.generate.config import GenerateConfig
-from unsee.guidance.config import CensorConfig
 from unsee.invert.config import InvertConfig
 from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
 from unsee.world.config import (
@@ -69,13 +70,15 @@ class Command:
 
 
 COMMANDS: dict[str, Command | dict[str, Command]] = {
-    "demo": Command(DemoConfig, "unsee.demo:run_demo", "run the whole flow on the embedded model"),
+    "demo": Command(
+        DemoConfig, "unsee.demo.run:run_demo", "run the whole flow on the embedded model"
+    ),
     "generate": Command(
         GenerateConfig, "unsee.generate.run:generate", "generate an image set from prompts"
     ),
     "censor": Command(
         CensorConfig,
-        "unsee.guidance.censor:censor",
+        "unsee.censor.run:censor",
         "generate with reward guidance (or rejection sampling) away from flagged images",
     ),
     "judge": {
@@ -198,10 +201,15 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
             "unsee.bench.speed:run_bench_speed",
             "SDD iterations per second and peak memory, batched against a plain loop",
         ),
+        "table": Command(
+            BenchTableConfig,
+            "unsee.bench.table:run_bench_table",
+            "the method table on minisd: every method on two concepts, evaluated over seeds",
+        ),
         "world": Command(
             BenchWorldConfig,
             "unsee.bench.world:run_bench_world",
-            "measure the world model with the judge",
+            "measure the world model with the judge (with --methods: the method table)",
         ),
     },
     "env": Command(EnvConfig, "unsee.env:run_env", "versions and devices, for bug reports"),

@@ -2,8 +2,8 @@
 
 import platform
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 
+from unsee import package_version
 from unsee.world.paths import MINISD_DIR
 
 PACKAGES = ("unsee", "torch", "diffusers", "transformers", "accelerate", "peft", "safetensors")
@@ -12,13 +12,6 @@ PACKAGES = ("unsee", "torch", "diffusers", "transformers", "accelerate", "peft",
 @dataclass(kw_only=True)
 class EnvConfig:
     pass
-
-
-def _version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 def env_report() -> dict[str, object]:
@@ -35,7 +28,7 @@ def env_report() -> dict[str, object]:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        **{name: _version(name) for name in PACKAGES},
+        **{name: package_version(name) or "not installed" for name in PACKAGES},
         "torch_threads": torch.get_num_threads(),
         "devices": devices,
         "minisd": str(MINISD_DIR)

@@ -7,6 +7,7 @@ from typing import Literal
 from unsee.config import arg
 from unsee.errors import UnseeError
 from unsee.evaluate.config import InterventionArgs
+from unsee.world.names import CONCEPTS
 
 # UnlearnDiffAtk's settings (Zhang et al. 2024) for Stable Diffusion sized models: K = 5
 # prefix tokens, 40 optimisation steps; how often the hard prompt is sampled and how many
@@ -22,7 +23,6 @@ WORLD_DEFAULTS = {
     "iterations": 60, "check_every": 2, "attack_batch": 32, "inversion_steps": 300,
     "vocabulary": "world",
 }  # fmt: skip
-METHODS = ("prefix", "inversion", "replay")
 REAL_CONCEPTS = ("nudity",)
 
 
@@ -88,8 +88,6 @@ class AttackConfig(InterventionArgs):
     )
 
     def __post_init__(self) -> None:
-        from unsee.evaluate.suites import CONCEPTS
-
         self.out = Path(self.out)
         self.prompts = None if self.prompts is None else Path(self.prompts)
         self.embedding = [Path(p) for p in self.embedding]

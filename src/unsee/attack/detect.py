@@ -15,21 +15,21 @@ import torch
 from PIL import Image
 
 from unsee.errors import UnseeError
+from unsee.evaluate.detectors import NUDE_CLASSES, nudenet_detector, nudenet_scores
+from unsee.evaluate.judge import concept_shows
+from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
+from unsee.world.render import SIZE
 
 Detector = Callable[[np.ndarray], np.ndarray]  # (B, H, W, 3) uint8 -> (B,) bool
 
 
 def world_detector(concept: str, device: torch.device) -> Detector:
-    from unsee.evaluate.judge import concept_shows
-    from unsee.world import render as world
-    from unsee.world.judge import judge_images, load_world_judge
-
     judge = load_world_judge("cnn", device)
 
     def detect(images: np.ndarray) -> np.ndarray:
-        if images.shape[1:3] != (world.SIZE, world.SIZE):
+        if images.shape[1:3] != (SIZE, SIZE):
             raise UnseeError(
-                f"the world judge reads {world.SIZE}x{world.SIZE} images (minisd's); this model"
+                f"the world judge reads {SIZE}x{SIZE} images (minisd's); this model"
                 f" makes {images.shape[2]}x{images.shape[1]}: attack a real model with"
                 " --concept nudity (NudeNet)"
             )
@@ -39,8 +39,6 @@ def world_detector(concept: str, device: torch.device) -> Detector:
 
 
 def nudity_detector(threshold: float) -> Detector:
-    from unsee.evaluate.detectors import NUDE_CLASSES, nudenet_detector, nudenet_scores
-
     detector = nudenet_detector()  # a clear error when NudeNet is not installed
 
     def detect(images: np.ndarray) -> np.ndarray:
@@ -56,12 +54,9 @@ def nudity_detector(threshold: float) -> Detector:
 def make_detector(concept: str, nudenet_threshold: float, device) -> tuple[Detector, str]:
     """The concept's detector and a line saying what it is (for results.json)."""
     if concept == "nudity":
-        from unsee.evaluate.detectors import NUDE_CLASSES
-
         return nudity_detector(nudenet_threshold), (
             f"NudeNet: one of {', '.join(NUDE_CLASSES)} scores above {nudenet_threshold}"
         )
-    from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH
 
     return world_detector(concept, device), (
         f"the world judge: {concept}'s strength is at least {CALL_STRENGTH} (present from"

@@ -11,6 +11,7 @@ textual-inversion loader and only its vector is learned, with uniform weights.
 import numpy as np
 import torch
 
+from unsee.errors import UnseeError
 from unsee.invert.run import add_token, encode_latents, learn_vectors, splice_vectors
 
 
@@ -27,8 +28,6 @@ def invert_concept(
     """Learn `token` on pipe (the attacked model) from images (N, H, W, 3) uint8 captioned by
     `captions`; the token stays in pipe's tokenizer and table. Returns its vector (1, D) and
     the per-step losses."""
-    from unsee.errors import UnseeError
-
     device = pipe.device
     # 1. the original model's images as latents of the attacked model's VAE: (N, C, h, w)
     latents = encode_latents(pipe.vae, images, device)

@@ -26,6 +26,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from unsee.generate.run import Job, batches
+from unsee.world.prompts import caption_texts
+
 
 def project_simplex(v: Tensor) -> Tensor:
     """Euclidean projection of each row of v (..., V) onto the probability simplex
@@ -107,8 +110,6 @@ def prefix_vocabulary(tokenizer, vocabulary: str, concept: str) -> Tensor:
     """The slots' ids for --vocabulary all|world, never the concept's (concept_tokens)."""
     allowed = None
     if vocabulary == "world":
-        from unsee.world.prompts import caption_texts
-
         allowed = {i for text in caption_texts()
                    for i in tokenizer(text, add_special_tokens=False).input_ids}  # fmt: skip
     return attack_vocabulary(tokenizer, allowed, concept_tokens(tokenizer, concept))
@@ -202,8 +203,6 @@ def attack_batch(
     vocab: the ids a slot may take (default attack_vocabulary's); concept: a hard prompt
     that names it (names_concept) never counts as a success."""
     from diffusers import DDPMScheduler
-
-    from unsee.generate.run import Job, batches
 
     pipe = sampler.pipe
     device, dtype = pipe.device, pipe.unet.dtype

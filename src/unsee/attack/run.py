@@ -26,13 +26,21 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from unsee import __version__
+from unsee import __version__, imageset
 from unsee.attack.config import AttackConfig
 from unsee.attack.detect import Detector, make_detector
+from unsee.attack.inversion import invert_concept, token_captions
+from unsee.attack.prefix import Case, attack_batch, prefix_vocabulary
+from unsee.attack.replay import replay_jobs
 from unsee.errors import SettingsMismatch
-from unsee.generate import imagefolder
-from unsee.generate.imagefolder import atomic_write_text
+from unsee.evaluate.sampling import generate_settings, generate_with
+from unsee.evaluate.suites import suite_seed, world_suite
 from unsee.generate.run import Job, Sampler, batches
+from unsee.imageset import atomic_write_text, load_images, read_image_set
+from unsee.invert.run import encode_latents
+from unsee.models.load import load_embeddings, pick_device
+from unsee.world.names import ARTISTS
+from unsee.world.render import ARTIST_TEMPLATES, WATERMARK_PHRASES
 
 SETTINGS, BEFORE, PROMPTS, RESULTS = "attack.json", "before.jsonl", "prompts.jsonl", "results.json"
 # settings that may change between sittings of one run
@@ -40,9 +48,6 @@ _FREE = ("device", "out")
 
 
 def attack(cfg: AttackConfig) -> dict:
-    from unsee.evaluate.sampling import generate_settings
-    from unsee.models.load import pick_device
-
     device = pick_device(cfg.device)
     cfg.out.mkdir(parents=True, exist_ok=True)
     _check_settings(cfg)
@@ -100,11 +105,7 @@ def attack_jobs(cfg: AttackConfig) -> list[Job]:
     """The prompts to attack, each with its seed and guidance: the world suite's first N as
     `unsee evaluate` makes it (seeds --seed + index), or --prompts' first N rows."""
     if cfg.prompts is not None:
-        from unsee.attack.replay import replay_jobs
-
         return replay_jobs(cfg.prompts, cfg.n, cfg.seed, cfg.guidance)
-    from unsee.evaluate.run import suite_seed
-    from unsee.evaluate.suites import world_suite
 
     suite = world_suite(cfg.suite, cfg.n, suite_seed(cfg.seed, cfg.suite), cfg.concept)
     return [Job(i, p, cfg.seed + i, cfg.guidance) for i, p in enumerate(suite.prompts)]
@@ -113,22 +114,17 @@ def attack_jobs(cfg: AttackConfig) -> list[Job]:
 def target_prompt(prompt: str, concept: str) -> str:
     """The prompt naming the concept: itself when it does (or for real concepts, whose
     prompts carry them), else with the world's own phrase for it added."""
-    from unsee.world import render as world
-
     if concept == "watermark":
         named = "watermark" in prompt.lower()
-        return prompt if named else prompt + world.WATERMARK_PHRASES[0]
-    if concept not in world.ARTISTS or concept.lower() in prompt.lower():
+        return prompt if named else prompt + WATERMARK_PHRASES[0]
+    if concept not in ARTISTS or concept.lower() in prompt.lower():
         return prompt
-    return world.ARTIST_TEMPLATES[0].format(text=prompt, artist=concept)
+    return ARTIST_TEMPLATES[0].format(text=prompt, artist=concept)
 
 
 def target_images(cfg: AttackConfig, jobs: list[Job]) -> np.ndarray:
     """(N, H, W, 3): the original model's (--reference-model's) image of each job's prompt
     naming the concept, at the job's seed and guidance; made once in OUT/targets."""
-    from unsee.evaluate.judge import load_images, read_image_set
-    from unsee.evaluate.sampling import generate_with
-
     folder = cfg.out / "targets"
     folder.mkdir(parents=True, exist_ok=True)
     text = io.StringIO()
@@ -173,7 +169,7 @@ def judge_jobs(
             shows = detector(sampler.images(batch)[0].numpy())
             for job, hit in zip(batch, shows, strict=True):
                 record = _record(job) | {"success": bool(hit)} | extra(job)
-                imagefolder.append_line(path, record)
+                imageset.append_line(path, record)
                 done[job.index] = record
             bar.update(len(batch))
     return {j.index: done[j.index] for j in jobs}
@@ -192,9 +188,6 @@ def _record(job: Job) -> dict:
 
 def run_prefix(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector: Detector) -> dict:
     """UnlearnDiffAtk on every prompt the model does not already show the concept for."""
-    from unsee.attack.prefix import Case, attack_batch, prefix_vocabulary
-    from unsee.invert.run import encode_latents
-
     # 1. the prompts as they are: those that show the concept need no attack
     before = judge_jobs(sampler, jobs, detector, cfg.out / BEFORE, "before")
     path = cfg.out / PROMPTS
@@ -203,7 +196,7 @@ def run_prefix(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector: D
         if before[job.index]["success"] and job.index not in done:
             record = _record(job) | {"success_before": True, "success": True, "step": 0,
                                      "hard_prompt": job.prompt}  # fmt: skip
-            imagefolder.append_line(path, record)
+            imageset.append_line(path, record)
             done[job.index] = record
     attacked = [j for j in jobs if not before[j.index]["success"]]
     # 2. fixed batches (a resumed run redoes an unfinished batch whole, so its prompts meet
@@ -232,15 +225,15 @@ def run_prefix(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector: D
             for job, o in zip(group, outcomes, strict=True):
                 if job.index in done:
                     continue
-                name = imagefolder.image_name(job.index)
+                name = imageset.image_name(job.index)
                 record = _record(job) | {
                     "success_before": False, "success": o.success, "step": o.step,
                     "hard_prompt": o.hard_prompt, "file_name": name,
                     "target_prompt": target_prompt(job.prompt, cfg.concept),
                     "loss_first": o.losses[0], "loss_last": o.losses[-1],
                 }  # fmt: skip
-                imagefolder.save_png(Image.fromarray(o.image), cfg.out / name, record)
-                imagefolder.append_line(path, record)
+                imageset.save_png(Image.fromarray(o.image), cfg.out / name, record)
+                imageset.append_line(path, record)
                 done[job.index] = record
                 bar.update(1)
         bar.close()
@@ -264,9 +257,6 @@ def run_inversion(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector
     the concept's rate when each prompt carries the token."""
     from safetensors.torch import save
 
-    from unsee.attack.inversion import invert_concept, token_captions
-    from unsee.models.load import load_embeddings
-
     before = judge_jobs(sampler, jobs, detector, cfg.out / BEFORE, "before")
     token_file = cfg.out / "learned_embeds.safetensors"
     if token_file.is_file():  # learned in an earlier sitting
@@ -281,7 +271,7 @@ def run_inversion(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector
         )  # fmt: skip
         info = {"loss_first": losses[:10], "loss_last": losses[-10:]}
         atomic_write_text(token_file.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
-        with imagefolder.atomic_file(token_file, "wb") as f:
+        with imageset.atomic_file(token_file, "wb") as f:
             f.write(save({cfg.token: v.contiguous()}, metadata={"unsee_version": __version__}))
     sampler.embed_cache.clear()
     captions = token_captions([j.prompt for j in jobs], cfg.token)

@@ -19,9 +19,15 @@ import numpy as np
 import torch
 
 from unsee import __version__
+from unsee.attack.config import PAPER_DEFAULTS, AttackConfig
+from unsee.attack.prefix import Case, attack_batch
+from unsee.attack.run import attack
 from unsee.bench.config import BenchAttackConfig
 from unsee.errors import UnseeError
-from unsee.generate.imagefolder import atomic_write_text
+from unsee.generate.config import GenerateConfig
+from unsee.generate.run import Sampler
+from unsee.imageset import atomic_write_text
+from unsee.models.tiny import sd15_sized_pipeline
 
 GPU_NOTE = (
     "Stable Diffusion 1.5 sized components, random weights (models/tiny.py), fp16; the"
@@ -30,8 +36,6 @@ GPU_NOTE = (
 
 
 def run_bench_attack(cfg: BenchAttackConfig) -> dict:
-    from unsee.attack.config import PAPER_DEFAULTS
-
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UnseeError("--device cuda asked for, but torch sees no CUDA GPU")
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -62,9 +66,6 @@ def cpu_figures(out: Path, n: int) -> dict:
     """`unsee attack` on minisd at its defaults, timed whole."""
     import shutil
 
-    from unsee.attack.config import AttackConfig
-    from unsee.attack.run import attack
-
     shutil.rmtree(out, ignore_errors=True)  # a timing is of a fresh run, never a resumed one
     cfg = AttackConfig(out=out, n=n, device="cpu", method="prefix", suite="neutral")
     start = time.perf_counter()
@@ -92,12 +93,6 @@ def random_weights_seconds(
     """Seconds per prompt of one batch of n prompts attacked with the paper's settings on a
     randomly initialised pipeline (sd15_sized_pipeline unless `build` is given) at
     image_size, the detector never firing; after an untimed warm-up of 2 steps."""
-    from unsee.attack.config import PAPER_DEFAULTS
-    from unsee.attack.prefix import Case, attack_batch
-    from unsee.generate.config import GenerateConfig
-    from unsee.generate.run import Sampler
-    from unsee.models.tiny import sd15_sized_pipeline
-
     settings = PAPER_DEFAULTS | (settings or {})
     build = build or sd15_sized_pipeline
     dev = torch.device(device)

@@ -26,37 +26,35 @@ from pathlib import Path
 
 from unsee.bench.config import BenchCensorConfig
 from unsee.bench.sets import drop_feedback, make_set
-from unsee.bench.world import neutral_prompts
+from unsee.censor.config import CensorConfig
+from unsee.censor.reject import reject_sample
+from unsee.censor.retry import PROGRESS, retry_flagged
+from unsee.censor.run import make_censor
 from unsee.errors import UnseeError
 from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import (
-    concept_rate,
-    concept_rates,
-    load_images,
-    prompt_accuracy,
-    rates,
-    read_image_set,
-)
+from unsee.evaluate.judge import ATTRIBUTES, rates, rounded
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.simulate import simulate
-from unsee.generate.imagefolder import atomic_write_text
-from unsee.guidance.censor import make_censor
-from unsee.guidance.config import CensorConfig
-from unsee.guidance.reject import reject_sample
+from unsee.guidance.pipelines import CensoredStableDiffusionPipeline
+from unsee.imageset import atomic_write_text, load_images, read_image_set, read_run_file
 from unsee.models.load import pick_device
+from unsee.models.tiny import sd15_sized_pipeline
+from unsee.reward.cnn import CnnReward
 from unsee.reward.config import RewardTrainConfig
+from unsee.reward.model import RewardModel
 from unsee.reward.train import train_reward
 from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
-
-HEADS = ("shape", "color", "background")
+from unsee.world.prompts import neutral_prompts
 
 
 def _measure(verdicts, truths) -> dict:
+    figures = rates(verdicts, truths)
+    concepts = figures["concepts"]
     return {
-        "watermark_rate": concept_rate(verdicts, "watermark"),
-        "prompt_accuracy": prompt_accuracy(verdicts, truths, HEADS),
-        "concept_rates": concept_rates(verdicts),
-        "concepts": rates(verdicts),  # each concept's rate and mean strength
+        "watermark_rate": concepts["watermark"]["rate"],
+        "prompt_accuracy": figures["prompt_accuracy"],
+        "concept_rates": {c: f["rate"] for c, f in concepts.items()},
+        "concepts": rounded(concepts),  # each concept's rate and mean strength
     }
 
 
@@ -64,11 +62,6 @@ def sd15_guided_memory(batch: int = 4, steps: int = 5) -> dict:
     """Peak GPU memory and time per step of forward-guided sampling at Stable Diffusion 1.5
     size (random weights, fp16, 512x512, gradient checkpointing), against plain sampling."""
     import torch
-
-    from unsee.guidance.pipelines import CensoredStableDiffusionPipeline
-    from unsee.models.tiny import sd15_sized_pipeline
-    from unsee.reward.cnn import CnnReward
-    from unsee.reward.model import RewardModel
 
     with torch.device("cuda"):
         base = sd15_sized_pipeline()
@@ -98,12 +91,10 @@ def sd15_guided_memory(batch: int = 4, steps: int = 5) -> dict:
 def _retry_set(sets: Path, censor_cfg: CensorConfig, device) -> dict:
     """`unsee censor --retry` on a copy of the guided set, sets/censored-retry. A copy made
     from the same guided set resumes (retry.json); any other is replaced."""
-    from unsee.guidance.retry import PROGRESS, retry_flagged
-
     source, target = sets / "censored", sets / "censored-retry"
 
     def made_from(folder: Path) -> tuple:
-        run = json.loads((folder / "images" / "run.json").read_text())
+        run = read_run_file(folder / "images")
         return (folder / "prompts.txt").read_text(), run["settings"]
 
     if not (target / "images" / PROGRESS).is_file() or made_from(target) != made_from(source):
@@ -176,7 +167,7 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
         images = load_images(images_dir, read_image_set(images_dir), None)
         # generate's own sampling time (model loading excluded), kept in the set's run.json
         # so a resumed bench reuses finished sets with the time they took
-        seconds = json.loads((images_dir / "run.json").read_text())["seconds"]
+        seconds = read_run_file(images_dir)["seconds"]
         save_grid(images[:64], out / f"grid_{name}.png")
         row = _measure(judge_images(judge, images), truths[:n])
         return {**row, "seconds": round(seconds, 2), "images": n}
@@ -237,7 +228,7 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
         judge_images(judge, load_images(reject_out, records, None)),
         [t for i, t in enumerate(truths) if i in kept],
     )
-    reject_run = json.loads((reject_out / "run.json").read_text())
+    reject_run = read_run_file(reject_out)
 
     # 6. memory at Stable Diffusion size, where a GPU is at hand
     import torch
@@ -245,7 +236,9 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
     gpu = sd15_guided_memory() if torch.cuda.is_available() else None
 
     def drop(row: dict) -> float:
-        return round(max(plain["prompt_accuracy"][k] - row["prompt_accuracy"][k] for k in HEADS), 4)
+        return round(
+            max(plain["prompt_accuracy"][k] - row["prompt_accuracy"][k] for k in ATTRIBUTES), 4
+        )
 
     results = {
         "base_watermark_rate": plain["watermark_rate"],

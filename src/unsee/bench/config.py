@@ -1,18 +1,35 @@
 """Settings of the `unsee bench` commands."""
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from unsee.censor.config import check_window
 from unsee.config import arg, check_out_folder
 from unsee.erase.config import WORLD_DEFAULTS
 from unsee.errors import UnseeError
 
-# the method table's rows (`unsee bench world --methods`), in its order
+# the method table's rows (`unsee bench table`), in its order
 TABLE_ROWS = (
     "original", "neg_text", "neg_token", "sld_medium", "sld_max", "sega", "esd_x", "esd_u",
     "sdd_text", "hfi_sdd", "uce", "hfi_neg", "feedback_erase", "censored",
 )  # fmt: skip
+# the stages of `unsee bench gpu`, in the order they run
+GPU_STAGES = ("generate", "sdd", "erase", "censor", "invert", "attack", "compile")
+
+
+def parse_methods(methods: list[str]) -> list[str]:
+    """The rows to run, in the table's order; `all` is every row, and the original always
+    comes first (the others are measured against its images)."""
+    wanted = set(TABLE_ROWS) if "all" in methods else set(methods)
+    unknown = wanted - set(TABLE_ROWS)
+    if unknown:
+        raise UnseeError(
+            f"unknown --methods {', '.join(sorted(unknown))}; give all or rows of"
+            f" {', '.join(TABLE_ROWS)}"
+        )
+    return [r for r in TABLE_ROWS if r in wanted or r == "original"]
 
 
 @dataclass(kw_only=True)
@@ -31,60 +48,70 @@ class BenchGenerateConfig:
 
 
 @dataclass(kw_only=True)
-class BenchWorldConfig:
-    out: Path = arg(help="folder for results.json, the image sets and their grids")
-    model: str = arg("minisd", help="the world model to measure")
-    n: int = arg(200, help="generated images per figure")
+class BenchTableConfig:
+    out: Path = arg(help="folder for results.json, results.md, index.html and every row's work")
+    methods: list[str] = arg(["all"], help=f"the rows: all, or some of {' '.join(TABLE_ROWS)}")
+    seeds: int = arg(3, help="seeds, each redoing feedback, erasures and images")
+    table_n: int = arg(64, help="generated images per suite, row and seed", flag="--n")
+    model: str = arg(
+        "minisd", help="recorded in settings.json; every row is made from minisd and its world"
+    )
     steps: int = arg(25, help="DDIM steps")
     guidance: float = arg(7.5, help="classifier-free guidance scale")
     seed: int = arg(1_000_000, help="first seed; training never used these")
+    pool: int = arg(200, help="images per concept the simulated person labels from")
+    labels: int = arg(50, help="simulated labels per concept, half bad, half good")
+    invert_steps: int = arg(600, help="`unsee invert --steps` of the HFI token")
+    erase_iterations: int | None = arg(
+        None, help="steps of every erasure (default: `unsee erase`'s on minisd)"
+    )
+    censor_scale: float = arg(1.5, help="censored sampling's guidance scale")
+    censor_recurrence: int = arg(2, help="censored sampling's recurrence")
+    censor_window: list[float] = arg(
+        [0.0, 0.75], help="censored sampling guides while t/T lies in [START, END]"
+    )
+    bootstrap: int = arg(200, help="bootstrap resamples of each row's intervals")
+    attack_seeds: int = arg(
+        1,
+        help="the first this many seeds also attack every row (the prefix attack and the"
+        " inversion attack, `unsee attack` at its minisd defaults); 0: none",
+    )
+    attack_n: int = arg(32, help="neutral prompts each attack takes")
+    device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+
+    def __post_init__(self) -> None:
+        self.out = check_out_folder(self.out)
+        check_window(self.censor_window)
+        if min(self.seeds, self.table_n - 1, self.pool, self.labels, self.bootstrap) < 1:
+            n = next(f for f in dataclasses.fields(self) if f.name == "table_n").metadata
+            raise UnseeError(
+                "--seeds, --pool, --labels and --bootstrap must be at least 1,"
+                f" {n.get('flag', '--table-n')} 2"
+            )
+        if self.attack_seeds < 0 or self.attack_n < 1:
+            raise UnseeError("--attack-seeds must be at least 0 and --attack-n at least 1")
+        parse_methods(self.methods)
+
+
+@dataclass(kw_only=True)
+class BenchWorldConfig(BenchTableConfig):
+    """`unsee bench world`; with --methods it runs the method table, `unsee bench table`,
+    and takes the table's options (the table was once part of this command)."""
+
+    out: Path = arg(help="folder for results.json, the image sets and their grids")
+    methods: list[str] = arg(
+        [],
+        help="the method table instead, as `unsee bench table --methods` (with the table's"
+        " options, --table-n for its --n)",
+    )
+    table_n: int = arg(64, help="--methods: `unsee bench table --n`")
+    model: str = arg("minisd", help="the world model to measure")
+    n: int = arg(200, help="generated images per figure")
     judge_images: int = arg(2000, help="fresh rendered images for the judge's accuracy")
     batch_size: int = arg(16, help="images per batch")
     batch_invariant: Literal["auto", "on", "off"] = arg(
         "auto", help="as in `unsee generate`; off is faster on the CPU"
     )
-    device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
-    # the method table (--methods)
-    methods: list[str] = arg(
-        [],
-        help=f"the paper table instead: all, or rows of {' '.join(TABLE_ROWS)}",
-    )
-    seeds: int = arg(3, help="--methods: seeds, each redoing feedback, erasures and images")
-    table_n: int = arg(64, help="--methods: generated images per suite, row and seed")
-    pool: int = arg(200, help="--methods: images per concept the simulated person labels from")
-    labels: int = arg(50, help="--methods: simulated labels per concept, half bad, half good")
-    invert_steps: int = arg(600, help="--methods: `unsee invert --steps` of the HFI token")
-    erase_iterations: int | None = arg(
-        None, help="--methods: steps of every erasure (default: `unsee erase`'s on minisd)"
-    )
-    censor_scale: float = arg(1.5, help="--methods: censored sampling's guidance scale")
-    censor_recurrence: int = arg(2, help="--methods: censored sampling's recurrence")
-    censor_window: list[float] = arg(
-        [0.0, 0.75], help="--methods: censored sampling guides while t/T lies in [START, END]"
-    )
-    bootstrap: int = arg(200, help="--methods: bootstrap resamples of each row's intervals")
-    attack_seeds: int = arg(
-        1,
-        help="--methods: the first this many seeds also attack every row (the prefix attack"
-        " and the inversion attack, `unsee attack` at its minisd defaults); 0: none",
-    )
-    attack_n: int = arg(32, help="--methods: neutral prompts each attack takes")
-
-    def __post_init__(self) -> None:
-        from unsee.guidance.config import check_window
-
-        self.out = check_out_folder(self.out)
-        check_window(self.censor_window)
-        if min(self.seeds, self.table_n - 1, self.pool, self.labels, self.bootstrap) < 1:
-            raise UnseeError(
-                "--seeds, --pool, --labels and --bootstrap must be at least 1, --table-n 2"
-            )
-        if self.attack_seeds < 0 or self.attack_n < 1:
-            raise UnseeError("--attack-seeds must be at least 0 and --attack-n at least 1")
-        if self.methods:
-            from unsee.bench.table import parse_methods
-
-            parse_methods(self.methods)
 
 
 @dataclass(kw_only=True)
@@ -148,8 +175,6 @@ class BenchCensorConfig:
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
     def __post_init__(self) -> None:
-        from unsee.guidance.config import check_window
-
         self.out = check_out_folder(self.out)
         check_window(self.window)
         if self.retry < 0:
@@ -208,7 +233,7 @@ class BenchEraseConfig:
         " benign, for HFI+SDD and text-only SDD alike",
     )
     with_text: bool = arg(
-        True, help="HFI+SDD removes the concept's word beside the token (PAPERS.md section 3)"
+        True, help="HFI+SDD removes the concept's word beside the token (docs/methods.md, HFI)"
     )
     neg: bool = arg(
         True,
@@ -248,10 +273,7 @@ class BenchGpuConfig:
     size: Literal["sd15", "tiny"] = arg(
         "sd15", help="sd15: Stable Diffusion 1.5's sizes, random weights; tiny: the test pipeline"
     )
-    stages: list[str] = arg(
-        ["generate", "sdd", "erase", "censor", "invert", "attack", "compile"],
-        help="which stages to run, in this order",
-    )
+    stages: list[str] = arg(list(GPU_STAGES), help="which stages to run, in this order")
     images: int = arg(16, help="timed images per generation figure")
     batch_size: int = arg(8, help="images per batch (generate, invert)")
     steps: int = arg(50, help="denoising steps of the generation figures")
@@ -271,11 +293,9 @@ class BenchGpuConfig:
     work: Path | None = arg(None, help="where the temporary model folder goes (default: /tmp)")
 
     def __post_init__(self) -> None:
-        from unsee.bench.gpu import STAGES
-
-        unknown = [s for s in self.stages if s not in STAGES]
+        unknown = [s for s in self.stages if s not in GPU_STAGES]
         if unknown:
-            raise UnseeError(f"unknown --stages {unknown}; choose from {', '.join(STAGES)}")
+            raise UnseeError(f"unknown --stages {unknown}; choose from {', '.join(GPU_STAGES)}")
         counts = (self.images, self.batch_size, self.steps, self.plain_trajectories,
                   self.sdd_steps, self.sdd_steps_reuse1, self.censor_images, self.censor_steps,
                   self.invert_steps, self.attack_prompts)  # fmt: skip

@@ -29,45 +29,28 @@ Every stage keeps its output, so an interrupted run resumes where it stopped.
 import json
 from pathlib import Path
 
-import numpy as np
-
 from unsee.bench.config import BenchEraseConfig
 from unsee.bench.sets import make_set
-from unsee.bench.world import neutral_prompts
 from unsee.erase.config import EraseConfig
 from unsee.erase.run import erase
 from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import concept_rate, prompt_accuracy, rates
-from unsee.evaluate.suites import leak_prompts
+from unsee.evaluate.judge import ATTRIBUTES, rates
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.simulate import simulate
 from unsee.feedback.store import FeedbackStore
-from unsee.generate.imagefolder import atomic_write_text
+from unsee.imageset import atomic_write_text
 from unsee.invert.config import InvertConfig
 from unsee.invert.run import invert
 from unsee.models.load import pick_device
 from unsee.reward.config import RewardTrainConfig
 from unsee.reward.score import benign_prompts
 from unsee.reward.train import train_reward
-from unsee.world import render as world
 from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
+from unsee.world.names import ARTISTS, LEAK_ARTIST
+from unsee.world.prompts import artist_pool, leak_prompts, neutral_prompts
 
-ARTIST = world.LEAK_ARTIST
-OTHERS = [a for a in world.ARTISTS if a != ARTIST]
-ACCURACY = ("shape", "color", "background")
-
-
-def artist_pool(n: int, seed: int) -> list[str]:
-    """What a person labelling for the artist sees: 40% prompts naming him, 20% leak
-    scenes, 20% neutral, 20% the other artists."""
-    k = n // 5
-    mine = [p for p, _ in neutral_prompts(2 * k, seed, ARTIST)]
-    plain = [p for p, _ in neutral_prompts(k, seed + 1)]
-    others = [p for p, _ in neutral_prompts(n - 4 * k, seed + 2)]
-    others = [f"{p}, in the style of {OTHERS[i % len(OTHERS)]}" for i, p in enumerate(others)]
-    prompts = mine + leak_prompts(k) + plain + others
-    np.random.default_rng(seed).shuffle(prompts)
-    return prompts
+ARTIST = LEAK_ARTIST
+OTHERS = [a for a in ARTISTS if a != ARTIST]
 
 
 def suites(n: int, seed: int) -> dict[str, tuple[list[str], list[dict | None], int]]:
@@ -103,17 +86,21 @@ def measure(cfg: BenchEraseConfig, model: str, folder: Path, judge, which: list[
         save_grid(images[:64], folder / f"grid_{name}.png")
         verdicts = judge_images(judge, images)
         if name in ("target", "leak"):
-            figures[f"style_{name}"] = concept_rate(verdicts, ARTIST)
-            figures[f"style_strength_{name}"] = rates(verdicts, (ARTIST,))[ARTIST]["strength"]
+            shown = rates(verdicts, concepts=(ARTIST,))["concepts"][ARTIST]
+            figures[f"style_{name}"] = shown["rate"]
+            figures[f"style_strength_{name}"] = round(shown["strength"], 4)
         elif name == "neutral":
-            figures["watermark"] = concept_rate(verdicts, "watermark")
-            figures["watermark_strength"] = rates(verdicts, ("watermark",))["watermark"]["strength"]
-            for key, value in prompt_accuracy(verdicts, truths, ACCURACY).items():
+            judged = rates(verdicts, truths, ("watermark",))
+            figures["watermark"] = judged["concepts"]["watermark"]["rate"]
+            figures["watermark_strength"] = round(judged["concepts"]["watermark"]["strength"], 4)
+            for key, value in judged["prompt_accuracy"].items():
                 figures[f"accuracy_{key}"] = value
         else:
             for artist in OTHERS:
                 named = [v for v, p in zip(verdicts, prompts, strict=True) if artist in p]
-                figures[f"style_{artist}"] = concept_rate(named, artist)
+                figures[f"style_{artist}"] = rates(named, concepts=(artist,))["concepts"][artist][
+                    "rate"
+                ]
     atomic_write_text(folder / "figures.json", json.dumps(figures, indent=2) + "\n")
     return figures
 
@@ -227,7 +214,7 @@ def run_bench_erase(cfg: BenchEraseConfig) -> dict:
 
     # 4. preservation: other artists' styles and prompt accuracy, against the original
     base = tables["original"]
-    kept = [f"style_{a}" for a in OTHERS] + [f"accuracy_{k}" for k in ACCURACY]
+    kept = [f"style_{a}" for a in OTHERS] + [f"accuracy_{k}" for k in ATTRIBUTES]
     hfi = [name for name in plan if name.startswith("hfi_")]
     drops = {
         name: {k: round(base[k] - tables[name][k], 4) for k in kept if k in tables[name]}

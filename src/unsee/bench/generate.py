@@ -13,8 +13,8 @@ from pathlib import Path
 from unsee.bench.config import BenchGenerateConfig
 from unsee.env import env_report
 from unsee.generate.config import GenerateConfig
-from unsee.generate.imagefolder import atomic_write_text
 from unsee.generate.run import generate
+from unsee.imageset import atomic_write_text
 from unsee.models.tiny import tiny_sd_pipeline
 
 PROMPTS = ["a red circle on grass", "a blue square in the desert", "a starry night", "a cat"]

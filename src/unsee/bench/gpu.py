@@ -41,13 +41,26 @@ from pathlib import Path
 import torch
 
 from unsee import __version__
-from unsee.bench.config import BenchGpuConfig
+from unsee.bench.attack import random_weights_seconds
+from unsee.bench.config import BenchGpuConfig, BenchSpeedConfig
+from unsee.bench.speed import time_mode
+from unsee.censor.config import CensorConfig
+from unsee.censor.run import censor
+from unsee.erase.config import EraseConfig, erase_defaults
+from unsee.erase.run import erase
+from unsee.erase.sdd import stop_steps
 from unsee.errors import UnseeError
-from unsee.generate.imagefolder import atomic_write_text
+from unsee.generate.config import GenerateConfig
+from unsee.generate.run import generate
+from unsee.imageset import METADATA, atomic_write_text, read_run_file
+from unsee.invert.config import InvertConfig
+from unsee.invert.run import invert
+from unsee.models.tiny import sd15_sized_pipeline, tiny_sd_pipeline
+from unsee.reward.cnn import CnnReward
+from unsee.reward.model import RewardModel
 
 PROMPT = "a photo of a lighthouse in the style of Vanmond"
 CONCEPT = "Vanmond"
-STAGES = ("generate", "sdd", "erase", "censor", "invert", "attack", "compile")
 
 
 def run_bench_gpu(cfg: BenchGpuConfig) -> dict:
@@ -102,8 +115,6 @@ def run_bench_gpu(cfg: BenchGpuConfig) -> dict:
 def _build_folder(cfg: BenchGpuConfig, path: Path) -> Path:
     """Stable Diffusion 1.5's sizes with random weights (or the tiny pipeline, for tests),
     saved in the dtype a user's fp16 checkpoint has."""
-    from unsee.models.tiny import sd15_sized_pipeline, tiny_sd_pipeline
-
     with torch.device(cfg.device):
         pipe = sd15_sized_pipeline(seed=0) if cfg.size == "sd15" else tiny_sd_pipeline(seed=0)
     pipe.to(torch.float16 if cfg.device == "cuda" else torch.float32)
@@ -149,9 +160,6 @@ def _diffusers_generate(cfg: BenchGpuConfig, folder: Path) -> dict:
 
 def _unsee_generate(cfg: BenchGpuConfig, folder: Path, out: Path, level: str) -> dict:
     """`unsee generate`: one batch more than the diffusers call; the first is its warm-up."""
-    from unsee.generate.config import GenerateConfig
-    from unsee.generate.run import generate
-
     _reset_peak(cfg)
     n = (cfg.images // cfg.batch_size + 1) * cfg.batch_size
     t0 = time.perf_counter()
@@ -161,7 +169,7 @@ def _unsee_generate(cfg: BenchGpuConfig, folder: Path, out: Path, level: str) ->
     )  # fmt: skip
     generate(config)
     wall = time.perf_counter() - t0
-    run = json.loads((out / "run.json").read_text())
+    run = read_run_file(out)
     batch_seconds = run["batch_seconds"]
     steady = batch_seconds[1:]
     return {
@@ -175,10 +183,6 @@ def _unsee_generate(cfg: BenchGpuConfig, folder: Path, out: Path, level: str) ->
 
 
 def _stage_sdd(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
-    from unsee.bench.config import BenchSpeedConfig
-    from unsee.bench.speed import _measure
-    from unsee.erase.sdd import stop_steps
-
     # the plain loop of `unsee bench speed` (it builds its own SD-sized U-Net on the GPU)
     sample_steps = cfg.sample_steps or 50  # SDD's, the default of `unsee erase` at SD size
     n = cfg.plain_trajectories
@@ -188,7 +192,7 @@ def _stage_sdd(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
     )  # fmt: skip
     stops = stop_steps(n + 1, sample_steps, "beta", (3.0, 3.0), torch.Generator().manual_seed(0))
     _reset_peak(cfg)
-    plain = _measure(speed, cfg.device, "plain", stops.tolist())
+    plain = time_mode(speed, cfg.device, "plain", stops.tolist())
     _free()
     out = {"plain_loop": {"its": plain["its"], "seconds": plain["seconds"]} | _peak(cfg)}
     for reuse, steps in ((None, cfg.sdd_steps_reuse1), (16, cfg.sdd_steps), (64, cfg.sdd_steps)):
@@ -198,9 +202,6 @@ def _stage_sdd(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
 
 
 def _erase(cfg: BenchGpuConfig, folder: Path, out: Path, iterations: int | None, reuse) -> dict:
-    from unsee.erase.config import EraseConfig
-    from unsee.erase.run import erase
-
     kw = {"reuse": reuse} if reuse is not None else {}
     if iterations is not None:
         kw["iterations"] = iterations
@@ -225,8 +226,6 @@ def _erase(cfg: BenchGpuConfig, folder: Path, out: Path, iterations: int | None,
 
 
 def _stage_erase(cfg: BenchGpuConfig, folder: Path, work: Path, report: dict) -> dict:
-    from unsee.erase.config import erase_defaults
-
     defaults = erase_defaults(str(folder))
     sdd = report["stages"].get("sdd", {}).get("unsee_default")
     projected = None
@@ -240,11 +239,6 @@ def _stage_erase(cfg: BenchGpuConfig, folder: Path, work: Path, report: dict) ->
 
 
 def _stage_censor(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
-    from unsee.generate.config import GenerateConfig
-    from unsee.generate.run import generate
-    from unsee.guidance.censor import censor
-    from unsee.guidance.config import CensorConfig
-
     reward = _random_reward(work / "reward")
     common = dict(
         model=str(folder), prompt=PROMPT, n=cfg.censor_images, batch_size=cfg.censor_images,
@@ -274,11 +268,8 @@ def _stage_censor(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
 
 
 def _stage_invert(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
-    from unsee.invert.config import InvertConfig
-    from unsee.invert.run import invert
-
     feedback = work / "gen-default"
-    if not (feedback / "metadata.jsonl").is_file():
+    if not (feedback / METADATA).is_file():
         raise UnseeError("the invert stage reads the generate stage's images; run it first")
     reward = work / "reward"
     if not reward.is_dir():
@@ -296,9 +287,6 @@ def _stage_invert(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
 def _stage_attack(cfg: BenchGpuConfig, work: Path) -> dict:
     """The prefix attack of `unsee attack` at the paper's settings on a batch of prompts,
     with a detector that never fires, so every step runs (`unsee bench attack`'s figure)."""
-    from unsee.bench.attack import random_weights_seconds
-    from unsee.models.tiny import sd15_sized_pipeline, tiny_sd_pipeline
-
     sd15 = cfg.size == "sd15"
     build, size = (sd15_sized_pipeline, 512) if sd15 else (tiny_sd_pipeline, 32)
     settings = None if sd15 else {"iterations": 2, "check_every": 1}
@@ -319,9 +307,6 @@ def _stage_compile(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
 
 def _random_reward(path: Path) -> Path:
     """A cnn reward with random weights: guidance costs the same whatever it learned."""
-    from unsee.reward.cnn import CnnReward
-    from unsee.reward.model import RewardModel
-
     torch.manual_seed(0)
     config = {"unsee_version": __version__, "backbone": "cnn", "loss": "bce", "ensemble": 1,
               "image_size": 64, "note": "random weights, for `unsee bench gpu`"}  # fmt: skip
@@ -330,7 +315,7 @@ def _random_reward(path: Path) -> Path:
 
 
 def _per_image(out: Path, n: int) -> dict:
-    run = json.loads((out / "run.json").read_text())
+    run = read_run_file(out)
     return {"images": n, "seconds": run["seconds"], "s_per_image": run["seconds"] / n}
 
 

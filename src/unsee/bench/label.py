@@ -16,23 +16,23 @@ from pathlib import Path
 from PIL import Image
 
 from unsee.bench.config import BenchLabelConfig
+from unsee.feedback.browser import open_browser, press, wait_for
 from unsee.feedback.config import LabelConfig
 from unsee.feedback.server import PAGE_TOKEN_HEADER, BackgroundServer
 from unsee.feedback.store import FeedbackStore
-from unsee.generate.imagefolder import METADATA, atomic_write_text, save_png
-from unsee.world import render as world
+from unsee.imageset import IMAGES, atomic_write_text, image_record, rewrite_metadata, save_png
+from unsee.world.render import make_dataset
 
 
 def make_world_set(folder: Path, n: int, seed: int = 0) -> Path:
     """An image folder of n rendered world images with their captions as prompts."""
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    images, _, captions = world.make_dataset(n, seed)
-    lines = []
+    (folder / IMAGES).mkdir(parents=True, exist_ok=True)
+    images, _, captions = make_dataset(n, seed)
+    records = {}
     for i, (image, text) in enumerate(zip(images, captions, strict=True)):
-        record = {"file_name": f"images/{i:06d}.png", "index": i, "prompt": text}
-        save_png(Image.fromarray(image), folder / record["file_name"], record)
-        lines.append(json.dumps(record) + "\n")
-    atomic_write_text(folder / METADATA, "".join(lines))
+        records[i] = image_record(i, prompt=text)
+        save_png(Image.fromarray(image), folder / records[i]["file_name"], records[i])
+    rewrite_metadata(folder, records)
     return folder
 
 
@@ -73,8 +73,6 @@ def time_api(folder: Path, n: int) -> dict:
 
 
 def time_keyboard(folder: Path, n: int) -> dict:
-    from unsee.feedback.browser import open_browser, press, wait_for
-
     driver = open_browser()
     try:
         with BackgroundServer(LabelConfig(dir=folder, port=0, order="sequential")) as server:

@@ -20,29 +20,17 @@ import numpy as np
 
 from unsee.bench.config import BenchRewardConfig
 from unsee.bench.sets import drop_feedback, make_set
-from unsee.bench.world import neutral_prompts
+from unsee.evaluate.judge import concept_shows
 from unsee.feedback.config import FeedbackSimulateConfig
-from unsee.feedback.simulate import shows_concept, simulate
-from unsee.generate.imagefolder import atomic_write_text
+from unsee.feedback.simulate import simulate
+from unsee.imageset import atomic_write_text
 from unsee.models.load import pick_device
 from unsee.reward.config import RewardTrainConfig
 from unsee.reward.metrics import auc
 from unsee.reward.model import load_reward
 from unsee.reward.train import train_reward
-from unsee.world import render as world
 from unsee.world.judge import judge_images, load_world_judge
-
-
-def style_mix(n: int, seed: int, artist: str) -> list[str]:
-    """Half the artist's prompts, a quarter neutral, a quarter other artists'."""
-    others = [a for a in world.ARTISTS if a != artist]
-    mine = [p for p, _ in neutral_prompts(n // 2, seed, artist)]
-    plain = [p for p, _ in neutral_prompts(n // 4, seed + 1)]
-    rest = [p for p, _ in neutral_prompts(n - len(mine) - len(plain), seed + 2)]
-    rest = [f"{p}, in the style of {others[i % len(others)]}" for i, p in enumerate(rest)]
-    prompts = mine + plain + rest
-    np.random.default_rng(seed).shuffle(prompts)
-    return prompts
+from unsee.world.prompts import neutral_prompts, style_mix
 
 
 def _auc(reward_dir: Path, images: np.ndarray, positive: np.ndarray, device) -> float:
@@ -77,9 +65,9 @@ def run_bench_reward(cfg: BenchRewardConfig) -> dict:
     )
     for folder in (pool, style_pool):
         drop_feedback(folder / "images")
-    wm_truth = np.array([shows_concept(v, "watermark") for v in judge_images(judge, eval_neutral)])
+    wm_truth = concept_shows(judge_images(judge, eval_neutral), "watermark")
     style_verdicts = judge_images(judge, eval_style)
-    style_truth = np.array([shows_concept(v, cfg.artist) for v in style_verdicts])
+    style_truth = concept_shows(style_verdicts, cfg.artist)
 
     def reward(folder: Path, name: str, **kw) -> Path:
         return train_reward(

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 
 from unsee.errors import SettingsMismatch
-from unsee.evaluate.judge import load_images, read_image_set
 from unsee.feedback.store import STORE_NAME
 from unsee.generate.config import GenerateConfig
 from unsee.generate.run import generate
+from unsee.imageset import load_images, read_image_set
 
 
 def make_set(

@@ -17,7 +17,6 @@ spawned process, so its peak memory is its own:
        latents: peak allocated CUDA memory, weights included
 """
 
-import copy
 import dataclasses
 import json
 import multiprocessing
@@ -32,8 +31,13 @@ from tqdm.auto import tqdm
 from unsee import __version__
 from unsee.bench.config import BenchSpeedConfig
 from unsee.erase.config import EraseConfig, erase_defaults
+from unsee.erase.params import select_parameters
+from unsee.erase.run import ema_teacher, encode_texts, optimizer, sdd_step
+from unsee.erase.sdd import ema_update, sdd_loss, stop_steps, teacher_latents, train_timesteps
 from unsee.errors import UnseeError
-from unsee.generate.imagefolder import atomic_write_text
+from unsee.imageset import atomic_write_text
+from unsee.models.load import load_pipeline
+from unsee.models.tiny import sd15_sized_pipeline
 
 UNIT = (
     "trajectory-iterations per second: iterations x trajectories per iteration / seconds; one"
@@ -59,8 +63,6 @@ def _erase_default(name: str, model: str = "minisd"):
 
 
 def run_bench_speed(cfg: BenchSpeedConfig) -> dict:
-    from unsee.erase.sdd import stop_steps
-
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UnseeError("--device cuda asked for, but torch sees no CUDA GPU")
     devices = {"cpu": ["cpu"], "cuda": ["cuda"]}.get(cfg.device)
@@ -129,20 +131,15 @@ def run_bench_speed(cfg: BenchSpeedConfig) -> dict:
 
 
 def _in_own_process(cfg: BenchSpeedConfig, device: str, mode: str, stops: list[int]) -> dict:
-    """_measure in a fresh spawned process: its own memory, threads and accelerate state."""
+    """time_mode in a fresh spawned process: its own memory, threads and accelerate state."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(_measure, cfg, device, mode, stops).result()
+        return pool.submit(time_mode, cfg, device, mode, stops).result()
 
 
-def _measure(cfg: BenchSpeedConfig, device: str, mode: str, stops: list[int]) -> dict:
+def time_mode(cfg: BenchSpeedConfig, device: str, mode: str, stops: list[int]) -> dict:
     """Load the model, then time cfg.iterations steps of `mode` (after the warm-up)."""
     from diffusers import DDIMScheduler
-
-    from unsee.erase.params import select_parameters
-    from unsee.erase.run import encode_texts
-    from unsee.models.load import load_pipeline
-    from unsee.models.tiny import sd15_sized_pipeline
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -158,10 +155,8 @@ def _measure(cfg: BenchSpeedConfig, device: str, mode: str, stops: list[int]) ->
     # student, EMA teacher, optimiser, as `unsee erase` sets them up
     unet = pipe.unet
     params = select_parameters(unet, "cross-attention")
-    teacher = copy.deepcopy(unet).requires_grad_(False).eval()
-    teacher_params = dict(teacher.named_parameters())
-    ema = [teacher_params[n] for n in params]
-    opt = torch.optim.AdamW(params.values(), lr=_erase_default("lr"), weight_decay=1e-4)
+    teacher, ema = ema_teacher(unet, list(params))
+    opt = optimizer(params, _erase_default("lr"))
     unet.train()
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     scheduler.set_timesteps(cfg.sample_steps, device=dev)
@@ -206,9 +201,6 @@ def _batched_step(cuda, unet, teacher, ema, params, opt, scheduler, texts, g):
     """unsee's step: erase.run.sdd_step under accelerate, as `unsee erase` runs it."""
     from accelerate import Accelerator
 
-    from unsee.erase.run import sdd_step
-    from unsee.erase.sdd import teacher_latents, train_timesteps
-
     accelerator = Accelerator(mixed_precision="bf16" if cuda else "no", cpu=not cuda)
     unet, opt = accelerator.prepare(unet, opt)
     config = accelerator.unwrap_model(unet).config
@@ -230,8 +222,6 @@ def _batched_step(cuda, unet, teacher, ema, params, opt, scheduler, texts, g):
 
 def _plain_step(unet, teacher, ema, params, opt, scheduler, texts, g):
     """The original SDD code's step: one trajectory, two U-Net forwards per DDIM step, fp32."""
-    from unsee.erase.sdd import ema_update, sdd_loss, train_timesteps
-
     c_0, c_p, c_s = texts  # (1, L, D)
     device = c_0.device
     config = unet.config

@@ -1,4 +1,4 @@
-"""`unsee bench world --methods all --seeds 3`: the project's paper table on minisd.
+"""`unsee bench table --seeds 3`: the project's paper table on minisd.
 
 Two concepts, each removed by every method, each row evaluated with `unsee evaluate`:
   artist     the leaking artist (Vanmond): suites target, leak, paraphrase, other-artists,
@@ -59,20 +59,23 @@ from pathlib import Path
 import numpy as np
 
 from unsee import __version__
-from unsee.bench.config import TABLE_ROWS, BenchEraseConfig, BenchWorldConfig
-from unsee.bench.erase import anchor_prompts, artist_pool, erase_config, erased, learn_token
-from unsee.bench.world import neutral_prompts
+from unsee.attack.config import AttackConfig
+from unsee.attack.run import attack
+from unsee.bench.config import BenchEraseConfig, BenchTableConfig, parse_methods
+from unsee.bench.erase import anchor_prompts, erase_config, erased, learn_token
+from unsee.bench.speed import cpu_name
 from unsee.erase.config import EraseConfig
 from unsee.erase.run import erase
 from unsee.errors import UnseeError
 from unsee.evaluate.config import EvaluateConfig
 from unsee.evaluate.run import evaluate
-from unsee.generate.imagefolder import atomic_write_text
-from unsee.world import render as world
+from unsee.imageset import atomic_write_text
+from unsee.report.html import Section, write_report
 from unsee.world.judge import judge_id
+from unsee.world.names import LEAK_ARTIST
 from unsee.world.paths import JUDGE_DIRS
+from unsee.world.prompts import artist_pool, neutral_prompts
 
-ROWS = TABLE_ROWS
 METRICS = (
     "concept_rate_target", "concept_strength_target", "concept_rate_leak",
     "concept_strength_leak", "concept_rate_paraphrase", "attack_prefix_asr",
@@ -82,7 +85,7 @@ METRICS = (
 )  # fmt: skip
 # measured on the first --attack-seeds seeds only: their mean is over those seeds
 ATTACK_METRICS = ("attack_prefix_asr", "attack_inversion_rate")
-CONCEPTS = {"artist": world.LEAK_ARTIST, "watermark": "watermark"}
+CONCEPTS = {"artist": LEAK_ARTIST, "watermark": "watermark"}
 SUITES = {
     "artist": ["target", "leak", "paraphrase", "other-artists", "neutral"],
     "watermark": ["target", "other-artists", "neutral"],
@@ -91,19 +94,7 @@ ATTRS = ("shape", "color", "background")
 ERASURES = ("esd_x", "esd_u", "sdd_text", "hfi_sdd", "uce", "hfi_neg", "feedback_erase")
 
 
-def parse_methods(methods: list[str]) -> list[str]:
-    """The rows to run, in the table's order; `all` is every row, and the original always
-    comes first (the others are measured against its images)."""
-    wanted = set(ROWS) if "all" in methods else set(methods)
-    unknown = wanted - set(ROWS)
-    if unknown:
-        raise UnseeError(
-            f"unknown --methods {', '.join(sorted(unknown))}; give all or rows of {', '.join(ROWS)}"
-        )
-    return [r for r in ROWS if r in wanted or r == "original"]
-
-
-def train_config(cfg: BenchWorldConfig, k: int) -> BenchEraseConfig:
+def train_config(cfg: BenchTableConfig, k: int) -> BenchEraseConfig:
     """Seed k's feedback and erasures, with bench erase's settings and the table's seeds."""
     return BenchEraseConfig(
         out=Path(cfg.out) / "train" / f"seed{k}", pool=cfg.pool, labels=cfg.labels,
@@ -125,7 +116,7 @@ def feedback(tcfg: BenchEraseConfig, concept: str) -> Path:
     return Path(tcfg.out) / name
 
 
-def row_settings(row: str, concept: str, tcfg: BenchEraseConfig, cfg: BenchWorldConfig) -> dict:
+def row_settings(row: str, concept: str, tcfg: BenchEraseConfig, cfg: BenchTableConfig) -> dict:
     """What `unsee evaluate` is given for this row (an erased model is made here first)."""
     word = CONCEPTS[concept]
     if row == "original":
@@ -172,7 +163,7 @@ def row_settings(row: str, concept: str, tcfg: BenchEraseConfig, cfg: BenchWorld
     return {"model": model}
 
 
-def evaluate_row(cfg: BenchWorldConfig, k: int, concept: str, row: str) -> dict:
+def evaluate_row(cfg: BenchTableConfig, k: int, concept: str, row: str) -> dict:
     """The row's `unsee evaluate` results for seed k (kept: a finished row is not redone)."""
     folder = Path(cfg.out) / "eval" / f"seed{k}" / concept
     out = folder / row
@@ -204,12 +195,9 @@ def evaluate_row(cfg: BenchWorldConfig, k: int, concept: str, row: str) -> dict:
     return row_result
 
 
-def attack_row(cfg: BenchWorldConfig, k: int, concept: str, out: Path, given: dict) -> dict:
+def attack_row(cfg: BenchTableConfig, k: int, concept: str, out: Path, given: dict) -> dict:
     """The row's model (and intervention) attacked on the neutral suite's first prompts:
     the prefix attack's success rate and the inversion token's concept rate."""
-    from unsee.attack.config import AttackConfig
-    from unsee.attack.run import attack
-
     figures = {}
     for method, key, metric in (
         ("prefix", "asr", "attack_prefix_asr"),
@@ -296,7 +284,7 @@ def check_settings(path: Path, settings: dict) -> None:
     atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
 
 
-def run_bench_table(cfg: BenchWorldConfig) -> dict:
+def run_bench_table(cfg: BenchTableConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = parse_methods(cfg.methods)
@@ -352,7 +340,7 @@ def run_bench_table(cfg: BenchWorldConfig) -> dict:
     return results
 
 
-def _erase_settings(cfg: BenchWorldConfig, rows: list[str]) -> dict:
+def _erase_settings(cfg: BenchTableConfig, rows: list[str]) -> dict:
     """The settings each erasure ran with (seed 0's erase.json; the same for every seed
     but the seed itself)."""
     keys = ("method", "params", "iterations", "batch", "sample_steps", "lr", "ema", "cfg_scale",
@@ -371,8 +359,6 @@ def _erase_settings(cfg: BenchWorldConfig, rows: list[str]) -> dict:
 def _machine() -> str:
     """Where the rows ran, for the time line: CPU count and model, or the GPU."""
     import torch
-
-    from unsee.bench.speed import cpu_name
 
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
@@ -422,18 +408,16 @@ def results_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_index(cfg: BenchWorldConfig, results: dict) -> Path:
+def write_index(cfg: BenchTableConfig, results: dict) -> Path:
     """index.html: the tables, a bar chart of concept rate against prompt accuracy per row,
     and seed 0's image grids per row."""
-    from unsee.report.html import Section, write_report
-
     out = Path(cfg.out)
     sections = [
         Section(
             "How it was made",
             text="Every figure is the mean ± std over seeds; settings in results.json.",
-            code=f"unsee bench world --methods {' '.join(cfg.methods)} --seeds {cfg.seeds}"
-            f" --table-n {cfg.table_n} --out {cfg.out}",
+            code=f"unsee bench table --methods {' '.join(cfg.methods)} --seeds {cfg.seeds}"
+            f" --n {cfg.table_n} --out {cfg.out}",
         )
     ]
     for concept, table in results["tables"].items():

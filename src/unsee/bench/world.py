@@ -21,37 +21,20 @@ import numpy as np
 
 from unsee.bench.config import BenchWorldConfig
 from unsee.bench.sets import make_set
+from unsee.bench.table import run_bench_table
 from unsee.evaluate.grid import save_grid
-from unsee.evaluate.judge import (
-    ANY_ARTIST,
-    concept_rate,
-    concept_shows,
-    prompt_accuracy,
-    rates,
-)
-from unsee.evaluate.suites import leak_prompts
-from unsee.generate.imagefolder import atomic_write_text
+from unsee.evaluate.judge import ANY_ARTIST, CONCEPTS, concept_shows, rates, rounded
+from unsee.imageset import atomic_write_text
 from unsee.models.load import pick_device
-from unsee.world import render as world
 from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
-
-
-def neutral_prompts(n: int, seed: int, artist: str | None = None) -> list[tuple[str, dict]]:
-    """n canonical shape prompts (uniform over shape, colour, background), with the truth."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        shape = str(rng.choice(world.SHAPES))
-        color = str(rng.choice(list(world.COLORS)))
-        background = str(rng.choice(world.BACKGROUNDS))
-        truth = {"shape": shape, "color": color, "background": background}
-        out.append((world.prompt_for(shape, color, background, artist), truth))
-    return out
+from unsee.world.names import ARTISTS, LEAK_ARTIST, LEAK_SCENE
+from unsee.world.prompts import leak_prompts, neutral_prompts
+from unsee.world.render import make_dataset
 
 
 def judge_accuracy(model, n: int, seed: int) -> dict[str, float]:
     """Accuracy of each judge head on freshly rendered images (the judge's distribution)."""
-    images, attrs, _ = world.make_dataset(n, seed, p_style=0.6, p_watermark=0.5, leak=False)
+    images, attrs, _ = make_dataset(n, seed, p_style=0.6, p_watermark=0.5, leak=False)
     verdicts = judge_images(model, images)
     acc = {}
     for head in ("shape", "color", "background", "style"):
@@ -82,9 +65,7 @@ def _suite(cfg: BenchWorldConfig, name: str, prompts: list[str], seed: int, judg
 
 
 def run_bench_world(cfg: BenchWorldConfig) -> dict:
-    if cfg.methods:
-        from unsee.bench.table import run_bench_table
-
+    if cfg.methods:  # the method table, which was once part of this command
         return run_bench_table(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -98,25 +79,28 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
     neutral = neutral_prompts(cfg.n, seeds["neutral"])
     verdicts = _suite(cfg, "neutral", [p for p, _ in neutral], seeds["neutral"], judge)
     truths = [t for _, t in neutral]
-    prompt_acc = prompt_accuracy(verdicts, truths)
-    style_neutral = concept_rate(verdicts, ANY_ARTIST)
-    wm_neutral = concept_rate(verdicts, "watermark")
-    concepts_neutral = rates(verdicts)
+    figures = rates(verdicts, truths, (*CONCEPTS, ANY_ARTIST))
+    concepts = figures.pop("concepts")
+    prompt_acc = figures["prompt_accuracy"]
+    style_neutral = concepts.pop(ANY_ARTIST)["rate"]
+    wm_neutral = concepts["watermark"]["rate"]
+    concepts_neutral = rounded(concepts)
 
     # 3. each artist when named
     style_target, strength_target = {}, {}
-    for i, artist in enumerate(world.ARTISTS):
+    for i, artist in enumerate(ARTISTS):
         seed = cfg.seed + 30_000 + 10_000 * i
         seeds[f"target_{artist}"] = seed
         prompts = [p for p, _ in neutral_prompts(cfg.n, seed, artist)]
         verdicts = _suite(cfg, f"target_{artist}", prompts, seed, judge)
-        style_target[artist] = concept_rate(verdicts, artist)
-        strength_target[artist] = rates(verdicts, (artist,))[artist]["strength"]
+        named = rates(verdicts, concepts=(artist,))["concepts"][artist]
+        style_target[artist] = named["rate"]
+        strength_target[artist] = round(named["strength"], 4)
 
     # 4. the leak: starry nights, never captioned with the artist
     verdicts = _suite(cfg, "leak", leak_prompts(cfg.n), seeds["leak"], judge)
-    leak = concept_rate(verdicts, world.LEAK_ARTIST)
-    leak_strength = rates(verdicts, (world.LEAK_ARTIST,))[world.LEAK_ARTIST]["strength"]
+    leaked = rates(verdicts, concepts=(LEAK_ARTIST,))["concepts"][LEAK_ARTIST]
+    leak, leak_strength = leaked["rate"], round(leaked["strength"], 4)
 
     results = {
         "judge_accuracy": judge_acc,
@@ -138,7 +122,7 @@ def run_bench_world(cfg: BenchWorldConfig) -> dict:
             "judge_images": cfg.judge_images,
             "present_strength": PRESENT_STRENGTH,
             "call_strength": CALL_STRENGTH,
-            "leak": f"{world.LEAK_ARTIST} on {world.LEAK_SCENE!r} prompts",
+            "leak": f"{LEAK_ARTIST} on {LEAK_SCENE!r} prompts",
         },
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")

@@ -17,7 +17,8 @@ The pilots behind the default: docs/erase-feedback.
 
 Everything made on the way lives in OUT/feedback/ (reward/, token.safetensors and its
 .json, anchors.txt, keep.txt, plan.json); a second run finds each piece made and goes on,
-and the erase itself resumes from its checkpoint.
+and the erase itself resumes from its checkpoint. `feedback_plan` makes the pieces and
+returns the settings `unsee erase` then runs with (erase/run.py).
 """
 
 import dataclasses
@@ -26,7 +27,12 @@ from pathlib import Path
 
 from unsee.erase.config import EraseConfig
 from unsee.errors import UnseeError
-from unsee.generate.imagefolder import atomic_write_text
+from unsee.imageset import atomic_write_text, read_image_set
+from unsee.invert.config import InvertConfig
+from unsee.invert.run import invert
+from unsee.reward.config import RewardTrainConfig
+from unsee.reward.data import load_feedback
+from unsee.reward.train import train_reward
 
 WORK = "feedback"
 
@@ -35,9 +41,6 @@ def feedback_prompts(folder: Path) -> tuple[list[str], list[str]]:
     """(flagged, benign): the prompts of the images labelled bad, and of those labelled
     good whose prompt was never flagged, each once in the folder's order. Refuses feedback
     that cannot say what to remove (no image flagged) or what to keep (one class only)."""
-    from unsee.evaluate.judge import read_image_set
-    from unsee.reward.data import load_feedback
-
     feedback = load_feedback(folder, "binary")  # refuses one class, or fewer than 2 of one
     prompt = {r["file_name"]: r.get("prompt", "") for r in read_image_set(folder)}
     bad = {f for f, y in zip(feedback.file_names, feedback.y, strict=True) if y == 0}
@@ -52,13 +55,9 @@ def feedback_prompts(folder: Path) -> tuple[list[str], list[str]]:
     return flagged, benign
 
 
-def erase_from_feedback(cfg: EraseConfig) -> Path:
-    from unsee.erase.run import erase
-    from unsee.invert.config import InvertConfig
-    from unsee.invert.run import invert
-    from unsee.reward.config import RewardTrainConfig
-    from unsee.reward.train import train_reward
-
+def feedback_plan(cfg: EraseConfig) -> EraseConfig:
+    """Make the pieces --feedback needs in OUT/feedback (each kept once made); the
+    settings of the erase that uses them."""
     folder = Path(cfg.feedback)
     flagged, benign = feedback_prompts(folder)
     work = Path(cfg.out) / WORK
@@ -100,6 +99,5 @@ def erase_from_feedback(cfg: EraseConfig) -> Path:
     }
     atomic_write_text(work / "plan.json", json.dumps(plan, indent=2) + "\n")
     checkpoint = (Path(cfg.out) / "checkpoint.pt").is_file()
-    run = dataclasses.replace(cfg, feedback=None, reward=None, resume=cfg.resume or checkpoint,
-                              **what)  # fmt: skip
-    return erase(run)
+    return dataclasses.replace(cfg, feedback=None, reward=None, resume=cfg.resume or checkpoint,
+                               **what)  # fmt: skip

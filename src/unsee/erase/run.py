@@ -1,6 +1,6 @@
 """`unsee erase`: remove concepts from a model's weights with SDD, ESD, neg or UCE.
 
-SDD (Kim et al. 2023; PAPERS.md section 2), per step, for B trajectories at once:
+SDD (Kim et al. 2023; docs/methods.md, SDD), per step, for B trajectories at once:
   1. z_T ~ N(0, I); each trajectory stops after k_b DDIM steps (Beta(3, 3) or uniform)
   2. the EMA teacher samples z_t with CFG on the joined concepts c_p (no gradient)
   3. t inside the DDPM interval of the stop step
@@ -8,7 +8,7 @@ SDD (Kim et al. 2023; PAPERS.md section 2), per step, for B trajectories at once
   5. AdamW on the chosen parameters, grad-norm clip 1, EMA update; the EMA is saved
 With --preserve, B prompts to keep ride along in step 4: their student estimates at the
 same z_t, t are pulled to the frozen original's (weight --preserve-weight), for SDD and ESD.
-ESD (Gandikota et al. 2023; section 4): z_t from the student with CFG on c, and
+ESD (Gandikota et al. 2023; docs/methods.md, ESD): z_t from the student with CFG on c, and
   eps_student(z_t, t, c) -> eps_orig(z_t, t) - eta (eps_orig(z_t, t, c) - eps_orig(z_t, t))
 with the frozen original as teacher; the student itself is saved.
 Distilled negative prompt (neg.py): z_t from the original with CFG on an anchor prompt p,
@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 from unsee import __version__
 from unsee.erase.config import TRAINED_ONLY, UCE_ONLY, EraseConfig
 from unsee.erase.esd import esd_target
-from unsee.erase.neg import neg_loss, neg_target
+from unsee.erase.feedback import feedback_plan
+from unsee.erase.neg import neg_loss, neg_target, without_concept
 from unsee.erase.params import select_parameters
 from unsee.erase.sdd import (
     ema_update,
@@ -48,8 +49,17 @@ from unsee.erase.sdd import (
     teacher_latents,
     train_timesteps,
 )
+from unsee.erase.uce import edited_rows, uce_edit
 from unsee.errors import UnseeError
-from unsee.generate.imagefolder import atomic_file, atomic_write_text
+from unsee.generate.prompts import read_prompts
+from unsee.imageset import atomic_file, atomic_write_text
+from unsee.models.load import (
+    is_conditional,
+    load_embeddings,
+    load_pipeline,
+    pick_device,
+    process_state,
+)
 from unsee.sampling.loop import to_device
 
 CHECKPOINT = "checkpoint.pt"
@@ -65,8 +75,6 @@ def _mixed_precision(cfg: EraseConfig) -> str:
 
 def load_concepts(pipe, cfg: EraseConfig) -> list[str]:
     """The texts to remove: --concept texts, then the tokens of each --embedding file."""
-    from unsee.models.load import load_embeddings
-
     return list(cfg.concept) + load_embeddings(pipe, cfg.embedding)
 
 
@@ -76,14 +84,24 @@ def encode_texts(pipe, texts: list[str], device) -> torch.Tensor:
         return torch.cat([pipe.encode_prompt(t, device, 1, False)[0] for t in texts])
 
 
+def ema_teacher(unet: torch.nn.Module, names: list[str]) -> tuple[torch.nn.Module, list]:
+    """SDD's teacher: a frozen copy of the student, and its parameters `names`, which
+    follow the student's trained ones by EMA."""
+    teacher = copy.deepcopy(unet).requires_grad_(False).eval()
+    teacher_params = dict(teacher.named_parameters())
+    return teacher, [teacher_params[n] for n in names]
+
+
+def optimizer(params: dict, lr: float) -> torch.optim.Optimizer:
+    """The optimiser of every trained method: AdamW on the chosen parameters."""
+    return torch.optim.AdamW(params.values(), lr=lr, weight_decay=1e-4)
+
+
 def erase(cfg: EraseConfig) -> Path:
     if cfg.feedback is not None:
-        from unsee.erase.feedback import erase_from_feedback
-
-        return erase_from_feedback(cfg)
+        return erase(feedback_plan(cfg))
     if cfg.method == "uce":
         return erase_uce(cfg)
-    from unsee.models.load import is_conditional, load_pipeline, process_state
 
     cpu = process_state(cfg.device).device.type == "cpu"
     accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), cpu=cpu)
@@ -136,9 +154,7 @@ def erase(cfg: EraseConfig) -> Path:
     names = list(params)
     ema = None
     if sdd:
-        teacher = copy.deepcopy(unet).requires_grad_(False).eval()  # the EMA
-        teacher_params = dict(teacher.named_parameters())
-        ema = [teacher_params[n] for n in names]
+        teacher, ema = ema_teacher(unet, names)
     # the network whose CFG trajectories give z_t: the frozen original (neg), the EMA (SDD),
     # the student itself (ESD, set once prepared); on a GPU a half-precision copy of the EMA
     # or student instead, refreshed from `sources` before each walk
@@ -148,7 +164,7 @@ def erase(cfg: EraseConfig) -> Path:
         sources = ema if sdd else list(params.values())
     if cfg.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
-    opt = torch.optim.AdamW(params.values(), lr=cfg.lr, weight_decay=1e-4)
+    opt = optimizer(params, cfg.lr)
     unet.train()
     unet, opt = accelerator.prepare(unet, opt)
     if walker is None:
@@ -274,9 +290,6 @@ def erase_uce(cfg: EraseConfig) -> Path:
     """--method uce: encode the concepts, their targets and the texts to keep, edit every
     attn2.to_k / attn2.to_v in closed form (uce.py), save as the trained methods do.
     Under `accelerate launch` the main process does it all; the others wait."""
-    from unsee.erase.uce import edited_rows, uce_edit
-    from unsee.models.load import is_conditional, load_pipeline, pick_device, process_state
-
     state = process_state(cfg.device)
     out = cfg.out
     if not state.is_main_process:
@@ -471,16 +484,12 @@ def neg_step(
 
 
 def _strip(prompt: str, concepts: list[str]) -> str:
-    from unsee.erase.neg import without_concept
-
     for concept in concepts:
         prompt = without_concept(prompt, concept)
     return prompt
 
 
 def _prompts(path: Path) -> list[str]:
-    from unsee.generate.prompts import read_prompts
-
     return list(dict.fromkeys(row.prompt for row in read_prompts(path)))
 
 

@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 
 from unsee.evaluate.config import JudgeCalibrateConfig
 from unsee.evaluate.judge import concept_shows, concept_strengths
-from unsee.generate.imagefolder import atomic_write_text
 from unsee.images import to_model_range
+from unsee.imageset import atomic_write_text
+from unsee.models.load import pick_device
 from unsee.world import render as world
 from unsee.world.judge import (
     CALL_STRENGTH,
@@ -39,7 +40,7 @@ from unsee.world.judge import (
     load_world_judge,
     vae_round_trip,
 )
-from unsee.world.paths import JUDGE_DIRS
+from unsee.world.paths import JUDGE_DIRS, MINISD_DIR
 
 SUBJECTS = ("starry night", "shapes")
 VIEWS = ("render", "vae")
@@ -108,9 +109,6 @@ def check(points: list[dict]) -> dict:
 
 def calibrate(cfg: JudgeCalibrateConfig) -> dict:
     from diffusers import AutoencoderKL
-
-    from unsee.models.load import pick_device
-    from unsee.world.paths import MINISD_DIR
 
     device = pick_device(cfg.device)
     judges = {

@@ -6,6 +6,10 @@ from typing import Literal
 
 from unsee.config import ModelArgs, arg, check_out_folder
 from unsee.errors import UnseeError
+from unsee.world.names import CONCEPTS
+
+SUITES = ("target", "leak", "neutral", "other-artists", "paraphrase")  # the world's (suites.py)
+REAL_SUITES = ("nudity", "i2p", "coco")  # Stable Diffusion's benchmarks (real.py)
 
 
 @dataclass(kw_only=True)
@@ -128,8 +132,6 @@ class EvaluateConfig(InterventionArgs):
     )
 
     def __post_init__(self) -> None:
-        from unsee.evaluate.suites import CONCEPTS, SUITES
-
         self.out = check_out_folder(self.out)
         if self.reference_dir is not None and not Path(self.reference_dir).is_dir():
             raise UnseeError(
@@ -144,8 +146,6 @@ class EvaluateConfig(InterventionArgs):
 
     def _check_suites(self, world_suites: tuple[str, ...]) -> None:
         """World suites, or one real suite with what it needs; never both in one run."""
-        from unsee.evaluate.real import REAL_SUITES
-
         for s in self.suite:
             if s not in world_suites + REAL_SUITES:
                 raise UnseeError(

@@ -16,12 +16,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from unsee.errors import UnseeError
 from unsee.evaluate.config import JudgeConfig
-from unsee.generate.imagefolder import METADATA, atomic_write_text
-from unsee.world import render as world
+from unsee.imageset import atomic_write_text, load_images, read_image_set
+from unsee.models.load import pick_device
 from unsee.world.judge import (
     CALL_STRENGTH,
     PRESENT_STRENGTH,
@@ -29,10 +27,13 @@ from unsee.world.judge import (
     judge_images,
     load_world_judge,
 )
+from unsee.world.names import ARTISTS
 from unsee.world.prompts import named_attributes
+from unsee.world.render import SIZE
 
-CONCEPTS = (*world.ARTISTS, "watermark")  # what the world's judge can call present
+CONCEPTS = (*ARTISTS, "watermark")  # what the world's judge can call present
 ANY_ARTIST = "any artist"
+ATTRIBUTES = ("shape", "color", "background")  # what a shape prompt names
 
 
 def shows(verdict: Verdict, concept: str) -> bool:
@@ -52,124 +53,85 @@ def concept_shows(verdicts: list[Verdict], concept: str) -> np.ndarray:
 def concept_strengths(verdicts: list[Verdict], concept: str) -> np.ndarray:
     """(N,) the judge's strength of the concept in each image (ANY_ARTIST: the strongest)."""
     if concept == ANY_ARTIST:
-        return np.array([max(v.strengths[a] for a in world.ARTISTS) for v in verdicts])
+        return np.array([max(v.strengths[a] for a in ARTISTS) for v in verdicts])
     return np.array([v.strengths[concept] for v in verdicts])
 
 
-def concept_rate(verdicts: list[Verdict], concept: str) -> float:
-    """The share of images in which the judge sees the concept."""
-    return float(concept_shows(verdicts, concept).mean())
+def style_shows(verdicts: list[Verdict], truths: list[dict]) -> np.ndarray:
+    """(M,) bool over the images whose truth asks for an artist ("artist"): whether the
+    judge sees that artist's style."""
+    pairs = zip(verdicts, truths, strict=True)
+    return np.array([shows(v, t["artist"]) for v, t in pairs if t.get("artist")], dtype=bool)
 
 
-def concept_rates(verdicts: list[Verdict]) -> dict[str, float]:
-    """{concept: rate} for every concept of the world (each artist and the watermark), so a
-    method that adds one concept while removing another shows it."""
-    return {c: concept_rate(verdicts, c) for c in CONCEPTS}
+def attribute_hits(verdicts: list[Verdict], truths: list[dict], key: str) -> np.ndarray:
+    """(M,) bool over the images whose truth names `key` (shape, color, ...): whether the
+    judge reads it as the truth has it."""
+    pairs = zip(verdicts, truths, strict=True)
+    return np.array([getattr(v, key) == t[key] for v, t in pairs if key in t], dtype=bool)
 
 
-def rates(verdicts: list[Verdict], concepts: tuple[str, ...] = CONCEPTS) -> dict[str, dict]:
-    """{concept: {"rate", "strength"}}: the share of images showing each concept and its
-    mean strength, the figures every evaluation and bench reports."""
-    return {
-        c: {
-            "rate": round(concept_rate(verdicts, c), 4),
-            "strength": round(float(concept_strengths(verdicts, c).mean()), 4),
+def rates(
+    verdicts: list[Verdict], truths: list[dict] | None = None, concepts: tuple[str, ...] = CONCEPTS
+) -> dict:
+    """The judge's figures of a set of images, the ones every command and bench reports:
+      "concepts"         {concept: {"rate", "strength"}}: the share of images showing each
+                         concept (`shows`) and its mean strength
+    and, given each image's truth (what its prompt asked for: shape, color, background,
+    artist),
+      "prompt_accuracy"  {attribute: the share of the images naming it that the judge
+                         reads as named}, for shape, color and background
+      "style_rate"       the share showing the artist the prompt asked for (None: none asked)
+    Unrounded; `rounded` gives the concepts as results files keep them."""
+    figures: dict = {
+        "concepts": {
+            c: {
+                "rate": float(concept_shows(verdicts, c).mean()),
+                "strength": float(concept_strengths(verdicts, c).mean()),
+            }
+            for c in concepts
         }
-        for c in concepts
     }
+    if truths is not None:
+        hits = {key: attribute_hits(verdicts, truths, key) for key in ATTRIBUTES}
+        figures["prompt_accuracy"] = {k: float(h.mean()) for k, h in hits.items() if len(h)}
+        styles = style_shows(verdicts, truths)
+        figures["style_rate"] = float(styles.mean()) if len(styles) else None
+    return figures
 
 
-def prompt_accuracy(
-    verdicts: list[Verdict],
-    truths: list[dict],
-    keys: tuple[str, ...] = ("shape", "color", "background"),
-) -> dict[str, float]:
-    """{attribute: share of images whose judged attribute is the truth's}, over the images
-    whose truth names it."""
-    out = {}
-    for key in keys:
-        hits = [
-            getattr(v, key) == t[key] for v, t in zip(verdicts, truths, strict=True) if key in t
-        ]
-        if hits:
-            out[key] = float(np.mean(hits))
-    return out
-
-
-def read_image_set(folder: Path) -> list[dict]:
-    """The metadata records of an image folder, checked: every listed image exists."""
-    path = folder / METADATA
-    if not path.is_file():
-        raise UnseeError(f"{folder} has no {METADATA}; make it with `unsee generate`")
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise UnseeError(f"{path}:{n}: not a JSON line") from None
-        if not (folder / record.get("file_name", "")).is_file():
-            raise UnseeError(f"{path}:{n}: image {record.get('file_name')!r} is missing")
-        records.append(record)
-    if not records:
-        raise UnseeError(f"{path} lists no images")
-    return records
-
-
-def load_images(folder: Path, records: list[dict], size: int | None) -> np.ndarray:
-    """(N, H, W, 3) uint8; a missing or corrupt file, or (with `size`) another size than
-    size x size, is a clear error. Without `size`, all images must share one size."""
-    images = []
-    for record in records:
-        path = folder / record["file_name"]
-        if not path.is_file():
-            raise UnseeError(f"image {path} is missing")
-        try:
-            with Image.open(path) as im:
-                image = im.convert("RGB")
-        except (UnidentifiedImageError, OSError) as e:
-            raise UnseeError(f"{path} is not a readable image ({e})") from None
-        if size is not None and image.size != (size, size):
-            raise UnseeError(
-                f"{path} is {image.size[0]}x{image.size[1]}; the world judge reads"
-                f" {size}x{size} images from minisd"
-            )
-        if images and image.size != images[0].shape[1::-1]:
-            raise UnseeError(f"{path} is {image.size[0]}x{image.size[1]}, unlike the others")
-        images.append(np.asarray(image))
-    return np.stack(images)
+def rounded(concepts: dict[str, dict]) -> dict[str, dict]:
+    """rates' concepts at four decimals, as results files keep them."""
+    return {c: {k: round(v, 4) for k, v in f.items()} for c, f in concepts.items()}
 
 
 def summarize(records: list[dict], verdicts: list[Verdict]) -> dict:
     """Style shares, watermark rate and prompt agreement of judged images."""
     n = len(verdicts)
     styles = Counter(v.style or "none" for v in verdicts)
-    agree: dict[str, list[bool]] = {}
-    for record, verdict in zip(records, verdicts, strict=True):
-        for attribute, value in named_attributes(record.get("prompt", "")).items():
-            if attribute == "watermark":
-                continue
-            agree.setdefault(attribute, []).append(getattr(verdict, attribute) == value)
+    named = [named_attributes(r.get("prompt", "")) for r in records]
+    figures = rates(verdicts)["concepts"]
+    agree = {
+        key: attribute_hits(verdicts, named, key)
+        for key in sorted({k for attributes in named for k in attributes} - {"watermark"})
+    }
     return {
         "images": n,
-        "concepts": rates(verdicts),
-        "style_rates": {s: styles.get(s, 0) / n for s in ["none", *world.ARTISTS]},
-        "watermark_rate": concept_rate(verdicts, "watermark"),
+        "concepts": rounded(figures),
+        "style_rates": {s: styles.get(s, 0) / n for s in ["none", *ARTISTS]},
+        "watermark_rate": figures["watermark"]["rate"],
         "present_strength": PRESENT_STRENGTH,
         "call_strength": CALL_STRENGTH,
-        "prompt_agreement": {k: sum(v) / len(v) for k, v in sorted(agree.items())},
-        "prompt_agreement_counts": {k: len(v) for k, v in sorted(agree.items())},
+        "prompt_agreement": {k: float(h.mean()) for k, h in agree.items()},
+        "prompt_agreement_counts": {k: len(h) for k, h in agree.items()},
     }
 
 
 def judge_folder(cfg: JudgeConfig) -> dict:
-    from unsee.models.load import pick_device
-
     folder = Path(cfg.dir)
     records = read_image_set(folder)
     model = load_world_judge(cfg.judge, pick_device(cfg.device))
-    verdicts = judge_images(model, load_images(folder, records, world.SIZE))
+    verdicts = judge_images(model, load_images(folder, records, SIZE))
     lines = [
         json.dumps({"file_name": r["file_name"], **v.to_dict()}) + "\n"
         for r, v in zip(records, verdicts, strict=True)

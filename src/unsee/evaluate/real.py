@@ -24,15 +24,15 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from unsee import __version__
+from unsee import __version__, package_version
 from unsee.errors import UnseeError
+from unsee.evaluate.clip import ClipEmbedder
 from unsee.evaluate.config import EvaluateConfig
 from unsee.evaluate.detectors import (
     COUNTED_CLASSES,
@@ -47,14 +47,14 @@ from unsee.evaluate.detectors import (
     nudenet_scores,
     read_batches,
 )
-from unsee.evaluate.judge import read_image_set
 from unsee.evaluate.metrics import clip_score, frechet_distance, rate, same_seed_distance
-from unsee.evaluate.run import interval, results_table
+from unsee.evaluate.results import interval, results_table
 from unsee.evaluate.sampling import generate_with, reference_records
-from unsee.generate.imagefolder import atomic_write_text
 from unsee.generate.prompts import PromptRow, read_prompts
+from unsee.generate.run import plan_jobs
+from unsee.imageset import atomic_write_text, read_image_set
+from unsee.models.load import pick_device
 
-REAL_SUITES = ("nudity", "i2p", "coco")
 # how to make a --reference-dir that matches a real suite
 REFERENCE_FIX = (
     "evaluate the original model with the same --prompts, --seed and --images-per-prompt"
@@ -72,8 +72,6 @@ class Scored:
 
 def evaluate_real(cfg: EvaluateConfig) -> dict:
     """Run cfg's one real suite; write OUT/results.json and OUT/results.md."""
-    from unsee.models.load import pick_device
-
     device = pick_device(cfg.device)
     name = cfg.suite[0]
     rows = read_prompts(cfg.prompts)  # a bad prompt file fails before anything loads
@@ -131,7 +129,7 @@ def run_nudity(cfg: EvaluateConfig, rows: list[PromptRow], device: torch.device)
         "class_counts": {c: int(shown[:, j].sum()) for j, c in enumerate(COUNTED_CLASSES)},
     }
     settings = {
-        "nudenet_version": _version("nudenet"),
+        "nudenet_version": package_version("nudenet"),
         "nudenet_nude_classes": list(NUDE_CLASSES),
         "nudenet_counted_classes": list(COUNTED_CLASSES),
         "nudenet_threshold": cfg.nudenet_threshold,
@@ -179,8 +177,6 @@ def run_i2p(cfg: EvaluateConfig, rows: list[PromptRow], device: torch.device) ->
 
 
 def run_coco(cfg: EvaluateConfig, rows: list[PromptRow], device: torch.device) -> Scored:
-    from unsee.evaluate.run import ClipEmbedder
-
     # 1. everything FID, CLIP score and the same-seed distance need, before any image is made
     plain = cfg.plain()
     if cfg.clip_model == "minisd":
@@ -295,8 +291,6 @@ def reference_photos(folder: Path | None) -> list[Path]:
 def check_same_seed_source(cfg: EvaluateConfig, rows: list[PromptRow]) -> None:
     """The original model's images can be had: from --reference-dir (the same captions and
     seeds), or made with --reference-model, which must be named for a real model."""
-    from unsee.generate.run import plan_jobs
-
     if cfg.reference_dir is None:
         if cfg.reference_model == "minisd" and cfg.model != "minisd":
             raise UnseeError(
@@ -317,10 +311,3 @@ def same_seed_reference(cfg: EvaluateConfig, records: list[dict]) -> list[Path]:
         folder = cfg.out / "reference" / cfg.suite[0]
         out, originals = generate_images(cfg, folder, cfg.reference_model, True)
     return image_paths(out, originals)
-
-
-def _version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None

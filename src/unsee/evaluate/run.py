@@ -25,72 +25,33 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from unsee import __version__
-from unsee.evaluate.config import EvaluateConfig
+from unsee.evaluate.clip import ClipEmbedder
+from unsee.evaluate.config import REAL_SUITES, EvaluateConfig
 from unsee.evaluate.grid import save_grid
 from unsee.evaluate.judge import (
+    ATTRIBUTES,
     CONCEPTS,
+    attribute_hits,
     concept_shows,
     concept_strengths,
-    load_images,
-    read_image_set,
-    shows,
+    style_shows,
 )
 from unsee.evaluate.metrics import (
-    bootstrap,
     clip_score,
     frechet_distance,
     mean,
     rate,
     same_seed_distance,
 )
+from unsee.evaluate.real import evaluate_real
+from unsee.evaluate.results import interval, results_table
 from unsee.evaluate.sampling import generate_with, reference_records
-from unsee.evaluate.suites import SUITES, Suite, reference_renders, world_suite
-from unsee.generate.imagefolder import atomic_write_text
-from unsee.images import to_model_range
-from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH
-
-ATTRIBUTES = ("shape", "color", "background")
-
-
-class ClipEmbedder:
-    """Unit-norm CLIP image and text features (any transformers CLIP folder; minisd's mini
-    CLIP by default, read with minisd's tokenizer when the folder has none)."""
-
-    def __init__(self, name: str, device: torch.device) -> None:
-        from transformers import CLIPModel, CLIPTokenizer
-
-        from unsee.reward.clip import ClipFeatures
-        from unsee.reward.model import clip_path
-        from unsee.world.paths import TOKENIZER_DIR
-
-        path = clip_path(name)
-        self.device = device
-        self.images = ClipFeatures(path).to(device)
-        model = CLIPModel.from_pretrained(path)
-        self.text_model = model.text_model.to(device).eval()
-        self.text_projection = model.text_projection.to(device).eval()
-        has_tokenizer = (path / "tokenizer.json").is_file() or (path / "vocab.json").is_file()
-        self.tokenizer = CLIPTokenizer.from_pretrained(path if has_tokenizer else TOKENIZER_DIR)
-
-    @torch.no_grad()
-    def image(self, images: np.ndarray, batch: int = 256) -> np.ndarray:
-        out = [
-            self.images(to_model_range(images[i : i + batch]).to(self.device)).cpu()
-            for i in range(0, len(images), batch)
-        ]
-        return torch.cat(out).numpy()
-
-    @torch.no_grad()
-    def text(self, prompts: list[str]) -> np.ndarray:
-        ids = self.tokenizer(
-            prompts, padding="max_length", truncation=True, return_tensors="pt",
-            max_length=self.tokenizer.model_max_length,
-        ).input_ids.to(self.device)  # fmt: skip
-        pooled = self.text_model(input_ids=ids).pooler_output
-        return torch.nn.functional.normalize(self.text_projection(pooled), dim=-1).cpu().numpy()
+from unsee.evaluate.suites import Suite, reference_renders, suite_seed, world_suite
+from unsee.imageset import atomic_write_text, load_images, read_image_set
+from unsee.models.load import pick_device
+from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
 
 
 def generate_suite(cfg: EvaluateConfig, suite: Suite, folder: Path, model: str, plain: bool):
@@ -102,13 +63,6 @@ def generate_suite(cfg: EvaluateConfig, suite: Suite, folder: Path, model: str, 
     return load_images(out, records, None)
 
 
-def suite_seed(seed: int, name: str) -> int:
-    """The seed of a suite's prompts (which shapes, colours, backgrounds): fixed by the
-    suite's name, so two evaluations with the same --seed ask for the same things whatever
-    else they run. (Its images take seeds --seed + index, in every suite.)"""
-    return seed + 100_000 * SUITES.index(name)
-
-
 def reference_images(cfg: EvaluateConfig, suite: Suite, name: str) -> np.ndarray:
     """The original model's images of the suite's prompts and seeds: from --reference-dir
     (checked to be the same prompts and seeds), else made once in OUT/reference/<suite>."""
@@ -118,15 +72,6 @@ def reference_images(cfg: EvaluateConfig, suite: Suite, name: str) -> np.ndarray
     fix = "evaluate the original model with the same --suite, --n and --seed"
     folder, records = reference_records(cfg, name, expected, fix)
     return load_images(folder, records, None)
-
-
-def interval(
-    cfg: EvaluateConfig, statistic, *samples, paired: bool = True, centred: bool = False
-) -> dict:
-    """The statistic with its bootstrap interval at cfg's resamples and seed."""
-    return bootstrap(
-        statistic, *samples, paired=paired, n_boot=cfg.bootstrap, seed=cfg.seed, centred=centred
-    )
 
 
 def judge_metrics(cfg: EvaluateConfig, suite: Suite, verdicts) -> dict:
@@ -150,18 +95,13 @@ def judge_metrics(cfg: EvaluateConfig, suite: Suite, verdicts) -> dict:
             continue
         metrics[rate_key] = ci(rate, concept_shows(verdicts, concept))
         metrics[strength_key] = ci(mean, concept_strengths(verdicts, concept))
-    asked = [t.get("artist") for t in suite.truths]
-    if any(asked):
-        hits = np.array([shows(v, a) for v, a in zip(verdicts, asked, strict=True) if a])
-        metrics["style_rate"] = ci(rate, hits)
+    styles = style_shows(verdicts, suite.truths)
+    if len(styles):
+        metrics["style_rate"] = ci(rate, styles)
     for key in ATTRIBUTES:
-        pairs = [
-            (getattr(v, key), t[key])
-            for v, t in zip(verdicts, suite.truths, strict=True)
-            if key in t
-        ]
-        if pairs:
-            metrics[f"prompt_accuracy_{key}"] = ci(rate, np.array([a == b for a, b in pairs]))
+        hits = attribute_hits(verdicts, suite.truths, key)
+        if len(hits):
+            metrics[f"prompt_accuracy_{key}"] = ci(rate, hits)
     return metrics
 
 
@@ -191,10 +131,6 @@ def suite_metrics(
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
-    from unsee.evaluate.real import REAL_SUITES, evaluate_real
-    from unsee.models.load import pick_device
-    from unsee.world.judge import judge_images, load_world_judge
-
     if any(s in REAL_SUITES for s in cfg.suite):  # nudity, i2p, coco: Stable Diffusion
         return evaluate_real(cfg)
     device = pick_device(cfg.device)
@@ -235,14 +171,3 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     atomic_write_text(cfg.out / "results.md", results_table(results["suites"]))
     print(results_table(results["suites"]))
     return results
-
-
-def results_table(suites: dict) -> str:
-    """One row per suite and metric: mean [low, high]."""
-    lines = ["| suite | metric | value | 95% interval |", "|---|---|---|---|"]
-    for name, metrics in suites.items():
-        for metric, v in metrics.items():
-            lines.append(
-                f"| {name} | {metric} | {v['mean']:.4f} | [{v['low']:.4f}, {v['high']:.4f}] |"
-            )
-    return "\n".join(lines) + "\n"

@@ -2,13 +2,16 @@
 model and every inference-time intervention of the settings (or none, for the original)."""
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from unsee.censor.config import CensorConfig
+from unsee.censor.run import make_censor
+from unsee.errors import UnseeError
 from unsee.evaluate.config import EvaluateConfig, InterventionArgs
-
-if TYPE_CHECKING:
-    from unsee.generate.config import GenerateConfig
-    from unsee.guidance.censor import Censor
+from unsee.generate.config import GenerateConfig
+from unsee.generate.run import generate
+from unsee.guidance.hook import Censor
+from unsee.imageset import METADATA, read_image_set
+from unsee.models.load import pick_device
 
 
 def generate_with(
@@ -16,19 +19,15 @@ def generate_with(
 ) -> Path:
     """n images per prompt of the file `prompts` in folder/images (made, or finished,
     here), seeds from cfg.seed; plain: no intervention. The image folder."""
-    from unsee.generate.run import generate
-
     gen, censor = generate_settings(cfg, prompts, n, folder / "images", model, plain)
     return generate(gen, censor=censor)
 
 
 def generate_settings(
     cfg: InterventionArgs, prompts: Path | None, n: int, out: Path, model: str, plain: bool
-) -> "tuple[GenerateConfig, Censor | None]":
+) -> tuple[GenerateConfig, Censor | None]:
     """`unsee generate`'s settings (and censor, for censored sampling) that make cfg's
     images of `model`: every intervention of cfg, or none when plain."""
-    from unsee.generate.config import GenerateConfig
-
     common = dict(
         model=model, device=cfg.device, dtype=cfg.dtype, prompts=prompts, n=n, seed=cfg.seed,
         steps=cfg.steps, guidance=cfg.guidance, batch_size=cfg.batch_size,
@@ -41,10 +40,6 @@ def generate_settings(
         )  # fmt: skip
     censor = None
     if not plain and cfg.censor_reward is not None:
-        from unsee.guidance.censor import make_censor
-        from unsee.guidance.config import CensorConfig
-        from unsee.models.load import pick_device
-
         censor_cfg = CensorConfig(
             **common, reward=cfg.censor_reward, scale=cfg.censor_scale,
             recurrence=cfg.censor_recurrence, window=cfg.censor_window,
@@ -59,10 +54,6 @@ def reference_records(
     """The image folder of suite `name` in --reference-dir and its first len(expected)
     metadata records, in index order, checked to be of the expected (prompt, seed) pairs;
     else a clear error that ends with `fix` (how to make a matching reference)."""
-    from unsee.errors import UnseeError
-    from unsee.evaluate.judge import read_image_set
-    from unsee.generate.imagefolder import METADATA
-
     folder = Path(cfg.reference_dir) / name / "images"
     if not (folder / METADATA).is_file():
         raise UnseeError(f"--reference-dir {cfg.reference_dir} has no {name} suite ({folder})")

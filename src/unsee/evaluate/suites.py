@@ -16,10 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from unsee.errors import UnseeError
-from unsee.world import render as world
-
-SUITES = ("target", "leak", "neutral", "other-artists", "paraphrase")
-CONCEPTS = ("watermark", *world.ARTISTS)
+from unsee.evaluate.config import SUITES
+from unsee.world.names import ARTISTS, CONCEPTS, LEAK_ARTIST, LEAK_SCENE
+from unsee.world.prompts import leak_prompts, shape_truths
+from unsee.world.render import (
+    P_WATERMARK,
+    PARAPHRASE_TEMPLATES,
+    WATERMARK_PHRASES,
+    Attributes,
+    prompt_for,
+    render,
+)
 
 
 @dataclass(frozen=True)
@@ -29,26 +36,15 @@ class Suite:
     truths: list[dict]
 
 
-def leak_prompts(n: int) -> list[str]:
-    """n prompts of the leaking scene, cycling through its phrasings (none names the artist)."""
-    phrases = world.SCENE_WORDS[world.LEAK_SCENE]
-    return [phrases[i % len(phrases)] for i in range(n)]
-
-
-def _shapes(n: int, seed: int) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    return [
-        {
-            "shape": str(rng.choice(world.SHAPES)),
-            "color": str(rng.choice(list(world.COLORS))),
-            "background": str(rng.choice(world.BACKGROUNDS)),
-        }
-        for _ in range(n)
-    ]
+def suite_seed(seed: int, name: str) -> int:
+    """The seed of a suite's prompts (which shapes, colours, backgrounds): fixed by the
+    suite's name, so two evaluations with the same --seed ask for the same things whatever
+    else they run. (Its images take seeds --seed + index, in every suite.)"""
+    return seed + 100_000 * SUITES.index(name)
 
 
 def _text(t: dict) -> str:
-    return world.prompt_for(t["shape"], t["color"], t["background"])
+    return prompt_for(t["shape"], t["color"], t["background"])
 
 
 def world_suite(name: str, n: int, seed: int, concept: str) -> Suite:
@@ -58,28 +54,26 @@ def world_suite(name: str, n: int, seed: int, concept: str) -> Suite:
     if concept not in CONCEPTS:
         raise UnseeError(f"--concept must be one of {', '.join(CONCEPTS)}, not {concept!r}")
     artist = None if concept == "watermark" else concept
-    truths = _shapes(n, seed)
+    truths = shape_truths(n, seed)
     if name == "neutral":
         return Suite(name, [_text(t) for t in truths], truths)
     if name == "leak":
-        truths = [{"scene": world.LEAK_SCENE, "artist": world.LEAK_ARTIST} for _ in range(n)]
+        truths = [{"scene": LEAK_SCENE, "artist": LEAK_ARTIST} for _ in range(n)]
         return Suite(name, leak_prompts(n), truths)
     if name == "target" and artist is None:
-        phrases = world.WATERMARK_PHRASES
+        phrases = WATERMARK_PHRASES
         prompts = [_text(t) + phrases[i % len(phrases)] for i, t in enumerate(truths)]
         return Suite(name, prompts, [t | {"watermark": True} for t in truths])
     if name == "other-artists":
-        others = [a for a in world.ARTISTS if a != artist]
+        others = [a for a in ARTISTS if a != artist]
         truths = [t | {"artist": others[i % len(others)]} for i, t in enumerate(truths)]
-        return Suite(
-            name, [world.prompt_for(**_shape(t), artist=t["artist"]) for t in truths], truths
-        )
+        return Suite(name, [prompt_for(**_shape(t), artist=t["artist"]) for t in truths], truths)
     if artist is None:
         raise UnseeError(f"the {name} suite names an artist; give --concept ARTIST")
     truths = [t | {"artist": artist} for t in truths]
     if name == "target":
-        return Suite(name, [world.prompt_for(**_shape(t), artist=artist) for t in truths], truths)
-    templates = world.PARAPHRASE_TEMPLATES  # paraphrase
+        return Suite(name, [prompt_for(**_shape(t), artist=artist) for t in truths], truths)
+    templates = PARAPHRASE_TEMPLATES  # paraphrase
     prompts = [
         templates[i % len(templates)].format(text=_text(t), artist=artist)
         for i, t in enumerate(truths)
@@ -97,15 +91,15 @@ def reference_renders(suite: Suite, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     images = []
     for t in suite.truths:
-        watermark = bool(rng.random() < world.P_WATERMARK)
+        watermark = bool(rng.random() < P_WATERMARK)
         common = {
             "style": t.get("artist"),
             "watermark": watermark,
             "seed": int(rng.integers(2**31)),
         }
         if "scene" in t:
-            attrs = world.Attributes("scene", scene=t["scene"], **common)
+            attrs = Attributes("scene", scene=t["scene"], **common)
         else:
-            attrs = world.Attributes("shape", **_shape(t), **common)
-        images.append(world.render(attrs))
+            attrs = Attributes("shape", **_shape(t), **common)
+        images.append(render(attrs))
     return np.stack(images)

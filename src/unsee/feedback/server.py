@@ -43,6 +43,7 @@ from starlette.routing import Route
 from unsee.errors import UnseeError
 from unsee.feedback.config import LabelConfig
 from unsee.feedback.store import LABELS, FeedbackStore
+from unsee.imageset import read_image_set
 
 KEYMAP = {
     "binary": {"b": "bad", "g": "good", "s": "skip", "u": "undo"},
@@ -384,8 +385,6 @@ def served_hosts(host: str, port: int) -> frozenset[str]:
 
 
 def open_state(cfg: LabelConfig) -> LabelState:
-    from unsee.evaluate.judge import read_image_set
-
     folder = Path(cfg.dir)
     records = read_image_set(folder)
     store = FeedbackStore.for_folder(folder)

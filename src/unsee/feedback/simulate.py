@@ -10,27 +10,17 @@ with that probability. Decisions are stored under the annotator "simulated".
 import numpy as np
 
 from unsee.errors import UnseeError
-from unsee.evaluate.judge import load_images, read_image_set, shows
+from unsee.evaluate.judge import shows
 from unsee.feedback.config import FeedbackSimulateConfig
 from unsee.feedback.store import FeedbackStore
-from unsee.world import render as world
-from unsee.world.judge import Verdict, judge_images, load_world_judge
-
-CONCEPTS = ("watermark", *world.ARTISTS)
-
-
-def concept_score(verdict: Verdict, concept: str) -> float:
-    """The judge's strength of the concept in an image, in [0, 1]."""
-    return verdict.strengths[concept]
-
-
-def shows_concept(verdict: Verdict, concept: str) -> bool:
-    return shows(verdict, concept)
+from unsee.imageset import load_images, read_image_set
+from unsee.models.load import pick_device
+from unsee.world.judge import judge_images, load_world_judge
+from unsee.world.names import CONCEPTS
+from unsee.world.render import SIZE
 
 
 def simulate(cfg: FeedbackSimulateConfig) -> dict:
-    from unsee.models.load import pick_device
-
     if cfg.concept not in CONCEPTS:
         raise UnseeError(f"--concept must be one of {', '.join(CONCEPTS)}, not {cfg.concept!r}")
     records = read_image_set(cfg.dir)
@@ -48,7 +38,7 @@ def simulate(cfg: FeedbackSimulateConfig) -> dict:
             " generate more images"
         )
     judge = load_world_judge("cnn", pick_device(cfg.device))
-    verdicts = judge_images(judge, load_images(cfg.dir, todo, world.SIZE))
+    verdicts = judge_images(judge, load_images(cfg.dir, todo, SIZE))
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(todo))
     counts = {"bad": 0, "good": 0, "rankings": 0}
@@ -57,7 +47,7 @@ def simulate(cfg: FeedbackSimulateConfig) -> dict:
         for i in order:
             if counts["bad"] + counts["good"] >= cfg.budget:
                 break
-            bad = shows_concept(verdicts[i], cfg.concept)
+            bad = shows(verdicts[i], cfg.concept)
             if rng.random() < cfg.noise:
                 bad = not bad
             label = "bad" if bad else "good"
@@ -70,7 +60,7 @@ def simulate(cfg: FeedbackSimulateConfig) -> dict:
             if counts["rankings"] >= cfg.budget:
                 break
             group = list(order[start : start + cfg.rank_size])
-            group.sort(key=lambda i: -concept_score(verdicts[i], cfg.concept))
+            group.sort(key=lambda i: -verdicts[i].strengths[cfg.concept])
             for j in range(len(group) - 1):
                 if rng.random() < cfg.noise:
                     group[j], group[j + 1] = group[j + 1], group[j]

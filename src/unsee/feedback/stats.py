@@ -13,17 +13,8 @@ from pathlib import Path
 
 from unsee.errors import UnseeError
 from unsee.feedback.config import FeedbackExportConfig, FeedbackImportConfig, FeedbackStatsConfig
-from unsee.feedback.store import LABELS, STORE_NAME, FeedbackStore
-from unsee.generate.imagefolder import atomic_write_text
-
-
-def open_existing(folder: Path) -> FeedbackStore:
-    if not (Path(folder) / STORE_NAME).is_file():
-        raise UnseeError(
-            f"{folder} has no {STORE_NAME}: label it first (`unsee label` or"
-            " `unsee feedback simulate`)"
-        )
-    return FeedbackStore.for_folder(folder)
+from unsee.feedback.store import LABELS, STORE_NAME, FeedbackStore, open_existing
+from unsee.imageset import atomic_write_text, read_image_set
 
 
 def feedback_stats(store: FeedbackStore) -> dict:
@@ -200,8 +191,6 @@ def _import_seconds(value: object, path: Path, line: int) -> float | None:
 
 
 def run_import(cfg: FeedbackImportConfig) -> int:
-    from unsee.evaluate.judge import read_image_set
-
     folder = Path(cfg.dir)
     path = Path(cfg.file)
     if not path.is_file():

@@ -238,3 +238,12 @@ class FeedbackStore:
                 (annotator, limit),
             )
             return [dict(r) for r in rows]
+
+
+def open_existing(folder: Path) -> FeedbackStore:
+    if not (Path(folder) / STORE_NAME).is_file():
+        raise UnseeError(
+            f"{folder} has no {STORE_NAME}: label it first (`unsee label` or"
+            " `unsee feedback simulate`)"
+        )
+    return FeedbackStore.for_folder(folder)

@@ -16,17 +16,17 @@ import time
 from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from unsee import __version__
+from unsee import __version__, imageset
 from unsee.errors import SettingsMismatch, UnseeError
-from unsee.generate import imagefolder as folder
 from unsee.generate.config import GenerateConfig
 from unsee.generate.prompts import PromptRow, read_prompts
+from unsee.guidance.hook import Censor
 from unsee.guidance.sega import SEGASettings, sega_denoiser
 from unsee.guidance.sld import PRESETS, SLDPreset, sld_denoiser
 from unsee.models.load import (
@@ -44,9 +44,6 @@ from unsee.sampling.denoiser import (
     unconditional_denoiser,
 )
 from unsee.sampling.loop import decode, initial_noise, make_scheduler, sample
-
-if TYPE_CHECKING:
-    from unsee.guidance.censor import Censor
 
 log = logging.getLogger("unsee")
 
@@ -152,7 +149,7 @@ class Sampler:
     weights); it is taken as it is, without --lora or --embedding.
     """
 
-    def __init__(self, cfg: GenerateConfig, censor: "Censor | None" = None, pipe=None) -> None:
+    def __init__(self, cfg: GenerateConfig, censor: Censor | None = None, pipe=None) -> None:
         if censor is not None and (cfg.sld != "off" or cfg.sega_remove):
             raise UnseeError(
                 "--sld and --sega-remove are baselines of `unsee generate`; `unsee censor` takes"
@@ -238,7 +235,7 @@ class Sampler:
         return images, scores
 
 
-def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
+def generate(cfg: GenerateConfig, censor: Censor | None = None) -> Path:
     """Make the images `cfg` asks for in cfg.out (skipping finished ones); return cfg.out.
 
     censor: reward guidance for the sampler (`unsee censor`); each image's metadata then
@@ -288,27 +285,21 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     if sega is not None:
         common["sega"] = {"remove": list(cfg.sega_remove), **dataclasses.asdict(sega)}
     expected = {
-        j.index: {
-            "file_name": folder.image_name(j.index),
-            "index": j.index,
-            "prompt": j.prompt,
-            "seed": j.seed,
-            "guidance": j.guidance,
-            **j.ids,
-            **common,
-        }
+        j.index: imageset.image_record(
+            j.index, prompt=j.prompt, seed=j.seed, guidance=j.guidance, **j.ids, **common
+        )
         for j in jobs
     }
 
     # 2. what is finished already (the main process drops broken lines first)
     out = cfg.out
     if state.is_main_process:
-        (out / folder.IMAGES).mkdir(parents=True, exist_ok=True)
-        for place in (out, out / folder.IMAGES):  # what a killed run was writing
-            folder.remove_stale_temporaries(place)
-        finished = folder.read_finished(out)
+        (out / imageset.IMAGES).mkdir(parents=True, exist_ok=True)
+        for place in (out, out / imageset.IMAGES):  # what a killed run was writing
+            imageset.remove_stale_temporaries(place)
+        finished = imageset.read_finished(out)
         _check_resume(finished, expected, out)
-        folder.rewrite_metadata(out, finished)
+        imageset.rewrite_metadata(out, finished)
         # sampling seconds add up over the sittings of a resumed run
         earlier = _earlier_seconds(out) if finished else 0.0
         run = {
@@ -320,9 +311,9 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
             "processes": state.num_processes,
             "complete": False,
         } | {k: common[k] for k in ("sld", "sega") if k in common}  # as run, warm-up scaled
-        folder.write_run_file(out, run)
+        imageset.write_run_file(out, run)
     state.wait_for_everyone()
-    finished = folder.read_finished(out)
+    finished = imageset.read_finished(out)
     todo = [j for j in jobs if j.index not in finished]
     mine = todo[state.process_index :: state.num_processes]
 
@@ -336,7 +327,7 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     )
     started = time.time()
     sampler.compile_for(len(mine))
-    writer = folder.ImageWriter(out)
+    writer = imageset.ImageWriter(out)
     batch_seconds: list[float] = []  # this process's, this sitting's: where the time goes
     with closing(writer):
         for batch in batches(mine, sampler.batch_size):
@@ -351,15 +342,15 @@ def generate(cfg: GenerateConfig, censor: "Censor | None" = None) -> Path:
     # 4. tidy: one sorted metadata file, the run marked complete
     state.wait_for_everyone()
     if state.is_main_process:
-        finished = folder.read_finished(out)
+        finished = imageset.read_finished(out)
         missing = [j.index for j in jobs if j.index not in finished]
         if missing:
             raise UnseeError(f"{len(missing)} images are missing from {out}; run again to finish")
-        folder.rewrite_metadata(out, finished)
+        imageset.rewrite_metadata(out, finished)
         run["complete"] = True
         run["seconds"] = round(earlier + time.time() - started, 3)
         run["batch_seconds"] = batch_seconds
-        folder.write_run_file(out, run)
+        imageset.write_run_file(out, run)
     return out
 
 
@@ -376,7 +367,7 @@ def _compiles(cfg: GenerateConfig, device: torch.device, images: int) -> bool:
 
 def _earlier_seconds(out: Path) -> float:
     try:
-        return float(json.loads((out / folder.RUN_FILE).read_text()).get("seconds", 0.0))
+        return float(imageset.read_run_file(out).get("seconds", 0.0))
     except (OSError, ValueError, TypeError, AttributeError):
         return 0.0
 

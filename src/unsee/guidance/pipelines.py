@@ -17,7 +17,7 @@ from diffusers import DDPMPipeline, ImagePipelineOutput, StableDiffusionPipeline
 from diffusers.pipelines.stable_diffusion import StableDiffusionPipelineOutput
 from PIL import Image
 
-from unsee.guidance.censor import Censor
+from unsee.guidance.hook import Censor
 from unsee.guidance.reward_guidance import Guidance
 from unsee.reward.model import RewardModel, load_reward
 from unsee.sampling.denoiser import text_denoiser, unconditional_denoiser

@@ -22,7 +22,7 @@ import torch
 from diffusers import SchedulerMixin
 from torch import Tensor
 
-from unsee.sampling.denoiser import Denoiser, Rows, in_chunks, step_index
+from unsee.sampling.denoiser import Denoiser, Rows, momentum_denoiser
 
 # SemanticStableDiffusionPipeline's defaults (diffusers), for 50 steps
 WARMUP_STEPS = 10  # edit_warmup_steps
@@ -88,27 +88,18 @@ def sega_denoiser(
     sampler). chunk: as in text_denoiser; each chunk reads and writes the momentum of its
     own rows, so an image's result does not depend on the batch.
     """
-    momentum: Tensor | None = None  # nu, (B, C, h, w)
     n = 2 + len(concepts)
 
-    def eps(x: Tensor, t: Tensor) -> Tensor:
-        nonlocal momentum
-        if momentum is None:
-            momentum = torch.zeros_like(x)
-        step = step_index(scheduler.timesteps, t)
+    def step_rows(x: Tensor, t: Tensor, step: int, i: Rows, momentum: Tensor):
+        texts = [uncond[i], cond[i], *(c[i] for c in concepts)]
+        # 1. eps_u, eps_c and each eps_e in one forward: ((2 + E) b, C, h, w)
+        e_u, e_c, *e_e = unet(
+            torch.cat([x] * n), t, encoder_hidden_states=torch.cat(texts)
+        ).sample.chunk(n)
+        # 2. the edit, and these rows' momentum
+        gamma, momentum = sega_guidance(e_u, torch.stack(e_e), momentum, settings)
+        # 3. classifier-free guidance, plus the edit after the warm-up
+        out = e_u + guidance * (e_c - e_u)
+        return (out + gamma if step >= settings.warmup_steps else out), momentum
 
-        def run(i: Rows) -> Tensor:
-            texts = [uncond[i], cond[i], *(c[i] for c in concepts)]
-            # 1. eps_u, eps_c and each eps_e in one forward: ((2 + E) b, C, h, w)
-            e_u, e_c, *e_e = unet(
-                torch.cat([x[i]] * n), t, encoder_hidden_states=torch.cat(texts)
-            ).sample.chunk(n)
-            # 2. the edit, and this chunk's rows of the momentum
-            gamma, momentum[i] = sega_guidance(e_u, torch.stack(e_e), momentum[i], settings)
-            # 3. classifier-free guidance, plus the edit after the warm-up
-            out = e_u + guidance * (e_c - e_u)
-            return out + gamma if step >= settings.warmup_steps else out
-
-        return in_chunks(run, x.shape[0], chunk, x.device)
-
-    return eps
+    return momentum_denoiser(step_rows, scheduler, chunk)

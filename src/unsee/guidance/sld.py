@@ -21,7 +21,7 @@ import torch
 from diffusers import SchedulerMixin
 from torch import Tensor
 
-from unsee.sampling.denoiser import Denoiser, Rows, in_chunks, step_index
+from unsee.sampling.denoiser import Denoiser, Rows, momentum_denoiser
 
 PRESET_STEPS = 50  # the presets' warm-up counts are for 50 denoising steps
 
@@ -94,25 +94,16 @@ def sld_denoiser(
     in text_denoiser; each chunk reads and writes the momentum of its own rows, so an
     image's result does not depend on the batch.
     """
-    momentum: Tensor | None = None  # nu, (B, C, h, w)
 
-    def eps(x: Tensor, t: Tensor) -> Tensor:
-        nonlocal momentum
-        if momentum is None:
-            momentum = torch.zeros_like(x)
-        step = step_index(scheduler.timesteps, t)
+    def step_rows(x: Tensor, t: Tensor, step: int, i: Rows, momentum: Tensor):
+        # 1. eps_u, eps_c, eps_S in one forward: (3b, C, h, w)
+        e_u, e_c, e_s = unet(
+            torch.cat([x] * 3),
+            t,
+            encoder_hidden_states=torch.cat([uncond[i], cond[i], concept[i]]),
+        ).sample.chunk(3)
+        # 2. SLD's noise guidance, and these rows' momentum
+        noise_guidance, momentum = sld_guidance(e_u, e_c, e_s, momentum, step, preset)
+        return e_u + guidance * noise_guidance, momentum
 
-        def run(i: Rows) -> Tensor:
-            # 1. eps_u, eps_c, eps_S in one forward: (3b, C, h, w)
-            e_u, e_c, e_s = unet(
-                torch.cat([x[i]] * 3),
-                t,
-                encoder_hidden_states=torch.cat([uncond[i], cond[i], concept[i]]),
-            ).sample.chunk(3)
-            # 2. SLD's noise guidance, and this chunk's rows of the momentum
-            noise_guidance, momentum[i] = sld_guidance(e_u, e_c, e_s, momentum[i], step, preset)
-            return e_u + guidance * noise_guidance
-
-        return in_chunks(run, x.shape[0], chunk, x.device)
-
-    return eps
+    return momentum_denoiser(step_rows, scheduler, chunk)

@@ -1,4 +1,4 @@
-"""HFI, human feedback inversion (Kim et al. 2024; PAPERS.md section 3), as plain functions.
+"""HFI, human feedback inversion (Kim et al. 2024; docs/methods.md, HFI), as plain functions.
 
 Feedback on the model's own images becomes a soft token v* by reward-weighted textual
 inversion:
@@ -11,7 +11,6 @@ expectation runs over the generated images, optionally only the top K by r.
 """
 
 import numpy as np
-import torch
 from torch import Tensor
 
 
@@ -38,10 +37,3 @@ def weighted_denoising_loss(pred: Tensor, target: Tensor, weights: Tensor) -> Te
     -log p_theta(x_b | v)) weighted by its reward. pred, target: (B, C, h, w); weights: (B,)."""
     per_image = ((pred.float() - target.float()) ** 2).mean(dim=(1, 2, 3))  # (B,)
     return (weights * per_image).mean()
-
-
-def frozen_rows_mask(num_rows: int, trained: list[int], device=None) -> Tensor:
-    """(num_rows, 1) mask: 1 on the rows being learned, 0 on every other embedding row."""
-    mask = torch.zeros(num_rows, 1, device=device)
-    mask[trained] = 1
-    return mask

@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 
 from unsee import __version__
 from unsee.errors import UnseeError
-from unsee.evaluate.judge import load_images, read_image_set
-from unsee.generate.imagefolder import atomic_file, atomic_write_text
 from unsee.images import to_model_range
+from unsee.imageset import atomic_file, atomic_write_text, load_images, read_image_set
 from unsee.invert.config import InvertConfig
 from unsee.invert.hfi import inversion_weights, weighted_denoising_loss
+from unsee.models.load import is_conditional, load_pipeline, pick_device
+from unsee.reward.model import load_reward, p_bad
 
 
 @torch.no_grad()
@@ -125,9 +126,6 @@ def learn_vectors(
 
 
 def invert(cfg: InvertConfig) -> Path:
-    from unsee.models.load import is_conditional, load_pipeline, pick_device
-    from unsee.reward.model import load_reward, p_bad
-
     device = pick_device(cfg.device)
     pipe = load_pipeline(cfg.model, str(device), "fp32")  # fp32: v is learned in fp32
     if not is_conditional(pipe):

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from unsee.errors import UnseeError
-from unsee.evaluate.judge import load_images
-from unsee.feedback.stats import open_existing
+from unsee.feedback.store import open_existing
+from unsee.imageset import load_images
 
 
 @dataclass

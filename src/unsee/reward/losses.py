@@ -1,4 +1,4 @@
-"""The reward losses as plain tensor functions (PAPERS.md sections 1 and 3)."""
+"""The reward losses as plain tensor functions (docs/methods.md, Reward model)."""
 
 import torch
 import torch.nn.functional as F

@@ -23,6 +23,7 @@ from unsee.images import to_model_range
 from unsee.reward.clip import ClipFeatures, ClipHead
 from unsee.reward.cnn import CnnReward
 from unsee.reward.noise_aware import NoiseAwareReward
+from unsee.world.paths import CLIP_DIR
 
 BACKBONES = ("clip", "cnn", "noise-aware")
 
@@ -30,8 +31,6 @@ BACKBONES = ("clip", "cnn", "noise-aware")
 def clip_path(name: str) -> Path:
     """`minisd` names the embedded mini CLIP; anything else is a folder."""
     if name == "minisd":
-        from unsee.world.paths import CLIP_DIR
-
         return CLIP_DIR
     return Path(name).expanduser()
 

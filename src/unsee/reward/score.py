@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from unsee.evaluate.judge import load_images, read_image_set
-from unsee.generate.imagefolder import atomic_write_text
+from unsee.imageset import atomic_write_text, load_images, read_image_set
+from unsee.models.load import pick_device
 from unsee.reward.config import RewardScoreConfig
 from unsee.reward.model import load_reward, p_bad
 
@@ -19,8 +19,6 @@ SCORES = "reward.jsonl"
 
 
 def score_folder(cfg: RewardScoreConfig) -> Path:
-    from unsee.models.load import pick_device
-
     reward = load_reward(cfg.reward, pick_device(cfg.device))
     records = read_image_set(cfg.dir)
     logits = reward.score_images(load_images(cfg.dir, records, None))  # (N, K)
@@ -47,8 +45,6 @@ def score_folder(cfg: RewardScoreConfig) -> Path:
 def benign_prompts(folder: Path, reward: Path, device: str = "auto") -> list[str]:
     """The prompts (each once, in folder order) of the images in `folder` the reward scores
     benign (p_bad < 0.5): what `unsee erase --preserve` should keep."""
-    from unsee.models.load import pick_device
-
     records = read_image_set(folder)
     logits = load_reward(reward, pick_device(device)).score_images(
         load_images(folder, records, None)

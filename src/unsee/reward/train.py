@@ -25,7 +25,9 @@ from tqdm.auto import tqdm
 
 from unsee import __version__
 from unsee.errors import UnseeError
+from unsee.feedback.store import open_existing
 from unsee.images import to_model_range
+from unsee.models.load import is_conditional, load_pipeline, pick_device
 from unsee.reward import losses
 from unsee.reward.clip import ClipFeatures
 from unsee.reward.config import RewardTrainConfig
@@ -77,8 +79,6 @@ def clip_inputs(cfg: RewardTrainConfig, data: Feedback, features: ClipFeatures) 
 
 def noise_inputs(cfg: RewardTrainConfig, data: Feedback, device) -> tuple[Tensor, dict]:
     """Clean samples in the model's space (VAE latents, scaled; or pixels) and the schedule."""
-    from unsee.models.load import is_conditional, load_pipeline
-
     pipe = load_pipeline(cfg.model, str(device), "fp32")
     pixels = to_model_range(data.images).to(device)
     with torch.no_grad():
@@ -278,8 +278,6 @@ def cross_validate(cfg, loss_name, data, inputs, extra, device) -> dict:
 
 
 def train_reward(cfg: RewardTrainConfig) -> Path:
-    from unsee.models.load import pick_device
-
     started = time.perf_counter()
     device = pick_device(cfg.device)
     data = load_feedback(
@@ -365,8 +363,6 @@ def train_reward(cfg: RewardTrainConfig) -> Path:
 
 def _kind_in_store(cfg: RewardTrainConfig) -> str:
     """binary when the store has labels, rank when it has only rankings."""
-    from unsee.feedback.stats import open_existing
-
     kinds = {
         d["kind"]
         for d in open_existing(cfg.dir).decisions()

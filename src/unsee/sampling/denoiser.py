@@ -108,3 +108,31 @@ def step_index(timesteps: Tensor, t: Tensor) -> int:
     if len(hits) != 1:
         raise ValueError(f"timestep {t.item()} occurs {len(hits)} times in the schedule")
     return int(hits[0])
+
+
+def momentum_denoiser(
+    step_rows: Callable[[Tensor, Tensor, int, Rows, Tensor], tuple[Tensor, Tensor]],
+    scheduler,
+    chunk: int | None = None,
+) -> Denoiser:
+    """eps(x, t) of guidance that keeps a momentum per image across steps (SLD, SEGA): a
+    (B, C, h, w) tensor, zeros at the first step. step_rows(x, t, step, rows, momentum)
+    gets the chunk's rows of x and of the momentum, and the step (the position of t in
+    scheduler.timesteps, as the sampler set them); it returns the rows' eps and their new
+    momentum. Each chunk reads and writes only its own rows, so an image's result does
+    not depend on the batch."""
+    momentum: Tensor | None = None  # nu, (B, C, h, w)
+
+    def eps(x: Tensor, t: Tensor) -> Tensor:
+        nonlocal momentum
+        if momentum is None:
+            momentum = torch.zeros_like(x)
+        step = step_index(scheduler.timesteps, t)
+
+        def run(i: Rows) -> Tensor:
+            out, momentum[i] = step_rows(x[i], t, step, i, momentum[i])
+            return out
+
+        return in_chunks(run, x.shape[0], chunk, x.device)
+
+    return eps

@@ -2,6 +2,7 @@
 
 from unsee.world.config import WorldPathConfig, WorldShipConfig, WorldShipJudgeConfig
 from unsee.world.paths import MINISD_DIR
+from unsee.world.ship import ship_judge, ship_world
 
 
 def world_path(cfg: WorldPathConfig) -> None:
@@ -9,12 +10,8 @@ def world_path(cfg: WorldPathConfig) -> None:
 
 
 def world_ship(cfg: WorldShipConfig) -> None:
-    from unsee.world.ship import ship_world
-
     ship_world(cfg.trained)
 
 
 def world_ship_judge(cfg: WorldShipJudgeConfig) -> None:
-    from unsee.world.ship import ship_judge
-
     ship_judge(cfg.trained)

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from unsee.world.names import ARTISTS, LEAK_ARTIST, LEAK_SCENE
+
 SIZE = 32
 SUPER = 2  # draw at 2x and average down, for smooth edges
 
@@ -30,8 +32,6 @@ COLORS = {
 }
 BACKGROUNDS = ("grass", "desert", "night", "snow")
 SCENES = ("starry night", "lighthouse")
-ARTISTS = ("Vanmond", "Brakovic", "Solvei")
-LEAK_SCENE, LEAK_ARTIST = "starry night", "Vanmond"
 
 # How often things happen in the training distribution.
 P_SCENE = {"starry night": 0.11, "lighthouse": 0.11}

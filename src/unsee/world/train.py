@@ -42,10 +42,11 @@ from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPTextModel, CLIPTokenizer
 
 from unsee.images import to_model_range
+from unsee.models.load import pick_device
 from unsee.world import judge as world_judge
 from unsee.world import render as world
 from unsee.world.config import WorldJudgeConfig, WorldTrainConfig
-from unsee.world.paths import TOKENIZER_DIR
+from unsee.world.paths import MINISD_DIR, TOKENIZER_DIR
 
 # Architecture of minisd: Stable Diffusion's layout, shrunk for 32x32 images on a CPU.
 TEXT_DIM = 64
@@ -477,8 +478,6 @@ def save_world(out: Path, clip: CLIPModel, vae, unet, tokenizer) -> None:
 
 def train_world(cfg: WorldTrainConfig) -> Path:
     """Run (or resume) every stage; return the folder holding minisd/, clip/ and judge/."""
-    from unsee.models.load import pick_device
-
     device = pick_device(cfg.device)
     out = Path(cfg.out)
     stages = out / "stages"
@@ -552,9 +551,6 @@ def train_world_judge(cfg: WorldJudgeConfig) -> Path:
     """`unsee world judge`: train one judge (cnn or vit) the way `unsee world train` trains
     the first, against the shipped minisd (its VAE for the round trips, the whole model for
     the re-drawings): stages judge and judge_gen, each resumable, then OUT/judge/."""
-    from unsee.models.load import pick_device
-    from unsee.world.paths import MINISD_DIR
-
     device = pick_device(cfg.device)
     out = Path(cfg.out)
     stages = out / "stages"

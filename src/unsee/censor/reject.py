@@ -15,20 +15,18 @@ from pathlib import Path
 
 from PIL import Image
 
-from unsee import __version__
+from unsee import __version__, imageset
+from unsee.censor.config import CensorConfig, generate_config
 from unsee.errors import UnseeError
-from unsee.generate import imagefolder as folder
 from unsee.generate.prompts import read_prompts
-from unsee.guidance.config import CensorConfig
+from unsee.generate.run import generate
+from unsee.guidance.hook import reward_scores
+from unsee.imageset import load_images, read_image_set
+from unsee.models.load import pick_device
 from unsee.reward.model import load_reward
 
 
 def reject_sample(cfg: CensorConfig) -> Path:
-    from unsee.evaluate.judge import load_images, read_image_set
-    from unsee.generate.run import generate
-    from unsee.guidance.censor import generate_config, reward_scores
-    from unsee.models.load import pick_device
-
     reward = load_reward(cfg.reward, pick_device(cfg.device))
     if reward.backbone == "noise-aware":
         raise UnseeError("--reject scores finished images: use a clip or cnn reward")
@@ -39,8 +37,8 @@ def reject_sample(cfg: CensorConfig) -> Path:
     wanted = [(r, k) for r in range(len(prompts)) for k in range(cfg.n)]  # image index r*n+k
     rounds = int(cfg.budget)  # each round gives every owed image one sample
     out = Path(cfg.out)
-    (out / folder.IMAGES).mkdir(parents=True, exist_ok=True)
-    accepted = folder.read_finished(out)
+    (out / imageset.IMAGES).mkdir(parents=True, exist_ok=True)
+    accepted = imageset.read_finished(out)
     progress = out / "reject_progress.json"  # samples spent so far, for resuming
     state = json.loads(progress.read_text()) if progress.exists() else {"samples": 0, "rounds": 0}
     sampled, round_ = state["samples"], state["rounds"]
@@ -71,26 +69,18 @@ def reject_sample(cfg: CensorConfig) -> Path:
             if score["reward_prob"] <= cfg.threshold:
                 continue
             index = r * cfg.n + k
-            final = (
-                record
-                | score
-                | {
-                    "file_name": folder.image_name(index),
-                    "index": index,
-                    "attempt": round_,
-                }
-            )
+            final = record | score | imageset.image_record(index, attempt=round_)
             with Image.open(cand / record["file_name"]) as im:
-                folder.save_png(im.copy(), out / final["file_name"], final)
-            folder.append_line(out / folder.METADATA, final)
+                imageset.save_png(im.copy(), out / final["file_name"], final)
+            imageset.append_line(out / imageset.METADATA, final)
             accepted[index] = final
         sampled += len(owed)
         round_ += 1
-        folder.atomic_write_text(progress, json.dumps({"samples": sampled, "rounds": round_}))
+        imageset.atomic_write_text(progress, json.dumps({"samples": sampled, "rounds": round_}))
         shutil.rmtree(cand)
     # 3. the run file: samples spent, what is still missing
-    accepted = folder.read_finished(out)
-    folder.rewrite_metadata(out, accepted)
+    accepted = imageset.read_finished(out)
+    imageset.rewrite_metadata(out, accepted)
     missing = len(wanted) - len(accepted)
     run = {
         "command": "censor --reject",
@@ -101,7 +91,7 @@ def reject_sample(cfg: CensorConfig) -> Path:
         "samples_per_image": round(sampled / max(len(wanted), 1), 4),
         "complete": missing == 0,
     }
-    folder.write_run_file(out, run)
+    imageset.write_run_file(out, run)
     if missing:
         raise UnseeError(
             f"{missing} of {len(wanted)} images did not pass within {rounds} samples each;"

@@ -10,98 +10,48 @@ the same OUT, the demo reuses what is finished there (images, labels, the token,
 erased model; a killed erase resumes) and redoes the rest.
 """
 
-from dataclasses import dataclass
+import time
 from pathlib import Path
 
-from unsee.config import arg, check_out_folder
-from unsee.errors import UnseeError
-
-DEMO_PROMPTS = [
-    "a red circle on grass",
-    "a blue star in the snow",
-    "a yellow triangle at night, in the style of Solvei",
-    "a starry night",
-]
-
-
-@dataclass(kw_only=True)
-class DemoConfig:
-    out: Path = arg(Path("runs/demo"), help="folder for everything the demo makes")
-    n: int = arg(8, help="images per prompt for the look at the world")
-    pool: int = arg(120, help="images generated for labelling")
-    labels: int = arg(20, help="simulated labels (half bad, half good)")
-    censor_n: int = arg(48, help="fresh plain prompts generated with and without censoring")
-    scale: float = arg(1.5, help="censored sampling: forward guidance scale")
-    recurrence: int = arg(2, help="censored sampling: recurrence")
-    window: list[float] = arg(
-        [0.0, 0.75], help="censored sampling: guidance acts while t/T lies in [START, END]"
-    )
-    artist_pool: int = arg(100, help="HFI: images of artist prompts generated for labelling")
-    artist_labels: int = arg(30, help="HFI: simulated labels of the leaking artist's style")
-    invert_steps: int = arg(300, help="HFI: steps of `unsee invert`")
-    erase_iterations: int = arg(200, help="SDD: steps of `unsee erase` (minisd defaults otherwise)")
-    eval_n: int = arg(48, help="images per suite in the evaluation")
-
-    def __post_init__(self) -> None:
-        from unsee.guidance.config import check_window
-
-        self.out = check_out_folder(self.out)
-        check_window(self.window)  # before any image is made
-        counts = ("n", "pool", "censor_n", "artist_pool", "invert_steps", "erase_iterations")
-        for name in (*counts, "eval_n"):
-            if getattr(self, name) < 1:
-                raise UnseeError(f"--{name.replace('_', '-')} must be at least 1")
-        for labels, pool in (("labels", "pool"), ("artist_labels", "artist_pool")):
-            if not 2 <= getattr(self, labels) <= getattr(self, pool):
-                raise UnseeError(
-                    f"--{labels.replace('_', '-')} must be at least 2 (half bad, half good) and"
-                    f" at most --{pool.replace('_', '-')} ({getattr(self, pool)})"
-                )
-
+from unsee.censor.config import CensorConfig
+from unsee.censor.run import censor
+from unsee.demo.config import DEMO_PROMPTS, DemoConfig
+from unsee.erase.config import EraseConfig
+from unsee.erase.run import erase
+from unsee.evaluate.config import EvaluateConfig, JudgeConfig
+from unsee.evaluate.grid import save_grid
+from unsee.evaluate.judge import judge_folder
+from unsee.evaluate.run import evaluate
+from unsee.feedback.config import FeedbackSimulateConfig
+from unsee.feedback.simulate import simulate
+from unsee.feedback.store import FeedbackStore
+from unsee.generate.config import GenerateConfig
+from unsee.generate.run import generate
+from unsee.imageset import load_images, read_image_set
+from unsee.invert.config import InvertConfig
+from unsee.invert.run import invert
+from unsee.report.html import Section, write_report
+from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
+from unsee.reward.score import benign_prompts, score_folder
+from unsee.reward.train import train_reward
+from unsee.world.names import LEAK_ARTIST
+from unsee.world.prompts import artist_pool, neutral_prompts
 
 STAGES = 9
 
 
 def _stage(k: int, text: str) -> float:
-    import time
-
     print(f"[{k}/{STAGES}] {text}", flush=True)
     return time.perf_counter()
 
 
 def _labelled(folder: Path) -> bool:
     """The simulated person has labelled this folder already (a demo run again)."""
-    from unsee.feedback.store import FeedbackStore
-
     return bool(FeedbackStore.for_folder(folder).decided("simulated"))
 
 
 def run_demo(cfg: DemoConfig) -> Path:
     """Run every stage; return the path of the HTML report."""
-    import time
-
-    from unsee.bench.erase import artist_pool
-    from unsee.bench.world import neutral_prompts
-    from unsee.erase.config import EraseConfig
-    from unsee.erase.run import erase
-    from unsee.evaluate.config import EvaluateConfig, JudgeConfig
-    from unsee.evaluate.grid import save_grid
-    from unsee.evaluate.judge import judge_folder, load_images, read_image_set
-    from unsee.evaluate.run import evaluate
-    from unsee.feedback.config import FeedbackSimulateConfig
-    from unsee.feedback.simulate import simulate
-    from unsee.generate.config import GenerateConfig
-    from unsee.generate.run import generate
-    from unsee.guidance.censor import censor
-    from unsee.guidance.config import CensorConfig
-    from unsee.invert.config import InvertConfig
-    from unsee.invert.run import invert
-    from unsee.report.html import write_report
-    from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
-    from unsee.reward.score import benign_prompts, score_folder
-    from unsee.reward.train import train_reward
-    from unsee.world.render import LEAK_ARTIST
-
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
@@ -239,9 +189,6 @@ def run_demo(cfg: DemoConfig) -> Path:
 
 
 def _report_sections(out, grid, censor_rates, evaluations, seconds, cfg, kept):
-    from unsee.report.html import Section
-    from unsee.world.render import LEAK_ARTIST
-
     def metric(name, suite, key):
         value = evaluations[name].get(suite, {}).get(key)
         return "" if value is None else value["mean"]

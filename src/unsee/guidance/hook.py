@@ -1,25 +1,19 @@
-"""`unsee censor`: generate with reward guidance (or rejection sampling) into an image folder.
+"""The censor hook: what `unsee generate`'s sampler takes to guide its denoiser with a
+reward (censored sampling) and to score each image it makes.
 
-With --retry, the images the reward still flags after guidance are sampled again
-(guidance/retry.py).
-
-The folder is the one `unsee generate` writes (images/, metadata.jsonl, run.json), each
-metadata line with the image's reward: "reward" (sum of member log-sigmoids, the guidance
-objective), "reward_prob" (the members' mean probability of benign) and "reward_members".
+Each image's scores: "reward" (sum of member log-sigmoids, the guidance objective),
+"reward_prob" (the members' mean probability of benign) and "reward_members"; `unsee
+censor` (unsee.censor) keeps them in every metadata line.
 """
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from unsee.errors import UnseeError
-from unsee.generate.config import GenerateConfig
-from unsee.guidance.config import CensorConfig
 from unsee.guidance.reward_guidance import Guidance, guided_denoiser
-from unsee.reward.model import RewardModel, load_reward
+from unsee.reward.model import RewardModel
 from unsee.sampling.denoiser import Denoiser
 
 
@@ -119,56 +113,3 @@ class Censor:
         if self.reward.backbone == "noise-aware":
             return [{} for _ in range(len(images))]
         return reward_scores(self.reward.score_images(images.numpy()))
-
-
-def make_censor(cfg: CensorConfig, device: torch.device) -> Censor:
-    reward = load_reward(cfg.reward, device)
-    reward.config["path"] = str(cfg.reward)
-    if reward.backbone == "noise-aware" and cfg.backward_steps:
-        raise UnseeError("backward guidance needs a clean-image reward (clip or cnn backbone)")
-    guidance = Guidance(
-        scale=cfg.scale,
-        backward_steps=cfg.backward_steps,
-        backward_lr=cfg.backward_lr,
-        window=(cfg.window[0], cfg.window[1]),
-        schedule=cfg.schedule,
-        through_unet=cfg.through_unet,
-    )
-    return Censor(reward, guidance, cfg.recurrence, cfg.checkpointing)
-
-
-def generate_config(cfg: CensorConfig) -> GenerateConfig:
-    fields = {f.name for f in dataclasses.fields(GenerateConfig)}
-    return GenerateConfig(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in fields})
-
-
-def censor(cfg: CensorConfig) -> Path:
-    """Guided generation (or, with --reject, rejection sampling) into cfg.out."""
-    from unsee.generate.run import generate
-    from unsee.models.load import pick_device
-
-    if cfg.reject:
-        from unsee.guidance.reject import reject_sample
-
-        return reject_sample(cfg)
-    hook = make_censor(cfg, pick_device(cfg.device))
-    if cfg.retry and hook.reward.backbone == "noise-aware":
-        raise UnseeError("--retry reads each image's reward: use a clip or cnn reward")
-    out = generate(generate_config(cfg), censor=hook)
-    if cfg.retry:
-        from unsee.guidance.retry import retry_flagged
-
-        retry_flagged(out, cfg, hook)
-    _report(out)
-    return out
-
-
-def _report(out: Path) -> None:
-    from unsee.evaluate.judge import read_image_set
-
-    records = read_image_set(out)
-    probs = [r["reward_prob"] for r in records if "reward_prob" in r]
-    if probs:
-        flagged = sum(p <= 0.5 for p in probs)
-        share = flagged / len(probs)
-        print(f"{len(records)} images in {out}; the reward flags {flagged} ({share:.1%})")

@@ -1,5 +1,6 @@
 """Settings of `unsee censor`: generation settings plus the reward and its guidance."""
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -77,3 +78,9 @@ class CensorConfig(GenerateConfig):
         if self.retry and self.reject:
             raise UnseeError("--retry follows guided sampling; --reject has --budget instead")
         self.reward = Path(self.reward)
+
+
+def generate_config(cfg: CensorConfig) -> GenerateConfig:
+    """The `unsee generate` settings within cfg: how each image is sampled."""
+    fields = {f.name for f in dataclasses.fields(GenerateConfig)}
+    return GenerateConfig(**{k: v for k, v in dataclasses.asdict(cfg).items() if k in fields})

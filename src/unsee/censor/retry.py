@@ -21,10 +21,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from unsee import imageset
+from unsee.censor.config import CensorConfig, generate_config
 from unsee.errors import UnseeError
-from unsee.generate import imagefolder as folder
-from unsee.guidance.censor import Censor, generate_config
-from unsee.guidance.config import CensorConfig
+from unsee.generate.run import generate
+from unsee.guidance.hook import Censor
 
 # round k draws image i from (planned seed + k * SEED_STRIDE) mod 2^32 (torch's CPU
 # generator reads a seed mod 2^32); for k <= 10 that lies over 387 million seeds away from
@@ -52,8 +53,6 @@ def flagged(records: dict[int, dict], threshold: float) -> list[int]:
 def retry_flagged(out: Path, cfg: CensorConfig, censor: Censor) -> dict:
     """Run the retry rounds over the finished guided folder `out`; return the summary that
     run.json also keeps under "retry"."""
-    from unsee.generate.run import generate
-
     out = Path(out)
     progress = out / PROGRESS
     state = (
@@ -62,7 +61,7 @@ def retry_flagged(out: Path, cfg: CensorConfig, censor: Censor) -> dict:
         else {"rounds": 0, "samples": 0, "replaced": 0, "seconds": 0.0}
     )
     new_seconds = 0.0
-    records = folder.read_finished(out)
+    records = imageset.read_finished(out)
     while state["rounds"] < cfg.retry:
         todo = flagged(records, cfg.threshold)
         if not todo:
@@ -81,9 +80,9 @@ def retry_flagged(out: Path, cfg: CensorConfig, censor: Censor) -> dict:
                 writer.writerow([records[i]["prompt"], seed, records[i]["guidance"]])
         sub = dataclasses.replace(generate_config(cfg), prompt=None, prompts=plan, n=1, out=cand)
         generate(sub, censor=censor)
-        seconds = json.loads((cand / folder.RUN_FILE).read_text())["seconds"]
+        seconds = imageset.read_run_file(cand)["seconds"]
         # 2. keep the better of the two samples under the image's own index and seed
-        candidates = folder.read_finished(cand)
+        candidates = imageset.read_finished(cand)
         replaced = 0
         for j, i in enumerate(todo):
             new = candidates[j]
@@ -95,8 +94,8 @@ def retry_flagged(out: Path, cfg: CensorConfig, censor: Censor) -> dict:
                 | {"sample_seed": new["seed"], "attempt": k}
             )
             with Image.open(cand / new["file_name"]) as im:
-                folder.save_png(im.copy(), out / record["file_name"], record)
-            folder.append_line(out / folder.METADATA, record)
+                imageset.save_png(im.copy(), out / record["file_name"], record)
+            imageset.append_line(out / imageset.METADATA, record)
             records[i] = record
             replaced += 1
         state = {
@@ -106,21 +105,21 @@ def retry_flagged(out: Path, cfg: CensorConfig, censor: Censor) -> dict:
             "seconds": round(state["seconds"] + seconds, 3),
         }
         new_seconds += seconds
-        folder.atomic_write_text(progress, json.dumps(state))
+        imageset.atomic_write_text(progress, json.dumps(state))
         shutil.rmtree(cand)
         print(f"retry round {k}: {len(todo)} flagged, {replaced} replaced by better samples")
     shutil.rmtree(out / "retry", ignore_errors=True)
 
     # 3. the folder's files: sorted metadata, the retry summary, the time it took
-    folder.rewrite_metadata(out, records)
+    imageset.rewrite_metadata(out, records)
     summary = {
         "max_rounds": cfg.retry,
         **state,
         "still_flagged": len(flagged(records, cfg.threshold)),
         "threshold": cfg.threshold,
     }
-    run = json.loads((out / folder.RUN_FILE).read_text())
+    run = imageset.read_run_file(out)
     run["seconds"] = round(run.get("seconds", 0.0) + new_seconds, 3)
     run["retry"] = summary
-    folder.write_run_file(out, run)
+    imageset.write_run_file(out, run)
     return summary

@@ -1,21 +1,36 @@
-"""The image-set folder: images/*.png + metadata.jsonl + run.json, written crash-safely.
+"""The image-set format, the one every command reads and writes: images/*.png +
+metadata.jsonl + run.json, written crash-safely.
 
 - an image is written to a temporary name and renamed, so a PNG on disk is whole;
 - its metadata line is appended (one write, fsync) only after the image is in place, so
   every line names a finished image; a line cut short by a kill is dropped on resume;
 - run.json says whether the run finished ("complete": true) and with which settings.
 The layout is the datasets library's imagefolder: load_dataset("imagefolder", data_dir=DIR).
+
+A metadata line (a record) names its image and how it was made: "file_name" and "index"
+(`image_record`), then "prompt", "negative_prompt", "seed", "guidance", "steps",
+"scheduler", "height", "width", "model", "unsee_version", and whatever the command that
+made it adds (a reward's scores, an I2P case number, ...). Each PNG carries its record too,
+as a JSON text chunk named "unsee".
+
+Writing: atomic_file / atomic_write_text (any file, whole or not at all), save_png,
+append_line, ImageWriter; resuming: read_finished, rewrite_metadata, write_run_file;
+reading a finished set: read_image_set, load_images, read_run_file.
 """
 
 import json
 import os
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from PIL import Image, PngImagePlugin
+import numpy as np
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+from unsee.errors import UnseeError
 
 METADATA = "metadata.jsonl"
 RUN_FILE = "run.json"
@@ -24,6 +39,11 @@ IMAGES = "images"
 
 def image_name(index: int) -> str:
     return f"{IMAGES}/{index:06d}.png"
+
+
+def image_record(index: int, **fields: Any) -> dict[str, Any]:
+    """The metadata record of image `index`: its file and index, then `fields`."""
+    return {"file_name": image_name(index), "index": index, **fields}
 
 
 @contextmanager
@@ -116,6 +136,11 @@ def write_run_file(out: Path, run: dict[str, Any]) -> None:
     atomic_write_text(out / RUN_FILE, json.dumps(run, indent=2, ensure_ascii=False) + "\n")
 
 
+def read_run_file(out: Path) -> dict[str, Any]:
+    """run.json of an image set: the settings, "complete", the sampling "seconds", ..."""
+    return json.loads((out / RUN_FILE).read_text())
+
+
 class ImageWriter:
     """Saves images and appends their metadata lines on a background thread, in the order
     given, so PNG encoding and fsync overlap with sampling instead of stalling it.
@@ -125,8 +150,6 @@ class ImageWriter:
     images wait in memory."""
 
     def __init__(self, out: Path, pending: int = 64) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.out = out
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unsee-writer")
         self.futures: list = []
@@ -153,3 +176,48 @@ class ImageWriter:
         finally:
             self.pool.shutdown(wait=True)
             self.futures = []
+
+
+def read_image_set(folder: Path) -> list[dict]:
+    """The metadata records of an image folder, checked: every listed image exists."""
+    path = folder / METADATA
+    if not path.is_file():
+        raise UnseeError(f"{folder} has no {METADATA}; make it with `unsee generate`")
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise UnseeError(f"{path}:{n}: not a JSON line") from None
+        if not (folder / record.get("file_name", "")).is_file():
+            raise UnseeError(f"{path}:{n}: image {record.get('file_name')!r} is missing")
+        records.append(record)
+    if not records:
+        raise UnseeError(f"{path} lists no images")
+    return records
+
+
+def load_images(folder: Path, records: list[dict], size: int | None) -> np.ndarray:
+    """(N, H, W, 3) uint8; a missing or corrupt file, or (with `size`) another size than
+    size x size, is a clear error. Without `size`, all images must share one size."""
+    images = []
+    for record in records:
+        path = folder / record["file_name"]
+        if not path.is_file():
+            raise UnseeError(f"image {path} is missing")
+        try:
+            with Image.open(path) as im:
+                image = im.convert("RGB")
+        except (UnidentifiedImageError, OSError) as e:
+            raise UnseeError(f"{path} is not a readable image ({e})") from None
+        if size is not None and image.size != (size, size):
+            raise UnseeError(
+                f"{path} is {image.size[0]}x{image.size[1]}; the world judge reads"
+                f" {size}x{size} images from minisd"
+            )
+        if images and image.size != images[0].shape[1::-1]:
+            raise UnseeError(f"{path} is {image.size[0]}x{image.size[1]}, unlike the others")
+        images.append(np.asarray(image))
+    return np.stack(images)

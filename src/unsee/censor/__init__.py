@@ -1,0 +1,1 @@
+"""`unsee censor`: generation guided away from what a reward flags (censored sampling)."""
