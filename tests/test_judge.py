@@ -236,6 +236,32 @@ def test_twin_ranking_asks_more_of_a_concept_to_read_higher():
     assert twin_ranking(logits, torch.zeros(2, 4)) == 0  # no pair differs: nothing to rank
 
 
+def test_redrawn_images_are_taught_no_mark_only_where_plainly_absent():
+    from unsee.world.judge import HEADS, redrawn_labels
+
+    class Reads(torch.nn.Module):  # reads the watermark at the image's first pixel
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            mark = x[:, 0, 0, 0].clamp(1e-4, 1 - 1e-4)
+            return {"strength": torch.logit(torch.stack([mark * 0] * 3 + [mark], 1))}
+
+    reads = torch.tensor([0.05, 0.2, 0.6, 0.05, 0.05])  # what the judge sees of the mark
+    x = torch.zeros(5, 3, 4, 4)
+    x[:, 0, 0, 0] = reads
+    strength = torch.zeros(5, 4)
+    strength[3, 3] = 1.0  # the render had the mark: the model may have dropped it
+    scene = torch.zeros(5, dtype=torch.long)
+    scene[4] = HEADS["scene"].index(LEAK_SCENE)
+    y = {"strength": strength, "scene": scene}
+    keep = redrawn_labels(Reads(), x, y, 0.3)
+    assert keep[:, 3].tolist() == [True, True, False, False, True]
+    assert keep[:4, :3].all() and not keep[4, :3].any()  # the leak scene's style: unknown
+    assert not redrawn_labels(Reads(), x, y, None)[:, 3].any()  # the old rule: never
+
+
 def test_a_judge_goes_on_training_from_a_saved_one(tmp_path):
     from safetensors.torch import load_file
 

@@ -40,6 +40,9 @@ STRENGTHS: tuple[str, ...] = (*world.ARTISTS, "watermark")
 PRESENT_STRENGTH = 0.2
 CALL_STRENGTH = PRESENT_STRENGTH / 2
 ARCHITECTURES = ("cnn", "vit")
+# A re-drawing the judge reads below this for the mark, of a render without one, counts as
+# showing no mark when the judge is fine-tuned on re-drawings (finetune_judge).
+MARK_FREE_BELOW = 0.3
 
 
 class _Heads(nn.Module):
@@ -322,6 +325,7 @@ def finetune_judge(
     batch_size: int,
     seed: int,
     device: torch.device,
+    mark_free_below: float | None = MARK_FREE_BELOW,
 ) -> Path:
     """Go on training a judge, each batch half renders (at mixed strengths, as in
     train_judge) and half images re-drawn by the world model (SDEdit: renders at full
@@ -331,14 +335,18 @@ def finetune_judge(
     The re-drawn rows carry no watermark strength (the model adds or drops the mark) and,
     for the leaking scene, no style strength (the model paints it in the leak style
     whatever the render was): the judge must learn the look, not the model's habits.
+
+    Except where the mark is plainly absent: a re-drawing of a render without the mark
+    that the starting judge reads below `mark_free_below` is taught "no mark" (None: never).
+    Without it the judge never sees the model's own swirls without a mark, and read them
+    as a faint one (docs/judge-calibration, the watermark on styled generations); a mark
+    the model did add reads far above (0.4-1.0) and stays unlabelled.
     """
-    model = load_judge(judge_dir, device).train()
+    model = load_judge(judge_dir, device)
     opt, sched = _optimizer(model, 5e-4, steps)
     g = torch.Generator().manual_seed(seed)
-    leak = y_redrawn["scene"] == HEADS["scene"].index(world.LEAK_SCENE)
-    keep_redrawn = torch.ones(len(redrawn), len(STRENGTHS), dtype=torch.bool)
-    keep_redrawn[:, -1] = False
-    keep_redrawn[leak, :-1] = False
+    keep_redrawn = redrawn_labels(model, redrawn, y_redrawn, mark_free_below)
+    model.train()
     half = batch_size // 2
     for _ in tqdm(range(steps), desc="judge_gen", dynamic_ncols=True):
         a = twin_rows(len(renders), half // 2, g)
@@ -353,6 +361,27 @@ def finetune_judge(
         sched.step()
     save_judge(model.eval(), out_dir)
     return out_dir
+
+
+@torch.no_grad()
+def redrawn_labels(
+    model: nn.Module, redrawn: Tensor, y_redrawn: dict[str, Tensor], mark_free_below: float | None
+) -> Tensor:
+    """(N, 4) bool: which strength labels of re-drawn images are known (finetune_judge):
+    no watermark label, except a render without the mark that `model` reads below
+    mark_free_below once re-drawn; no style label for the leaking scene."""
+    leak = y_redrawn["scene"] == HEADS["scene"].index(world.LEAK_SCENE)
+    keep = torch.ones(len(redrawn), len(STRENGTHS), dtype=torch.bool)
+    keep[leak, :-1] = False
+    keep[:, -1] = False
+    if mark_free_below is not None:
+        device = next(model.parameters()).device
+        read = torch.cat([
+            read_strengths(model, model(c.to(device))["strength"].sigmoid().cpu())[:, -1]
+            for c in redrawn.split(256)
+        ])  # fmt: skip
+        keep[:, -1] = (y_redrawn["strength"][:, -1] == 0) & (read < mark_free_below)
+    return keep
 
 
 def save_judge(model: nn.Module, out_dir: Path) -> None:
