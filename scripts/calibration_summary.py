@@ -1,8 +1,11 @@
 """One line per judge from `unsee judge calibrate` results: how many of the 16 cells
 (concept x subject x view) hold all three bars, the worst detection rate at strength 0,
-the mean and worst detection rate at strength 0.2, and the mean strength error.
+the mean and worst detection rate at strength 0.2, and the mean strength error. With
+--cells, a markdown table per judge instead: each cell's rates at s = 0 ... 0.4, its
+lowest rate from 0.2 on, and its strength error (docs/judge-calibration/README.md).
 
     python scripts/calibration_summary.py runs/cal-a/results.json runs/cal-b/results.json
+    python scripts/calibration_summary.py --cells docs/judge-calibration/results.json
 """
 
 import json
@@ -34,6 +37,33 @@ def summary(path: str) -> list[str]:
     return lines
 
 
+def cell_tables(path: str) -> list[str]:
+    results = json.loads(Path(path).read_text())
+    strengths = (0, 0.1, 0.2, 0.3, 0.4)
+    lines = []
+    for judge, sweeps in results["sweeps"].items():
+        lines += [
+            f"{judge}:",
+            "",
+            "| concept | subject | view | " + " | ".join(f"{s:g}" for s in strengths)
+            + " | min >= 0.2 | MAE |",
+            "|---" * (len(strengths) + 5) + "|",
+        ]  # fmt: skip
+        for concept, by_kind in sweeps.items():
+            for kind, by_view in by_kind.items():
+                for view, points in by_view.items():
+                    rate = {round(p["strength"], 4): p["rate"] for p in points}
+                    figures = results["summary"][judge][concept][kind][view]
+                    cells = " | ".join(f"{rate[s]:.2f}" for s in strengths)
+                    lines.append(
+                        f"| {concept} | {kind} | {view} | {cells} |"
+                        f" {figures['rate_when_present']:.2f} | {figures['mae']:.3f} |"
+                    )
+        lines.append("")
+    return lines
+
+
 if __name__ == "__main__":
-    for arg in sys.argv[1:]:
-        print("\n".join(summary(arg)))
+    tables = "--cells" in sys.argv
+    for arg in [a for a in sys.argv[1:] if a != "--cells"]:
+        print("\n".join(cell_tables(arg) if tables else summary(arg)))
