@@ -106,24 +106,33 @@ def append_line(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def read_indexed(path: Path) -> dict[int, dict[str, Any]]:
+    """The records of a jsonl file of indexed lines, by index; a line that does not parse
+    (cut short by a kill) or has no index is dropped, a later line wins over an earlier."""
+    if not path.is_file():
+        return {}
+    records = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "index" in record:
+            records[int(record["index"])] = record
+    return records
+
+
 def read_finished(out: Path) -> dict[int, dict[str, Any]]:
     """Metadata of the images already finished in `out`, by index.
 
     A line counts when it parses and its image file exists; the rest (a line cut short by
     a kill, an image deleted by hand) is dropped, and that image is made again.
     """
-    path = out / METADATA
-    if not path.exists():
-        return {}
-    finished = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and (out / str(record.get("file_name"))).is_file():
-            finished[int(record["index"])] = record
-    return finished
+    return {
+        index: record
+        for index, record in read_indexed(out / METADATA).items()
+        if (out / str(record.get("file_name"))).is_file()
+    }
 
 
 def rewrite_metadata(out: Path, records: dict[int, dict[str, Any]]) -> None:

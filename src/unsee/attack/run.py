@@ -141,28 +141,13 @@ def target_images(cfg: AttackConfig, jobs: list[Job]) -> np.ndarray:
 # judging and the per-prompt files -------------------------------------------------------
 
 
-def read_lines(path: Path) -> dict[int, dict]:
-    """The records of a jsonl file by index; a line cut short by a kill is dropped."""
-    if not path.is_file():
-        return {}
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and "index" in record:
-            out[int(record["index"])] = record
-    return out
-
-
 def judge_jobs(
     sampler: Sampler, jobs: list[Job], detector: Detector, path: Path, desc: str,
     extra=lambda job: {},
 ) -> dict[int, dict]:  # fmt: skip
     """Sample and judge each job not yet in `path`, appending {index, prompt, seed,
     guidance, success} (and extra(job)) as each batch finishes; all the records by index."""
-    done = read_lines(path)
+    done = imageset.read_indexed(path)
     todo = [j for j in jobs if j.index not in done]
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=desc, dynamic_ncols=True) as bar:
         for batch in batches(todo, sampler.batch_size):
@@ -191,7 +176,7 @@ def run_prefix(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector: D
     # 1. the prompts as they are: those that show the concept need no attack
     before = judge_jobs(sampler, jobs, detector, cfg.out / BEFORE, "before")
     path = cfg.out / PROMPTS
-    done = read_lines(path)
+    done = imageset.read_indexed(path)
     for job in jobs:
         if before[job.index]["success"] and job.index not in done:
             record = _record(job) | {"success_before": True, "success": True, "step": 0,
