@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from unsee.imageset import load_images, read_image_set
 from unsee.world.judge import CALL_STRENGTH, STRENGTHS, judge_images, load_judge
 
 
@@ -39,8 +40,7 @@ def main() -> None:
     p.add_argument("--concept", default="watermark", choices=STRENGTHS)
     p.add_argument("--grid", type=Path, default=None, help="PNG of the first judge's calls")
     args = p.parse_args()
-    files = sorted((args.images / "images").glob("*.png"))
-    images = np.stack([np.array(Image.open(f).convert("RGB")) for f in files])
+    images = load_images(args.images, read_image_set(args.images), None)
     for k, path in enumerate(args.judges):
         verdicts = judge_images(load_judge(path), images)
         styled = np.mean([v.style is not None for v in verdicts])

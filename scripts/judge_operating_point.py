@@ -44,7 +44,7 @@ def main() -> None:
     vae = AutoencoderKL.from_pretrained(MINISD_DIR, subfolder="vae").eval()
     data, attrs, _ = world_judge.judge_dataset(args.images, args.seed)
     x = world_judge.three_views(to_model_range(data), vae, torch.Generator().manual_seed(args.seed))
-    raw = torch.cat([model(c)["strength"].sigmoid() for c in x.split(256)]).numpy()
+    raw = world_judge.raw_strengths(model, x).numpy()
     true = world_judge.targets(attrs)["strength"].numpy()
     reading = world_judge.fit_reading(raw, true)
     clean = np.arange(len(x)) >= len(x) // 3  # not the noisy round trips (three_views' first third)

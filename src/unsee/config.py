@@ -105,10 +105,16 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             else:
                 parser.add_argument(f.name, nargs="?", metavar=f.name.upper(), **kwargs)
             continue
-        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        flag = option_flag(cls, f.name)
         if "default" not in kwargs:
             kwargs["required"] = True
         parser.add_argument(flag, dest=f.name, **kwargs)
+
+
+def option_flag(cls: type, name: str) -> str:
+    """The command-line flag of a config field: `--the-name`, unless arg(flag=...) renames it."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return field.metadata.get("flag", "--" + name.replace("_", "-"))
 
 
 def dataclass_from_namespace(cls: type, ns: argparse.Namespace) -> Any:

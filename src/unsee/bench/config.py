@@ -1,12 +1,11 @@
 """Settings of the `unsee bench` commands."""
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from unsee.censor.config import check_window
-from unsee.config import arg, check_out_folder
+from unsee.config import arg, check_out_folder, option_flag
 from unsee.erase.config import WORLD_DEFAULTS
 from unsee.errors import UnseeError
 
@@ -83,10 +82,9 @@ class BenchTableConfig:
         self.out = check_out_folder(self.out)
         check_window(self.censor_window)
         if min(self.seeds, self.table_n - 1, self.pool, self.labels, self.bootstrap) < 1:
-            n = next(f for f in dataclasses.fields(self) if f.name == "table_n").metadata
             raise UnseeError(
                 "--seeds, --pool, --labels and --bootstrap must be at least 1,"
-                f" {n.get('flag', '--table-n')} 2"
+                f" {option_flag(type(self), 'table_n')} 2"
             )
         if self.attack_seeds < 0 or self.attack_n < 1:
             raise UnseeError("--attack-seeds must be at least 0 and --attack-n at least 1")

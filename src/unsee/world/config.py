@@ -66,8 +66,8 @@ class WorldJudgeConfig:
     images: int = arg(20000, help="images rendered for the judge")
     steps: int = arg(
         3000,
-        help="training steps (batch 128); 0 with --start and --gen-steps 0 only refits the"
-        " strength reading and operating point of that judge",
+        help="training steps (batch 128); 0 with --start trains no more on renders (with"
+        " --gen-steps 0 too, only the strength reading of that judge is refitted)",
     )
     width: int | None = arg(None, help=f"channels (default: cnn {JUDGE_WIDTH}, vit 96)")
     gen_steps: int = arg(

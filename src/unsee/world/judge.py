@@ -375,11 +375,7 @@ def redrawn_labels(
     keep[leak, :-1] = False
     keep[:, -1] = False
     if mark_free_below is not None:
-        device = next(model.parameters()).device
-        read = torch.cat([
-            read_strengths(model, model(c.to(device))["strength"].sigmoid().cpu())[:, -1]
-            for c in redrawn.split(256)
-        ])  # fmt: skip
+        read = read_strengths(model, raw_strengths(model, redrawn))[:, -1]
         keep[:, -1] = (y_redrawn["strength"][:, -1] == 0) & (read < mark_free_below)
     return keep
 
@@ -449,13 +445,20 @@ def three_views(x: Tensor, vae, g: torch.Generator) -> Tensor:
 
 
 @torch.no_grad()
+def raw_strengths(model: nn.Module, x: Tensor, batch_size: int = 256) -> Tensor:
+    """The strength head's raw output (sigmoid, before any reading), (N, 4) on the CPU, for
+    images x (N, 3, H, W) in [-1, 1]."""
+    device = next(model.parameters()).device
+    return torch.cat([model(c.to(device))["strength"].sigmoid().cpu() for c in x.split(batch_size)])
+
+
+@torch.no_grad()
 def reading_for(model: nn.Module, vae, n: int, seed: int, batch_size: int = 256) -> dict:
     """Fit a judge's reading (fit_reading) on n fresh twins of judge_dataset (a seed of
     their own), in three_views."""
     data, attrs, _ = judge_dataset(n, seed)
     x = three_views(to_model_range(data), vae, torch.Generator().manual_seed(seed))
-    device = next(model.parameters()).device
-    raw = torch.cat([model(c.to(device))["strength"].sigmoid().cpu() for c in x.split(batch_size)])
+    raw = raw_strengths(model, x, batch_size)
     return fit_reading(raw.numpy(), targets(attrs)["strength"].numpy())
 
 
