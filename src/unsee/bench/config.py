@@ -16,6 +16,7 @@ TABLE_ROWS = (
 )  # fmt: skip
 # the stages of `unsee bench gpu`, in the order they run
 GPU_STAGES = ("generate", "sdd", "erase", "censor", "invert", "attack", "compile")
+CENSOR_VARIANTS = ("guided", "guided_no_checkpointing", "guided_eps_constant", "guided_noise_aware")
 
 
 def parse_methods(methods: list[str]) -> list[str]:
@@ -276,21 +277,42 @@ class BenchGpuConfig:
     batch_size: int = arg(8, help="images per batch (generate, invert)")
     steps: int = arg(50, help="denoising steps of the generation figures")
     plain_trajectories: int = arg(4, help="timed trajectories of the plain SDD loop")
-    sdd_steps: int = arg(32, help="`unsee erase --reuse 16` and `--reuse 64` steps timed")
-    sdd_steps_reuse1: int = arg(8, help="`unsee erase` steps timed at its defaults (--reuse 1)")
+    sdd_steps: int = arg(
+        64, help="`unsee erase` steps timed at its defaults and at --reuse 16 and 64"
+    )
+    sdd_steps_reuse1: int = arg(8, help="`unsee erase --reuse 1` steps timed (the papers')")
+    sdd_reuse: list[int] = arg(
+        [1, 16, 64], help="--reuse values timed beside the default (none: [])"
+    )
+    sdd_autocast: bool = arg(
+        False, help="also time the default erase with --mixed autocast (op-by-op casting)"
+    )
     sample_steps: int | None = arg(
         None, help="teacher steps of the SDD figures (default: `unsee erase`'s, 50; tests: fewer)"
     )
     erase_budget: float = arg(
-        240.0, help="run the whole default erase only when projected within this many seconds"
+        300.0, help="run the whole default erase only when projected within this many seconds"
+    )
+    erase_reuse: list[int] = arg(
+        [], help="--reuse values for the whole erase, tried in turn: the first projected within"
+        " --erase-budget runs (default: erase's own)"
     )
     censor_images: int = arg(4, help="images of each censored-sampling figure (one batch)")
     censor_steps: int = arg(25, help="denoising steps of the censored-sampling figures")
+    censor_variants: list[str] = arg(
+        list(CENSOR_VARIANTS), help="guided-sampling variants timed against plain sampling"
+    )
     invert_steps: int = arg(20, help="`unsee invert` steps timed")
     attack_prompts: int = arg(8, help="prompts of the prefix attack's batch")
     work: Path | None = arg(None, help="where the temporary model folder goes (default: /tmp)")
 
     def __post_init__(self) -> None:
+        odd = [v for v in self.censor_variants if v not in CENSOR_VARIANTS]
+        if odd:
+            raise UnseeError(f"unknown --censor-variants {odd}; choose from"
+                             f" {', '.join(CENSOR_VARIANTS)}")  # fmt: skip
+        if any(k < 1 for k in self.sdd_reuse):
+            raise UnseeError("--sdd-reuse values must be at least 1")
         unknown = [s for s in self.stages if s not in GPU_STAGES]
         if unknown:
             raise UnseeError(f"unknown --stages {unknown}; choose from {', '.join(GPU_STAGES)}")

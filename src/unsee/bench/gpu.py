@@ -8,16 +8,18 @@ user's folder would be:
   generate  `unsee generate` (its default: no compilation for a set this small) against a
             plain diffusers StableDiffusionPipeline call: same batch, steps, guidance;
             images/s after the first batch (both warmed up), PNG writing included for unsee
-  sdd       `unsee erase` at its defaults (--reuse 1), with --reuse 16 and 64, training samples
-            (trajectory-iterations) per second, against the plain SDD loop of `unsee bench
-            speed` (one trajectory per step, separate CFG forwards, fp32)
+  sdd       `unsee erase` at its defaults (--reuse 32 at this size), with --reuse 1, 16 and
+            64, training samples (trajectory-iterations) per second over the whole loop and
+            after its first 25 steps, against the plain SDD loop of `unsee bench speed` (one
+            trajectory per step, separate CFG forwards, fp32)
   erase     one whole `unsee erase` at the Stable Diffusion defaults (1500 steps x 4),
             loading and saving included, when the sdd stage projects it within
             --erase-budget seconds (else the projection, marked as one)
   censor    `unsee censor --scale 4 --recurrence 2` (a cnn reward with random weights) in
             s/image against `unsee generate` at the same settings, after an untimed guided
-            warm-up; variants: checkpointing forced off (auto decides by free memory), and
-            --no-through-unet (eps held constant: no U-Net backward)
+            warm-up; variants: checkpointing forced off (auto decides by free memory),
+            --no-through-unet (eps held constant: no U-Net backward), and a noise-aware
+            reward (classic guidance on the latents: no VAE decoder, no U-Net backward)
   invert    `unsee invert` optimiser steps per second
   attack    the prefix attack of `unsee attack` (paper settings, 8 prompts in one batch):
             seconds per prompt, as `unsee bench attack` reports it
@@ -58,6 +60,7 @@ from unsee.invert.run import invert
 from unsee.models.tiny import sd15_sized_pipeline, tiny_sd_pipeline
 from unsee.reward.cnn import CnnReward
 from unsee.reward.model import RewardModel
+from unsee.reward.noise_aware import NoiseAwareReward
 
 PROMPT = "a photo of a lighthouse in the style of Vanmond"
 CONCEPT = "Vanmond"
@@ -195,14 +198,30 @@ def _stage_sdd(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
     plain = time_mode(speed, cfg.device, "plain", stops.tolist())
     _free()
     out = {"plain_loop": {"its": plain["its"], "seconds": plain["seconds"]} | _peak(cfg)}
-    for reuse, steps in ((None, cfg.sdd_steps_reuse1), (16, cfg.sdd_steps), (64, cfg.sdd_steps)):
-        key = "unsee_default" if reuse is None else f"unsee_reuse{reuse}"
-        out[key] = _erase(cfg, folder, work / f"sdd-{key}", steps, reuse)
+    out["unsee_default"] = _erase(cfg, folder, work / "sdd-default", cfg.sdd_steps, None)
+    if cfg.sdd_autocast:
+        out["unsee_autocast"] = _erase(cfg, folder, work / "sdd-autocast", cfg.sdd_steps, None,
+                                       mixed="autocast")  # fmt: skip
+    for reuse in cfg.sdd_reuse:
+        steps = cfg.sdd_steps_reuse1 if reuse == 1 else cfg.sdd_steps
+        out[f"unsee_reuse{reuse}"] = _erase(cfg, folder, work / f"sdd-r{reuse}", steps, reuse)
     return out
 
 
-def _erase(cfg: BenchGpuConfig, folder: Path, out: Path, iterations: int | None, reuse) -> dict:
-    kw = {"reuse": reuse} if reuse is not None else {}
+def steady_rate(timeline: list[list[float]], batch: int) -> float | None:
+    """Training samples per second after the first read of the losses (warm-up, the first
+    kernels' selection and the first walk left out), from erase.json's timeline."""
+    if len(timeline) < 2:
+        return None
+    (s0, t0), (s1, t1) = timeline[0], timeline[-1]
+    return (s1 - s0) * batch / (t1 - t0) if t1 > t0 else None
+
+
+def _erase(
+    cfg: BenchGpuConfig, folder: Path, out: Path, iterations: int | None, reuse, **kw
+) -> dict:
+    if reuse is not None:
+        kw["reuse"] = reuse
     if iterations is not None:
         kw["iterations"] = iterations
     if cfg.sample_steps is not None:
@@ -219,23 +238,34 @@ def _erase(cfg: BenchGpuConfig, folder: Path, out: Path, iterations: int | None,
         "iterations": config.iterations,
         "batch": config.batch,
         "reuse": config.reuse,
+        "mixed": config.mixed,
         "loop_seconds": info["seconds"],
         "wall_seconds": wall,
         "its": samples / info["seconds"],
+        "its_steady": steady_rate(info.get("timeline", []), config.batch),
+        "timeline": info.get("timeline"),
     } | _peak(cfg)
 
 
 def _stage_erase(cfg: BenchGpuConfig, folder: Path, work: Path, report: dict) -> dict:
+    """One whole erase at the defaults, or at the first --erase-reuse the sdd stage projects
+    within --erase-budget (a run that would not fit is projected, not run)."""
     defaults = erase_defaults(str(folder))
-    sdd = report["stages"].get("sdd", {}).get("unsee_default")
-    projected = None
-    if sdd is not None:
-        projected = defaults["iterations"] * defaults["batch"] / sdd["its"]
-    if projected is None or projected > cfg.erase_budget:
-        return {"ran": False, "projected_loop_seconds": projected,
-                "why": f"projected beyond --erase-budget {cfg.erase_budget:g} s"}  # fmt: skip
-    result = _erase(cfg, folder, work / "erase-default", None, None)
-    return {"ran": True, "projected_loop_seconds": projected} | result
+    sdd = report["stages"].get("sdd", {})
+    projections = {}
+    for reuse in cfg.erase_reuse or [defaults["reuse"]]:
+        timed = [v for k, v in sdd.items() if k.startswith("unsee_") and v.get("reuse") == reuse
+                 and v.get("mixed", "pure") == "pure"]  # fmt: skip
+        if not timed:
+            continue
+        rate = timed[0].get("its_steady") or timed[0]["its"]
+        projections[reuse] = defaults["iterations"] * defaults["batch"] / rate
+        if projections[reuse] <= cfg.erase_budget:
+            extra = None if reuse == defaults["reuse"] else reuse
+            result = _erase(cfg, folder, work / "erase-default", None, extra)
+            return {"ran": True, "projected_loop_seconds": projections} | result
+    return {"ran": False, "projected_loop_seconds": projections,
+            "why": f"none projected within --erase-budget {cfg.erase_budget:g} s"}  # fmt: skip
 
 
 def _stage_censor(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
@@ -249,18 +279,24 @@ def _stage_censor(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
     # (an H200 took 18 s for the first four guided images, 10 s for the next four)
     warm = common | {"n": 1, "batch_size": 1, "steps": 2}
     censor(CensorConfig(**warm, reward=reward, scale=4.0, recurrence=2, out=work / "censor-warm"))
+    # and plain sampling's own (its first batch of this size selects its kernels)
+    generate(GenerateConfig(**common, out=work / "censor-plain-warm"))
     _reset_peak(cfg)
     generate(GenerateConfig(**common, out=work / "censor-plain"))
     out["plain"] = _per_image(work / "censor-plain", cfg.censor_images) | _peak(cfg)
+    latent = _random_noise_aware_reward(work / "reward-latent", folder)
     variants = {
         "guided": {},
         "guided_no_checkpointing": {"checkpointing": "off"},
         "guided_eps_constant": {"checkpointing": "off", "through_unet": False},
+        "guided_noise_aware": {"reward": latent},
     }
-    for name, extra in variants.items():
+    for name in cfg.censor_variants:
+        extra = variants[name]
         _reset_peak(cfg)
-        censor(CensorConfig(**common, reward=reward, scale=4.0, recurrence=2,
-                            out=work / f"censor-{name}", **extra))  # fmt: skip
+        extra = {"reward": reward} | extra
+        censor(CensorConfig(**common, scale=4.0, recurrence=2, out=work / f"censor-{name}",
+                            **extra))  # fmt: skip
         out[name] = _per_image(work / f"censor-{name}", cfg.censor_images) | _peak(cfg)
         out[name]["times_plain"] = out[name]["s_per_image"] / out["plain"]["s_per_image"]
         _free()
@@ -314,6 +350,19 @@ def _random_reward(path: Path) -> Path:
     return path
 
 
+def _random_noise_aware_reward(path: Path, folder: Path) -> Path:
+    """A noise-aware reward with random weights on the model's latents: classic guidance
+    reads (x_t, t), so no VAE decoder and no U-Net backward run per guided step."""
+    unet = json.loads((folder / "unet" / "config.json").read_text())
+    shape = [unet["in_channels"], unet["sample_size"], unet["sample_size"]]
+    torch.manual_seed(0)
+    config = {"unsee_version": __version__, "backbone": "noise-aware", "loss": "bce",
+              "ensemble": 1, "sample_shape": shape, "model": str(folder),
+              "note": "random weights, for `unsee bench gpu`"}  # fmt: skip
+    RewardModel(config, [NoiseAwareReward(shape[0])]).save(path)
+    return path
+
+
 def _per_image(out: Path, n: int) -> dict:
     run = read_run_file(out)
     return {"images": n, "seconds": run["seconds"], "s_per_image": run["seconds"] / n}
@@ -332,17 +381,21 @@ def _figures(stages: dict) -> dict:
             f["generate_compile_vs_diffusers"] = stages["compile"]["images_per_s"] / base
     sdd = stages.get("sdd", {})
     if "plain_loop" in sdd:
-        for key in ("unsee_default", "unsee_reuse16", "unsee_reuse64"):
-            if key in sdd:
+        for key in sdd:
+            if key.startswith("unsee_"):
                 f[f"sdd_{key}_its"] = sdd[key]["its"]
                 f[f"sdd_{key}_vs_plain"] = sdd[key]["its"] / sdd["plain_loop"]["its"]
+                if sdd[key].get("its_steady"):
+                    f[f"sdd_{key}_steady_vs_plain"] = (
+                        sdd[key]["its_steady"] / sdd["plain_loop"]["its"]
+                    )
         f["sdd_plain_its"] = sdd["plain_loop"]["its"]
     erase = stages.get("erase", {})
     if erase.get("ran"):
         f["erase_default_wall_seconds"] = erase["wall_seconds"]
         f["erase_default_loop_seconds"] = erase["loop_seconds"]
-    elif erase.get("projected_loop_seconds") is not None:
-        f["erase_default_projected_loop_seconds"] = erase["projected_loop_seconds"]
+    elif erase.get("projected_loop_seconds"):
+        f["erase_default_projected_loop_seconds"] = min(erase["projected_loop_seconds"].values())
     for key, value in stages.get("censor", {}).items():
         if isinstance(value, dict) and "times_plain" in value:
             f[f"censor_{key}_times_plain"] = value["times_plain"]

@@ -13,6 +13,11 @@ PAPER_DEFAULTS = {"iterations": 1500, "batch": 4, "sample_steps": 50, "lr": 1e-5
 # minisd's: at lr 1e-5 it does not move in 300 steps; this erases in minutes on a 2-core
 # CPU (chosen by the pilots in docs/bench-erase/pilots.json)
 WORLD_DEFAULTS = {"iterations": 200, "batch": 8, "sample_steps": 25, "lr": 1e-3, "ema": 0.99}
+# training samples per teacher walk: the papers walk one trajectory per sample (1), which at
+# Stable Diffusion size spends most of an erase in the walks (docs/bench-gpu); 32 stops on
+# each walk, each drawn from the stop distribution, cut the walks 32-fold. minisd keeps the
+# papers' 1 (its walks are cheap; its table rows were made so).
+REUSE_DEFAULTS = {"paper": 1, "large": 32, "world": 1}
 
 
 # ... except when most of minisd's U-Net trains (esd-u's all-but-cross-attention, full):
@@ -32,8 +37,9 @@ def _defaults(key: str) -> str:
 def erase_defaults(model: str, params: str = "cross-attention") -> dict:
     """The settings an unset option takes for this model and these trainable parameters."""
     if model != "minisd":
-        return PAPER_DEFAULTS
-    return WORLD_DEFAULTS | ({"lr": WORLD_WIDE_LR} if params in WIDE_PARAMS else {})
+        return PAPER_DEFAULTS | {"reuse": REUSE_DEFAULTS["large"]}
+    world = WORLD_DEFAULTS | {"reuse": REUSE_DEFAULTS["world"]}
+    return world | ({"lr": WORLD_WIDE_LR} if params in WIDE_PARAMS else {})
 
 
 @dataclass(kw_only=True)
@@ -81,12 +87,12 @@ class EraseConfig(ModelArgs):
     ema: float | None = arg(
         None, help=f"EMA momentum of the teacher (the EMA is what is saved) {_defaults('ema')}"
     )
-    reuse: int = arg(
-        1,
+    reuse: int | None = arg(
+        None,
         help="training samples from each teacher trajectory: K stops drawn on one walk (each"
         " from the stop distribution), used over the next K steps: about K times fewer"
-        " teacher forwards, but K times fewer distinct starting noises, whose effect on"
-        " quality is not measured yet (1 = the papers')",
+        " teacher forwards, K times fewer distinct starting noises; 1 is the papers'"
+        f" (default: {REUSE_DEFAULTS['large']}; on minisd {REUSE_DEFAULTS['world']})",
     )
     cfg_scale: float = arg(3.0, help="classifier-free guidance of the teacher's trajectories")
     sample_steps: int | None = arg(
@@ -127,6 +133,12 @@ class EraseConfig(ModelArgs):
     )
     uce_lambda: float = arg(0.5, help="uce: weight of |W - W_old|^2, which keeps W near W_old")
     gradient_checkpointing: bool = arg(False, help="recompute U-Net activations (less memory)")
+    mixed: Literal["pure", "autocast"] = arg(
+        "pure",
+        help="on one GPU in bf16: pure computes in bf16 throughout with fp32 masters of the"
+        " trained weights; autocast casts op by op (norms and softmax in fp32, slower);"
+        " fp16 and several GPUs always use autocast",
+    )
     checkpoint_every: int = arg(250, help="steps between checkpoints (0: none)")
     resume: bool = arg(False, help="continue from the last checkpoint in --out")
     save: Literal["pipeline", "lora"] = arg(
@@ -243,7 +255,7 @@ class EraseConfig(ModelArgs):
 TRAINED_ONLY = (
     "params", "lora_rank", "timesteps", "beta", "iterations", "batch", "lr", "ema", "reuse",
     "cfg_scale", "sample_steps", "eta", "anchors", "strip_concept", "preserve_weight",
-    "gradient_checkpointing",
+    "gradient_checkpointing", "mixed",
     "checkpoint_every", "resume", "save", "seed",
 )  # fmt: skip
 UCE_ONLY = ("uce_target", "uce_erase_scale", "uce_preserve_scale", "uce_lambda")

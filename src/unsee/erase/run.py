@@ -41,6 +41,7 @@ from unsee.erase.esd import esd_target
 from unsee.erase.feedback import feedback_plan
 from unsee.erase.neg import neg_loss, neg_target, without_concept
 from unsee.erase.params import select_parameters
+from unsee.erase.precision import half_call, half_student
 from unsee.erase.sdd import (
     ema_update,
     preservation_loss,
@@ -169,13 +170,21 @@ def erase(cfg: EraseConfig) -> Path:
     unet, opt = accelerator.prepare(unet, opt)
     if walker is None:
         walker = unet  # ESD in full precision: the student walks its own trajectories
+    walker_params = None if sources is None else [dict(walker.named_parameters())[n] for n in names]
+    # on one GPU in bf16: half compute throughout, fp32 masters of the trained weights
+    # (precision.py); else autocast (fp16 needs its loss scaling, several GPUs their wrapper)
+    student, teacher_call, original_call = unet, walker, original
+    if half is torch.bfloat16 and cfg.mixed == "pure" and accelerator.num_processes == 1:
+        base = accelerator.unwrap_model(unet)
+        student = half_student(base, params, half, cfg.gradient_checkpointing)
+        teacher_call = half_call(walker)
+        original_call = None if original is None else half_call(original)
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     scheduler.set_timesteps(cfg.sample_steps, device=device)
     train_steps = scheduler.config.num_train_timesteps
     config = accelerator.unwrap_model(unet).config
     shape = (cfg.batch, config.in_channels, config.sample_size, config.sample_size)
     g = torch.Generator().manual_seed(cfg.seed + accelerator.process_index)
-    walker_params = None if sources is None else [dict(walker.named_parameters())[n] for n in names]
 
     def walk(z_T: torch.Tensor, stops: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
         """2. the teacher's CFG trajectories from z_T (b, C, h, w) to their stops (b,) or
@@ -192,8 +201,9 @@ def erase(cfg: EraseConfig) -> Path:
             cond = cs[rows]
         with accelerator.autocast():
             return teacher_latents(
-                walker, scheduler, cond, c0.expand(len(z_T), -1, -1), stops, cfg.cfg_scale, z_T
-            )
+                teacher_call, scheduler, cond, c0.expand(len(z_T), -1, -1), stops,
+                cfg.cfg_scale, z_T,
+            )  # fmt: skip
 
     start, losses, pool = 0, [], None
     if cfg.resume:
@@ -213,6 +223,7 @@ def erase(cfg: EraseConfig) -> Path:
     # 3. the loop
     grid = scheduler.timesteps.cpu()  # the DDIM grid on the host
     pending: list[torch.Tensor] = []  # this stretch's losses, still on the device
+    timeline: list[list[float]] = []  # (steps done, seconds) at each read of the losses
     started = time.time()
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, desc="erase",
                disable=not accelerator.is_main_process, dynamic_ncols=True)  # fmt: skip
@@ -234,21 +245,21 @@ def erase(cfg: EraseConfig) -> Path:
         preserve = None
         if keep is not None:
             picks = torch.randint(0, len(keep), (cfg.batch,), generator=g)
-            preserve = (keep[to_device(picks, device)], original, cfg.preserve_weight)
+            preserve = (keep[to_device(picks, device)], original_call, cfg.preserve_weight)
         if cfg.method == "neg" and cfg.reuse == 1:
             rows = to_device(torch.randint(0, len(anchors), (cfg.batch,), generator=g), device)
         if cfg.reuse == 1:
             z = walk(z_T, stops, rows)
         if cfg.method == "neg":
             texts = (c_0, anchors[rows], c_s, None if bases is anchors else bases[rows])
-            loss = neg_step(accelerator, unet, original, params, opt, texts, z, t, cfg.eta,
-                            preserve)  # fmt: skip
+            loss = neg_step(accelerator, student, original_call, params, opt, texts, z, t,
+                            cfg.eta, preserve)  # fmt: skip
         elif sdd:
-            loss = sdd_step(accelerator, unet, ema, params, opt, (c_0, c_s), z, t, cfg.ema,
+            loss = sdd_step(accelerator, student, ema, params, opt, (c_0, c_s), z, t, cfg.ema,
                             preserve)  # fmt: skip
         else:
-            loss = esd_step(accelerator, unet, original, params, opt, (c_0, cs[rows]), z, t,
-                            cfg.eta, preserve)  # fmt: skip
+            loss = esd_step(accelerator, student, original_call, params, opt, (c_0, cs[rows]),
+                            z, t, cfg.eta, preserve)  # fmt: skip
         pending.append(loss.detach())
         done = step + 1
         checkpoint = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
@@ -256,6 +267,7 @@ def erase(cfg: EraseConfig) -> Path:
             # reading a loss waits for the GPU: every 25 steps, not every step
             losses += [round(v, 6) for v in torch.stack(pending).tolist()]
             pending = []
+            timeline.append([done, round(time.time() - started, 3)])
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if checkpoint and done < cfg.iterations:
             _checkpoint(accelerator, ckpt, params, names, ema, opt, g, done, losses, pool)
@@ -277,6 +289,7 @@ def erase(cfg: EraseConfig) -> Path:
             "concepts": concepts,
             "settings": settings_of(cfg),
             "seconds": round(time.time() - started, 2),
+            "timeline": timeline,
             "processes": accelerator.num_processes,
             "loss_first": losses[:10],
             "loss_last": losses[-10:],

@@ -1,0 +1,62 @@
+"""Half-precision compute for erasing on a GPU, with fp32 masters of the trained weights.
+
+Under autocast every op is cast on its own: convolutions and matrix products run in bf16,
+but group norms and softmax run in fp32, so each of the U-Net's many GroupNorms reads and
+writes its activations in fp32 and every frozen fp32 weight is cast again at each forward.
+`unsee bench gpu` measured a training step of about 110 ms at Stable Diffusion size that
+way (docs/bench-gpu). Here instead:
+
+  the student   a bf16 copy of the U-Net does the arithmetic; the trained parameters enter
+                it as bf16 casts of their fp32 masters (torch.func.functional_call), so the
+                gradients land on the fp32 masters that AdamW and the EMA update; the fp32
+                U-Net itself is only read at the end, for saving (frozen weights untouched)
+  the rest      the frozen original and the walking copy are already half; their inputs
+                are cast to their dtype and autocast is off inside them
+
+Losses are taken in fp32 by the callers (`.float()`), as under autocast.
+"""
+
+import copy
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+UNetCall = Callable[..., object]  # unet(sample, timestep, encoder_hidden_states=...) -> .sample
+
+
+def half_call(module: nn.Module) -> UNetCall:
+    """Call a half-precision U-Net with its inputs cast to its dtype, autocast off inside."""
+    dtype = next(module.parameters()).dtype
+
+    def call(sample: Tensor, timestep, encoder_hidden_states: Tensor):
+        with torch.autocast(sample.device.type, enabled=False):
+            return module(
+                sample.to(dtype), timestep, encoder_hidden_states=encoder_hidden_states.to(dtype)
+            )
+
+    return call
+
+
+def half_student(
+    unet: nn.Module, params: dict[str, nn.Parameter], dtype: torch.dtype, checkpointing: bool
+) -> UNetCall:
+    """The student's forward in `dtype`: a frozen half copy of `unet` whose parameters
+    `params` are replaced, at every call, by casts of the fp32 masters (gradients flow to
+    them). The copy trains (train mode), so gradient checkpointing acts when asked."""
+    compute = copy.deepcopy(unet).requires_grad_(False).to(dtype)
+    if checkpointing:
+        compute.enable_gradient_checkpointing()
+    compute.train()
+    names = list(params)
+
+    def student(sample: Tensor, timestep, encoder_hidden_states: Tensor):
+        weights = {n: params[n].to(dtype) for n in names}
+        with torch.autocast(sample.device.type, enabled=False):
+            return functional_call(
+                compute, weights, (sample.to(dtype), timestep),
+                {"encoder_hidden_states": encoder_hidden_states.to(dtype)},
+            )  # fmt: skip
+
+    return student
