@@ -183,3 +183,33 @@ def test_bench_censor_refuses_a_bad_window_or_table_setting(tmp_path):
     with pytest.raises(UnseeError, match="SCALE:BACKWARD:RECURRENCE"):
         BenchCensorConfig(out=tmp_path, table=["2:1"])
     assert BenchCensorConfig(out=tmp_path).window == [0.0, 0.75]
+    # a noise-aware reward: no retry, no backward steps, its own table by default
+    latent = BenchCensorConfig(out=tmp_path, backbone="noise-aware")
+    assert latent.retry == 0 and all(s.split(":")[1] == "0" for s in latent.table)
+    assert BenchCensorConfig(out=tmp_path).retry == 2
+    with pytest.raises(UnseeError, match="--retry"):
+        BenchCensorConfig(out=tmp_path, backbone="noise-aware", retry=1)
+    with pytest.raises(UnseeError, match="backward"):
+        BenchCensorConfig(out=tmp_path, backbone="noise-aware", table=["2:1:1"])
+
+
+def test_bench_censor_with_a_noise_aware_reward(tmp_path):
+    from unsee.bench.censor import run_bench_censor
+    from unsee.bench.config import BenchCensorConfig
+
+    cfg = BenchCensorConfig(
+        out=tmp_path, n=4, pool=48, labels=4, table=["4:0:2"], table_n=2, steps=10,
+        batch_size=16, batch_invariant="on", device="cpu", backbone="noise-aware", scale=4,
+    )  # fmt: skip
+    results = run_bench_censor(cfg)
+    assert (
+        json.loads((tmp_path / "reward" / "config.json").read_text())["backbone"] == "noise-aware"
+    )
+    assert "censored_watermark_rate" in results and "reject_overhead_ratio" not in results
+    assert results["reject"].startswith("not run")
+    assert "retry" not in results["censored"]
+    assert results["censored_watermark_rate"] == results["guided_watermark_rate"]
+    # guidance moved the images: the censored set differs from the plain one
+    plain, censored = (tmp_path / "sets" / name / "images" for name in ("plain", "censored"))
+    first = sorted(p.relative_to(plain) for p in plain.rglob("*.png"))[0]
+    assert (plain / first).read_bytes() != (censored / first).read_bytes()

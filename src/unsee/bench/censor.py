@@ -103,6 +103,53 @@ def _retry_set(sets: Path, censor_cfg: CensorConfig, device) -> dict:
     return retry_flagged(target / "images", censor_cfg, make_censor(censor_cfg, device))
 
 
+def _reject(cfg, out, prompts, truths, seed, reward_dir, gen, judge, plain) -> dict:
+    """Rejection sampling with the bench's reward: its figures for results.json."""
+    if cfg.backbone == "noise-aware":
+        why = "not run: a noise-aware reward scores noisy samples, not finished images"
+        return {"headline": {}, "row": why}
+    reject_out = out / "sets" / "reject"
+    (reject_out.parent).mkdir(parents=True, exist_ok=True)
+    prompts_file = out / "sets" / "prompts.txt"
+    prompts_file.write_text("\n".join(prompts) + "\n")
+    shutil.rmtree(reject_out, ignore_errors=True)
+    start = time.perf_counter()
+    reject_cfg = CensorConfig(
+        out=reject_out,
+        reward=reward_dir,
+        prompts=prompts_file,
+        seed=seed,
+        reject=True,
+        budget=cfg.reject_budget,
+        **gen,
+    )
+    try:
+        reject_sample(reject_cfg)
+    except UnseeError as e:  # the budget ran out: report what it cost and what passed
+        print(f"rejection sampling: {e}")
+    reject_seconds = time.perf_counter() - start
+    records = read_image_set(reject_out)
+    kept = {r["index"] for r in records}
+    reject_row = _measure(
+        judge_images(judge, load_images(reject_out, records, None)),
+        [t for i, t in enumerate(truths) if i in kept],
+    )
+    reject_run = read_run_file(reject_out)
+    return {
+        "headline": {
+            "reject_overhead_ratio": round(reject_seconds / plain["seconds"], 3),
+            "reject_watermark_rate": reject_row["watermark_rate"],
+            "reject_samples_per_image": reject_run["samples_per_image"],
+        },
+        "row": {
+            **reject_row,
+            "seconds": round(reject_seconds, 2),
+            "passed": len(records),
+            "complete": reject_run["complete"],
+        },
+    }
+
+
 def run_bench_censor(cfg: BenchCensorConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -135,6 +182,7 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
             out=out / "reward",
             backbone=cfg.backbone,
             augment=cfg.backbone == "cnn",  # the clip head reads frozen features
+            model="minisd",  # what a noise-aware reward reads the latents of
             annotator="bench",
             cv_folds=0,
             device=cfg.device,
@@ -201,34 +249,8 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
     for row in table:
         row["overhead_ratio"] = round(row["seconds"] / table[0]["seconds"], 3)
 
-    # 5. rejection sampling to the same prompts and seeds
-    reject_out = out / "sets" / "reject"
-    (reject_out.parent).mkdir(parents=True, exist_ok=True)
-    prompts_file = out / "sets" / "prompts.txt"
-    prompts_file.write_text("\n".join(prompts) + "\n")
-    shutil.rmtree(reject_out, ignore_errors=True)
-    start = time.perf_counter()
-    reject_cfg = CensorConfig(
-        out=reject_out,
-        reward=reward_dir,
-        prompts=prompts_file,
-        seed=seed,
-        reject=True,
-        budget=cfg.reject_budget,
-        **gen,
-    )
-    try:
-        reject_sample(reject_cfg)
-    except UnseeError as e:  # the budget ran out: report what it cost and what passed
-        print(f"rejection sampling: {e}")
-    reject_seconds = time.perf_counter() - start
-    records = read_image_set(reject_out)
-    kept = {r["index"] for r in records}
-    reject_row = _measure(
-        judge_images(judge, load_images(reject_out, records, None)),
-        [t for i, t in enumerate(truths) if i in kept],
-    )
-    reject_run = read_run_file(reject_out)
+    # 5. rejection sampling to the same prompts and seeds (it scores finished images)
+    reject = _reject(cfg, out, prompts, truths, seed, reward_dir, gen, judge, plain)
 
     # 6. memory at Stable Diffusion size, where a GPU is at hand
     import torch
@@ -248,18 +270,11 @@ def run_bench_censor(cfg: BenchCensorConfig) -> dict:
         "guided_watermark_rate": guided["watermark_rate"],
         "guided_prompt_accuracy_drop": drop(guided),
         "guided_overhead_ratio": round(guided["seconds"] / plain["seconds"], 3),
-        "reject_overhead_ratio": round(reject_seconds / plain["seconds"], 3),
-        "reject_watermark_rate": reject_row["watermark_rate"],
-        "reject_samples_per_image": reject_run["samples_per_image"],
+        **reject["headline"],
         "plain": plain,
         "guided": guided,
         "censored": chosen | ({"retry": retry} if retry else {}),
-        "reject": {
-            **reject_row,
-            "seconds": round(reject_seconds, 2),
-            "passed": len(records),
-            "complete": reject_run["complete"],
-        },
+        "reject": reject["row"],
         "table": table,
         "sd15_gpu_memory": gpu if gpu else "no GPU in this run",
         "settings": {

@@ -16,6 +16,8 @@ TABLE_ROWS = (
 )  # fmt: skip
 # the stages of `unsee bench gpu`, in the order they run
 GPU_STAGES = ("generate", "sdd", "erase", "censor", "invert", "attack", "compile")
+IMAGE_TABLE = ("1:0:1", "1.5:0:1", "1.5:0:2", "2:0:2", "1:2:1")  # bench censor's, clip or cnn
+LATENT_TABLE = ("2:0:1", "4:0:1", "4:0:2", "8:0:2")  # noise-aware: classic guidance scales
 CENSOR_VARIANTS = ("guided", "guided_no_checkpointing", "guided_eps_constant", "guided_noise_aware")
 
 
@@ -143,25 +145,30 @@ class BenchCensorConfig:
     n: int = arg(500, help="neutral prompts (one image each) for the base and chosen setting")
     pool: int = arg(160, help="generated images the simulated person labels from")
     labels: int = arg(20, help="simulated binary labels, half bad and half good")
-    backbone: Literal["clip", "cnn"] = arg(
-        "clip", help="the reward's backbone (both are differentiable for forward guidance)"
+    backbone: Literal["clip", "cnn", "noise-aware"] = arg(
+        "clip",
+        help="the reward's backbone: clip and cnn read images (forward guidance through the"
+        " VAE decoder); noise-aware reads minisd's noisy latents (classic guidance: no"
+        " decoder, no U-Net backward; no --retry, no backward steps, no rejection sampling)",
     )
     scale: float = arg(1.5, help="chosen setting: forward guidance scale")
     backward_steps: int = arg(0, help="chosen setting: backward guidance steps")
     recurrence: int = arg(2, help="chosen setting: recurrence")
-    retry: int = arg(
-        2,
+    retry: int | None = arg(
+        None,
         help="chosen setting: rounds of `unsee censor --retry` after guidance (0: guidance only;"
-        " the guidance-only figures are reported either way)",
+        " the guidance-only figures are reported either way) (default: 2; 0 with a"
+        " noise-aware reward)",
     )
     window: list[float] = arg(
         [0.0, 0.75],
         help="guidance acts while t/T lies in [START, END], for every setting (on minisd,"
         " guiding the first quarter of sampling, where the layout forms, costs prompt accuracy)",
     )
-    table: list[str] = arg(
-        ["1:0:1", "1.5:0:1", "1.5:0:2", "2:0:2", "1:2:1"],
-        help="settings SCALE:BACKWARD:RECURRENCE for the rate-vs-time table",
+    table: list[str] | None = arg(
+        None,
+        help="settings SCALE:BACKWARD:RECURRENCE for the rate-vs-time table (default: 1:0:1"
+        " 1.5:0:1 1.5:0:2 2:0:2 1:2:1; noise-aware: 2:0:1 4:0:1 4:0:2 8:0:2)",
     )
     table_n: int = arg(100, help="images per table setting")
     reject_budget: float = arg(10.0, help="rejection sampling: samples per image at most")
@@ -176,12 +183,25 @@ class BenchCensorConfig:
     def __post_init__(self) -> None:
         self.out = check_out_folder(self.out)
         check_window(self.window)
+        latent = self.backbone == "noise-aware"
+        if self.table is None:
+            self.table = list(LATENT_TABLE if latent else IMAGE_TABLE)
+        if self.retry is None:
+            self.retry = 0 if latent else 2
         if self.retry < 0:
             raise UnseeError("--retry must be >= 0")
+        if latent and self.retry:
+            raise UnseeError("--retry reads each finished image's reward: a noise-aware reward"
+                             " cannot; give --retry 0 or a clip or cnn --backbone")  # fmt: skip
+        if latent and self.backward_steps:
+            raise UnseeError("backward guidance needs a clean-image reward (clip or cnn)")
         for setting in self.table:
             parts = setting.split(":")
             if len(parts) != 3:
                 raise UnseeError(f"--table setting {setting!r} is not SCALE:BACKWARD:RECURRENCE")
+            if latent and parts[1] not in ("0", ""):
+                raise UnseeError(f"--table setting {setting!r}: a noise-aware reward takes no"
+                                 " backward steps (SCALE:0:RECURRENCE)")  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -294,8 +314,9 @@ class BenchGpuConfig:
         300.0, help="run the whole default erase only when projected within this many seconds"
     )
     erase_reuse: list[int] = arg(
-        [], help="--reuse values for the whole erase, tried in turn: the first projected within"
-        " --erase-budget runs (default: erase's own)"
+        [],
+        help="--reuse values for the whole erase, tried in turn: the first projected within"
+        " --erase-budget runs (default: erase's own)",
     )
     censor_images: int = arg(4, help="images of each censored-sampling figure (one batch)")
     censor_steps: int = arg(25, help="denoising steps of the censored-sampling figures")
