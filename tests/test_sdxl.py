@@ -113,6 +113,41 @@ def test_single_file_sdxl_checkpoint_offline_says_which_configs_it_needs(tmp_pat
         load_pipeline(str(path), device="cpu")
 
 
+def test_single_file_sdxl_checkpoint_with_cached_configs_loads_offline(tmp_path, monkeypatch):
+    """With its kind's configs in the local cache, a single file goes to diffusers'
+    from_single_file of the right class, with those configs and nothing downloaded. (The
+    conversion itself is diffusers': it needs a checkpoint in the original layout, which
+    nothing here can write, so from_single_file stands in with the tiny SDXL.)"""
+    from huggingface_hub import constants
+
+    from unsee.models.tiny import tiny_sdxl_pipeline
+
+    repo = "stabilityai/stable-diffusion-xl-base-1.0"
+    cache = tmp_path / "hub"
+    snapshot = cache / f"models--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    calls = []
+
+    def from_single_file(cls, path, **kwargs):
+        calls.append((cls, path, kwargs))
+        return tiny_sdxl_pipeline().to(kwargs["dtype"])
+
+    monkeypatch.setattr(
+        StableDiffusionXLPipeline, "from_single_file", classmethod(from_single_file)
+    )
+    path = _save_checkpoint(tmp_path / "sdxl.safetensors", SDXL_KEYS)
+    pipe = load_pipeline(str(path), device="cpu", dtype="fp16")
+    [(cls, source, kwargs)] = calls
+    assert cls is StableDiffusionXLPipeline and source == str(path)
+    assert kwargs["config"] == repo and kwargs["local_files_only"] is True
+    assert kwargs["dtype"] == torch.float16 and kwargs["add_watermarker"] is False
+    assert pipe.unet.dtype == torch.float16 and pipe.vae.dtype == torch.float32
+
+
 def test_single_file_sd_checkpoint_ckpt_offline(tmp_path):
     path = _save_checkpoint(tmp_path / "sd15.ckpt", SD1_KEYS)
     with pytest.raises(UnseeError, match=r"single-file Stable Diffusion 1\.x checkpoint.*v1-5"):
