@@ -283,6 +283,32 @@ def test_negative_prompt_guidance_sld_and_sega_change_the_image(tiny_sdxl, tmp_p
         assert not np.array_equal(base, first(name, **kw)), name
 
 
+def test_sdxl_lora_weights_change_the_image(tiny_sdxl, tmp_path):
+    """A U-Net LoRA in diffusers' SDXL layout loads through --lora."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    from unsee.erase.params import select_parameters
+
+    unet = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl).unet
+    params = select_parameters(unet, "lora", lora_rank=2)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in params.values():  # lora_B starts at zero: make the adapter do something
+            p.normal_(0, 0.5)
+    lora = tmp_path / "lora"
+    StableDiffusionXLPipeline.save_lora_weights(
+        lora,
+        unet_lora_layers=convert_state_dict_to_diffusers(
+            get_peft_model_state_dict(unet, adapter_name="unsee")
+        ),
+    )
+    plain = pixels(generate(config(tiny_sdxl, tmp_path / "plain")))["images/000000.png"]
+    out = generate(config(tiny_sdxl, tmp_path / "l", lora=lora))
+    assert not np.array_equal(pixels(out)["images/000000.png"], plain)
+    assert read_metadata(out)[0]["lora"] == str(lora)
+
+
 def test_sdxl_refuses_textual_inversion_for_now(tiny_sdxl, tmp_path):
     from safetensors.torch import save_file
 
