@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unsee.models.tiny import tiny_sd_pipeline, tiny_unconditional_pipeline
+from unsee.models.tiny import tiny_sd_pipeline, tiny_sdxl_pipeline, tiny_unconditional_pipeline
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,14 @@ def tiny_sd(tmp_path_factory) -> Path:
     """A tiny Stable Diffusion pipeline folder, built from config in code."""
     path = tmp_path_factory.mktemp("models") / "tiny-sd"
     tiny_sd_pipeline(seed=0).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl(tmp_path_factory) -> Path:
+    """A tiny SDXL pipeline folder (two text encoders, size conditioning), built in code."""
+    path = tmp_path_factory.mktemp("models") / "tiny-sdxl"
+    tiny_sdxl_pipeline(seed=0).save_pretrained(path)
     return path
 
 

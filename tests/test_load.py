@@ -40,8 +40,9 @@ def _fake_pipeline(tmp_path, class_name):
     return str(folder)
 
 
-def test_sdxl_is_named_as_not_yet_supported(tmp_path):
-    with pytest.raises(UnseeError, match="SDXL is not yet supported"):
+def test_sdxl_folder_is_loaded_not_refused(tmp_path):
+    # an SDXL index is supported (tests/test_sdxl.py loads real ones); this one has no parts
+    with pytest.raises(UnseeError, match="could not load model"):
         load_pipeline(_fake_pipeline(tmp_path, "StableDiffusionXLPipeline"), device="cpu")
 
 
@@ -56,9 +57,14 @@ def test_folder_that_is_not_a_pipeline(tmp_path):
 
 
 def test_file_instead_of_folder(tmp_path):
-    path = tmp_path / "model.ckpt"
+    path = tmp_path / "model.bin"
     path.write_bytes(b"\0")
     with pytest.raises(UnseeError, match="is a file"):
+        load_pipeline(str(path), device="cpu")
+    # .ckpt / .safetensors are read as single-file checkpoints (tests/test_sdxl.py)
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(b"\0")
+    with pytest.raises(UnseeError, match="could not read checkpoint"):
         load_pipeline(str(path), device="cpu")
 
 

@@ -33,7 +33,8 @@ class ModelArgs:
 
     model: str = arg(
         "minisd",
-        help="`minisd` (the embedded world model), a local diffusers folder, or a hub id",
+        help="`minisd` (the embedded world model), a local diffusers folder, a hub id, or a"
+        " single-file .safetensors/.ckpt checkpoint (Stable Diffusion 1.x/2.x, SDXL base)",
     )
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = arg(

@@ -38,7 +38,7 @@ from unsee.evaluate.suites import suite_seed, world_suite
 from unsee.generate.run import Job, Sampler, batches
 from unsee.imageset import atomic_write_text, load_images, read_image_set
 from unsee.invert.run import encode_latents
-from unsee.models.load import load_embeddings, pick_device
+from unsee.models.load import load_embeddings, pick_device, refuse_sdxl
 from unsee.world.names import ARTISTS
 from unsee.world.render import ARTIST_TEMPLATES, WATERMARK_PHRASES
 
@@ -55,6 +55,8 @@ def attack(cfg: AttackConfig) -> dict:
     detector, detector_line = make_detector(cfg.concept, cfg.nudenet_threshold, device)
     gen, censor = generate_settings(cfg, None, 1, cfg.out / "images", cfg.model, cfg.plain())
     sampler = Sampler(gen, censor)
+    if cfg.method != "replay":  # prefix tokens and inversion read one text encoder
+        refuse_sdxl(sampler.pipe, cfg.model, f"attack --method {cfg.method}")
     started = time.time()
     if cfg.method == "prefix":
         figures = run_prefix(cfg, sampler, jobs, detector)

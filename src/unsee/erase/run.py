@@ -60,6 +60,7 @@ from unsee.models.load import (
     load_pipeline,
     pick_device,
     process_state,
+    refuse_sdxl,
 )
 from unsee.sampling.loop import to_device
 
@@ -110,6 +111,7 @@ def erase(cfg: EraseConfig) -> Path:
     pipe = load_pipeline(cfg.model, str(device), "fp32")  # fp32 master weights
     if not is_conditional(pipe):
         raise UnseeError(f"{cfg.model!r} takes no text: erasing needs a text-to-image model")
+    refuse_sdxl(pipe, cfg.model, "erase")
     out = cfg.out
     ckpt = out / CHECKPOINT
     if not cfg.resume and (out / "erase.json").exists():
@@ -312,6 +314,7 @@ def erase_uce(cfg: EraseConfig) -> Path:
     pipe = load_pipeline(cfg.model, str(device), "fp32")
     if not is_conditional(pipe):
         raise UnseeError(f"{cfg.model!r} takes no text: erasing needs a text-to-image model")
+    refuse_sdxl(pipe, cfg.model, "erase")
     if (out / "erase.json").exists():
         raise UnseeError(f"{out} already holds an erased model; use another --out")
 

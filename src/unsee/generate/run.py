@@ -31,11 +31,13 @@ from unsee.guidance.sega import SEGASettings, sega_denoiser
 from unsee.guidance.sld import PRESETS, SLDPreset, sld_denoiser
 from unsee.models.load import (
     is_conditional,
+    is_sdxl,
     load_embeddings,
     load_pipeline,
     optimize_inference,
     process_state,
 )
+from unsee.sampling.conditioning import MicroCond, TextCond, check_time_ids, with_time_ids
 from unsee.sampling.denoiser import (
     INVARIANT_CHUNK,
     Denoiser,
@@ -62,6 +64,9 @@ _MATCH = (
     "lora",
     "sld",
     "sega",
+    "original_size",
+    "crops_coords_top_left",
+    "target_size",
 )
 
 
@@ -179,6 +184,13 @@ class Sampler:
         self.sld = PRESETS[cfg.sld].for_steps(cfg.steps) if cfg.sld != "off" else None
         self.sega = SEGASettings(cfg.sega_scale).for_steps(cfg.steps) if cfg.sega_remove else None
         self.height, self.width = _image_size(pipe, cfg, conditional)
+        # SDXL's size conditioning: an uncropped image of the size made
+        self.micro = MicroCond.uncropped(self.height, self.width) if is_sdxl(pipe) else None
+        if self.micro is not None:
+            try:
+                check_time_ids(pipe.unet, pipe.text_encoder_2.config.projection_dim)
+            except ValueError as e:
+                raise UnseeError(f"model {cfg.model!r}: {e}") from None
         device = pipe.device
         invariant = cfg.batch_invariant == "on" or (
             cfg.batch_invariant == "auto" and device.type == "cpu"
@@ -198,7 +210,7 @@ class Sampler:
         self.shape = (channels, self.height // factor, self.width // factor)
         if censor is not None:  # before any output folder is made
             censor.reward.check_model(pipe, self.shape)
-        self.embed_cache: dict[str, torch.Tensor] = {}
+        self.embed_cache: dict[str, TextCond] = {}
 
     def compile_for(self, images: int) -> None:
         """Compile the U-Net when this run is worth it (`--optimize`, GPU only); every
@@ -219,7 +231,7 @@ class Sampler:
                 prompts = [j.prompt for j in batch]
                 denoiser = _text_denoiser(
                     pipe, cfg, prompts, guidance, self.embed_cache, self.sld, self.sega,
-                    self.scheduler, self.chunk,
+                    self.scheduler, self.chunk, self.micro,
                 )  # fmt: skip
                 vae = pipe.vae
             else:
@@ -284,6 +296,8 @@ def generate(cfg: GenerateConfig, censor: Censor | None = None) -> Path:
         common["sld"] = {"preset": cfg.sld, "concept": cfg.sld_concept, **dataclasses.asdict(sld)}
     if sega is not None:
         common["sega"] = {"remove": list(cfg.sega_remove), **dataclasses.asdict(sega)}
+    if sampler.micro is not None:
+        common |= sampler.micro.record()
     expected = {
         j.index: imageset.image_record(
             j.index, prompt=j.prompt, seed=j.seed, guidance=j.guidance, **j.ids, **common
@@ -400,35 +414,67 @@ def _text_denoiser(
     cfg: GenerateConfig,
     prompts: list[str],
     guidance: float,
-    cache: dict[str, torch.Tensor],
+    cache: dict[str, TextCond],
     sld: SLDPreset | None,
     sega: SEGASettings | None,
     scheduler,
     chunk: int | None,
+    micro: MicroCond | None = None,
 ) -> Denoiser:
     """The batch's denoiser: classifier-free guidance, with SLD or SEGA when asked for
-    (they always run the negative-prompt forward, whatever the guidance scale)."""
+    (they always run the negative-prompt forward, whatever the guidance scale). micro:
+    SDXL's size conditioning, for every text."""
     n = len(prompts)
-    cond = _embed(pipe, prompts, cache)  # (n, L, D)
+
+    def embed(texts: list[str]) -> TextCond:
+        return with_time_ids(_embed(pipe, texts, cache), micro)
+
+    cond = embed(prompts)  # (n, L, D)
     if sld is None and sega is None:
-        uncond = _embed(pipe, [cfg.negative_prompt] * n, cache) if guidance > 1 else None
+        uncond = _negative(pipe, cfg.negative_prompt, cond, embed) if guidance > 1 else None
         return text_denoiser(pipe.unet, cond, uncond, guidance, chunk)
-    uncond = _embed(pipe, [cfg.negative_prompt] * n, cache)
+    uncond = _negative(pipe, cfg.negative_prompt, cond, embed)
     if sld is not None:
-        concept = _embed(pipe, [cfg.sld_concept] * n, cache)
+        concept = embed([cfg.sld_concept] * n)
         return sld_denoiser(pipe.unet, cond, uncond, concept, guidance, sld, scheduler, chunk)
-    concepts = [_embed(pipe, [text] * n, cache) for text in cfg.sega_remove]
+    concepts = [embed([text] * n) for text in cfg.sega_remove]
     return sega_denoiser(pipe.unet, cond, uncond, concepts, guidance, sega, scheduler, chunk)
 
 
-def _embed(pipe, prompts: list[str], cache: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Text embeddings (B, L, D), one prompt at a time and cached: a prompt's embedding
-    never depends on the other prompts of its batch."""
+def _negative(pipe, negative_prompt: str, cond: TextCond, embed) -> TextCond:
+    """The negative prompt's conditioning, one row per image of cond: for an SDXL model
+    whose config asks for it (force_zeros_for_empty_prompt), the empty negative prompt
+    is zeros, as in diffusers."""
+    if not negative_prompt and pipe.config.get("force_zeros_for_empty_prompt", False):
+        zeros = torch.zeros_like(cond.hidden), torch.zeros_like(cond.pooled)
+        return TextCond(*zeros, cond.time_ids)
+    return embed([negative_prompt] * len(cond.hidden))
+
+
+def _embed(pipe, prompts: list[str], cache: dict[str, TextCond]) -> TextCond:
+    """Text conditioning, (B, L, D) embeddings (and SDXL's pooled (B, P) ones), one prompt
+    at a time and cached: a prompt's embedding never depends on the other prompts of its
+    batch."""
     for prompt in dict.fromkeys(prompts):
         if prompt not in cache:
             with torch.no_grad():
-                cache[prompt] = pipe.encode_prompt(prompt, pipe.device, 1, False)[0]
-    return torch.cat([cache[p] for p in prompts])
+                cache[prompt] = _encode(pipe, prompt)
+    return TextCond(
+        torch.cat([cache[p].hidden for p in prompts]),
+        None if cache[prompts[0]].pooled is None else torch.cat([cache[p].pooled for p in prompts]),
+    )
+
+
+def _encode(pipe, prompt: str) -> TextCond:
+    """One prompt's conditioning: Stable Diffusion's text encoder output; SDXL's two
+    encoders' penultimate layers, concatenated, and the second one's pooled projection."""
+    if is_sdxl(pipe):
+        hidden, _, pooled, _ = pipe.encode_prompt(
+            prompt=prompt, device=pipe.device, num_images_per_prompt=1,
+            do_classifier_free_guidance=False,
+        )  # fmt: skip
+        return TextCond(hidden, pooled)
+    return TextCond(pipe.encode_prompt(prompt, pipe.device, 1, False)[0])
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,8 @@ import torch
 from diffusers import SchedulerMixin
 from torch import Tensor
 
-from unsee.sampling.denoiser import Denoiser, Rows, momentum_denoiser
+from unsee.sampling.conditioning import Cond, as_cond
+from unsee.sampling.denoiser import Denoiser, Rows, joint_eps, momentum_denoiser
 
 # SemanticStableDiffusionPipeline's defaults (diffusers), for 50 steps
 WARMUP_STEPS = 10  # edit_warmup_steps
@@ -71,9 +72,9 @@ def sega_guidance(
 
 def sega_denoiser(
     unet: torch.nn.Module,
-    cond: Tensor,
-    uncond: Tensor,
-    concepts: list[Tensor],
+    cond: Cond,
+    uncond: Cond,
+    concepts: list[Cond],
     guidance: float,
     settings: SEGASettings,
     scheduler: SchedulerMixin,
@@ -82,20 +83,19 @@ def sega_denoiser(
     """eps(x, t) with SEGA away from `concepts` for a text-conditioned U-Net; one denoiser
     per batch (it keeps each image's momentum, a row of a (B, C, h, w) tensor).
 
-    cond, uncond: (B, L, D) text embeddings of the prompts and the negative prompt;
-    concepts: one (B, L, D) embedding per concept to remove. settings: already scaled to
+    cond, uncond: text conditionings (sampling.conditioning) of the prompts and the
+    negative prompt; concepts: one per concept to remove. settings: already scaled to
     the run's steps. The step is the position of t in scheduler.timesteps (set by the
     sampler). chunk: as in text_denoiser; each chunk reads and writes the momentum of its
     own rows, so an image's result does not depend on the batch.
     """
-    n = 2 + len(concepts)
+    cond, uncond = as_cond(cond), as_cond(uncond)
+    concepts = [as_cond(c) for c in concepts]
 
     def step_rows(x: Tensor, t: Tensor, step: int, i: Rows, momentum: Tensor):
         texts = [uncond[i], cond[i], *(c[i] for c in concepts)]
         # 1. eps_u, eps_c and each eps_e in one forward: ((2 + E) b, C, h, w)
-        e_u, e_c, *e_e = unet(
-            torch.cat([x] * n), t, encoder_hidden_states=torch.cat(texts)
-        ).sample.chunk(n)
+        e_u, e_c, *e_e = joint_eps(unet, x, t, texts)
         # 2. the edit, and these rows' momentum
         gamma, momentum = sega_guidance(e_u, torch.stack(e_e), momentum, settings)
         # 3. classifier-free guidance, plus the edit after the warm-up

@@ -21,7 +21,8 @@ import torch
 from diffusers import SchedulerMixin
 from torch import Tensor
 
-from unsee.sampling.denoiser import Denoiser, Rows, momentum_denoiser
+from unsee.sampling.conditioning import Cond, as_cond
+from unsee.sampling.denoiser import Denoiser, Rows, joint_eps, momentum_denoiser
 
 PRESET_STEPS = 50  # the presets' warm-up counts are for 50 denoising steps
 
@@ -77,9 +78,9 @@ def sld_guidance(
 
 def sld_denoiser(
     unet: torch.nn.Module,
-    cond: Tensor,
-    uncond: Tensor,
-    concept: Tensor,
+    cond: Cond,
+    uncond: Cond,
+    concept: Cond,
     guidance: float,
     preset: SLDPreset,
     scheduler: SchedulerMixin,
@@ -88,20 +89,17 @@ def sld_denoiser(
     """eps(x, t) with SLD for a text-conditioned U-Net; one denoiser per batch (it keeps
     each image's momentum, a row of a (B, C, h, w) tensor).
 
-    cond, uncond, concept: (B, L, D) text embeddings of the prompts, the negative prompt
-    and the safety concept, one row per image. preset: already scaled to the run's steps.
-    The step is the position of t in scheduler.timesteps (set by the sampler). chunk: as
-    in text_denoiser; each chunk reads and writes the momentum of its own rows, so an
-    image's result does not depend on the batch.
+    cond, uncond, concept: text conditionings (sampling.conditioning) of the prompts, the
+    negative prompt and the safety concept, one row per image. preset: already scaled to
+    the run's steps. The step is the position of t in scheduler.timesteps (set by the
+    sampler). chunk: as in text_denoiser; each chunk reads and writes the momentum of its
+    own rows, so an image's result does not depend on the batch.
     """
+    cond, uncond, concept = as_cond(cond), as_cond(uncond), as_cond(concept)
 
     def step_rows(x: Tensor, t: Tensor, step: int, i: Rows, momentum: Tensor):
         # 1. eps_u, eps_c, eps_S in one forward: (3b, C, h, w)
-        e_u, e_c, e_s = unet(
-            torch.cat([x] * 3),
-            t,
-            encoder_hidden_states=torch.cat([uncond[i], cond[i], concept[i]]),
-        ).sample.chunk(3)
+        e_u, e_c, e_s = joint_eps(unet, x, t, [uncond[i], cond[i], concept[i]])
         # 2. SLD's noise guidance, and these rows' momentum
         noise_guidance, momentum = sld_guidance(e_u, e_c, e_s, momentum, step, preset)
         return e_u + guidance * noise_guidance, momentum

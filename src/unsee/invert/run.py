@@ -29,7 +29,7 @@ from unsee.images import to_model_range
 from unsee.imageset import atomic_file, atomic_write_text, load_images, read_image_set
 from unsee.invert.config import InvertConfig
 from unsee.invert.hfi import inversion_weights, weighted_denoising_loss
-from unsee.models.load import is_conditional, load_pipeline, pick_device
+from unsee.models.load import is_conditional, load_pipeline, pick_device, refuse_sdxl
 from unsee.reward.model import load_reward, p_bad
 
 
@@ -130,6 +130,7 @@ def invert(cfg: InvertConfig) -> Path:
     pipe = load_pipeline(cfg.model, str(device), "fp32")  # fp32: v is learned in fp32
     if not is_conditional(pipe):
         raise UnseeError(f"{cfg.model!r} takes no text: inversion needs a text-to-image model")
+    refuse_sdxl(pipe, cfg.model, "invert")
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
 
     # 1-2. the images, how much each shows the concept, and which ones the inversion sees

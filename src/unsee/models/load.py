@@ -1,8 +1,13 @@
-"""One loader for every command: `minisd`, a local diffusers folder, or a hub id.
+"""One loader for every command: `minisd`, a local diffusers folder, a hub id, or a
+single-file checkpoint (.safetensors / .ckpt, the original Stability layout).
 
-Supported: Stable Diffusion 1.x / 2.x (StableDiffusionPipeline) and unconditional
-UNet2DModel pipelines (DDPMPipeline, DDIMPipeline). Everything else is refused with a
-message naming what is supported.
+Supported: Stable Diffusion 1.x / 2.x (StableDiffusionPipeline), SDXL base
+(StableDiffusionXLPipeline) and unconditional UNet2DModel pipelines (DDPMPipeline,
+DDIMPipeline). Everything else is refused with a message naming what is supported.
+
+SDXL's VAE overflows in fp16: as diffusers' SDXL pipeline does (its VAE config's
+`force_upcast`), an fp16 SDXL pipeline keeps its VAE in fp32, and decoding casts the
+latents to the VAE's dtype (sampling.loop.decode).
 """
 
 import json
@@ -12,17 +17,34 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-from diffusers import DDIMPipeline, DDPMPipeline, DiffusionPipeline, StableDiffusionPipeline
+from diffusers import (
+    DDIMPipeline,
+    DDPMPipeline,
+    DiffusionPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
 
 from unsee.errors import UnseeError
 from unsee.world.paths import MINISD_DIR
 
 PIPELINES: dict[str, type[DiffusionPipeline]] = {
     "StableDiffusionPipeline": StableDiffusionPipeline,
+    "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
     "DDPMPipeline": DDPMPipeline,
     "DDIMPipeline": DDIMPipeline,
 }
-SUPPORTED = "Stable Diffusion 1.x/2.x (StableDiffusionPipeline) and unconditional DDPM/DDIM"
+SUPPORTED = (
+    "Stable Diffusion 1.x/2.x (StableDiffusionPipeline), SDXL base (StableDiffusionXLPipeline)"
+    " and unconditional DDPM/DDIM"
+)
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
+# diffusers' names for the kinds of single-file checkpoint unsee loads
+SINGLE_FILE_KINDS: dict[str, tuple[str, type[DiffusionPipeline]]] = {
+    "v1": ("Stable Diffusion 1.x", StableDiffusionPipeline),
+    "v2": ("Stable Diffusion 2.x", StableDiffusionPipeline),
+    "xl_base": ("SDXL base", StableDiffusionXLPipeline),
+}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -131,7 +153,12 @@ def resolve_model(model: str) -> tuple[str, dict]:
     path = Path(model).expanduser()
     if path.exists():
         if not path.is_dir():
-            raise UnseeError(f"model {model!r} is a file; expected a diffusers pipeline folder")
+            if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
+                return str(path), single_file_index(path)
+            raise UnseeError(
+                f"model {model!r} is a file; expected a diffusers pipeline folder or a"
+                f" single-file checkpoint ({', '.join(SINGLE_FILE_SUFFIXES)})"
+            )
         index = path / "model_index.json"
         if not index.is_file():
             raise UnseeError(
@@ -148,13 +175,91 @@ def resolve_model(model: str) -> tuple[str, dict]:
     )
 
 
+class _Shape:
+    """A checkpoint entry's shape, without its data (what diffusers' detection reads)."""
+
+    def __init__(self, shape) -> None:
+        self.shape = torch.Size(shape)
+        self.ndim = len(self.shape)
+
+
+def _checkpoint_shapes(path: Path) -> dict:
+    """{key: an object with .shape} of a single-file checkpoint, reading no weights
+    (safetensors: the header; .ckpt: memory-mapped)."""
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                names = f.keys()  # a safe_open handle is not iterable
+                return {k: _Shape(f.get_slice(k).get_shape()) for k in names}
+        try:
+            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except RuntimeError:  # the legacy (not zip) format cannot be memory-mapped
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any reader's error: not a checkpoint unsee can read
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnseeError(f"could not read checkpoint {str(path)!r}: {first}") from None
+    while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UnseeError(f"checkpoint {str(path)!r} holds no state dict")
+    return {k: v for k, v in state.items() if hasattr(v, "shape")}
+
+
+def single_file_index(path: Path) -> dict:
+    """What a single-file checkpoint is, as a model_index.json-like dict: the pipeline
+    class, and the hub repo whose diffusers configs (small JSON files) diffusers builds its
+    components from. Refuses kinds unsee does not load, and files that are no checkpoint."""
+    from diffusers.loaders.single_file_utils import (
+        CHECKPOINT_KEY_NAMES,
+        DIFFUSERS_DEFAULT_PIPELINE_PATHS,
+        infer_diffusers_model_type,
+    )
+
+    shapes = _checkpoint_shapes(path)
+    try:
+        kind = infer_diffusers_model_type(shapes)
+    except (KeyError, IndexError, AttributeError):
+        kind = None
+    # diffusers calls whatever it does not recognise "v1": check that it is one
+    if kind == "v1" and CHECKPOINT_KEY_NAMES["v1"] not in shapes:
+        kind = None
+    if kind not in SINGLE_FILE_KINDS:
+        what = f"a {kind!r} checkpoint" if kind else "not a checkpoint diffusers recognises"
+        raise UnseeError(
+            f"single file {str(path)!r} is {what}; unsee loads single files of"
+            f" {', '.join(name for name, _ in SINGLE_FILE_KINDS.values())} (supported: {SUPPORTED})"
+        )
+    name, cls = SINGLE_FILE_KINDS[kind]
+    repo = DIFFUSERS_DEFAULT_PIPELINE_PATHS[kind]["pretrained_model_name_or_path"]
+    return {"_class_name": cls.__name__, "_single_file": {"kind": name, "config": repo}}
+
+
+def _single_file_configs(model: str, info: dict) -> bool:
+    """Make sure the diffusers configs a single file is built with are at hand; True when
+    they come from the local cache (then nothing is downloaded)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    repo = info["config"]
+    try:
+        hf_hub_download(repo, "model_index.json", local_files_only=True)
+        return True
+    except LocalEntryNotFoundError:
+        pass
+    try:
+        _hub_model_index(repo)
+    except UnseeError as e:
+        raise UnseeError(
+            f"{model!r} is a single-file {info['kind']} checkpoint; diffusers builds it with"
+            f" the configs of {repo} (JSON files, no weights), and {e}"
+        ) from None
+    return False
+
+
 def pipeline_class(model: str, index: dict) -> type[DiffusionPipeline]:
     name = index.get("_class_name", "")
-    if name.startswith("StableDiffusionXL"):
-        raise UnseeError(
-            f"model {model!r} is an SDXL pipeline ({name}); SDXL is not yet supported"
-            f" (supported: {SUPPORTED})"
-        )
     if name not in PIPELINES:
         raise UnseeError(
             f"model {model!r} is a {name or 'unnamed'} pipeline, which unsee does not support"
@@ -176,12 +281,23 @@ def load_pipeline(model: str, device: str = "auto", dtype: str = "auto") -> Diff
     kwargs: dict = {"dtype": torch_dtype}
     if cls is StableDiffusionPipeline:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
+    if cls is StableDiffusionXLPipeline:
+        kwargs.update(add_watermarker=False)  # unsee's images are compared pixel for pixel
+    single = index.get("_single_file")
     try:
-        pipe = cls.from_pretrained(source, **kwargs)
+        if single is None:
+            pipe = cls.from_pretrained(source, **kwargs)
+        else:
+            cached = _single_file_configs(model, single)
+            pipe = cls.from_single_file(
+                source, config=single["config"], local_files_only=cached, **kwargs
+            )
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UnseeError(f"could not load model {model!r}: {first}") from e
     pipe.to(dev)
+    if is_sdxl(pipe) and pipe.vae.dtype == torch.float16 and pipe.vae.config.force_upcast:
+        pipe.vae.to(torch.float32)  # SDXL's VAE overflows in fp16 (NaN, black images)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -202,7 +318,21 @@ def optimize_inference(pipe: DiffusionPipeline) -> None:
 
 def is_conditional(pipe: DiffusionPipeline) -> bool:
     """True for text-to-image pipelines, False for unconditional ones."""
-    return isinstance(pipe, StableDiffusionPipeline)
+    return isinstance(pipe, StableDiffusionPipeline | StableDiffusionXLPipeline)
+
+
+def is_sdxl(pipe: DiffusionPipeline) -> bool:
+    """True for SDXL: two text encoders, pooled text and size conditioning of the U-Net."""
+    return isinstance(pipe, StableDiffusionXLPipeline)
+
+
+def refuse_sdxl(pipe: DiffusionPipeline, model: str, command: str) -> None:
+    """Refuse an SDXL model in a command that does not yet handle SDXL."""
+    if is_sdxl(pipe):
+        raise UnseeError(
+            f"model {model!r} is SDXL: `unsee {command}` does not yet support SDXL"
+            " (`unsee generate` and `unsee censor` do)"
+        )
 
 
 def load_embeddings(pipe: StableDiffusionPipeline, paths: list[Path]) -> list[str]:
@@ -216,6 +346,11 @@ def load_embeddings(pipe: StableDiffusionPipeline, paths: list[Path]) -> list[st
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if paths and is_sdxl(pipe):
+        raise UnseeError(
+            "--embedding: textual-inversion tokens for SDXL (two text encoders) are not yet"
+            " supported"
+        )
     tokens = []
     for path in paths:
         if not path.is_file():

@@ -1,6 +1,7 @@
-"""Tiny (and Stable Diffusion 1.5 sized) randomly initialised pipelines built from config.
+"""Tiny (and Stable Diffusion 1.5 / SDXL sized) randomly initialised pipelines built from
+config.
 
-They run every code path of a real Stable Diffusion (or unconditional DDPM/DDIM)
+They run every code path of a real Stable Diffusion, SDXL (or unconditional DDPM/DDIM)
 pipeline in milliseconds: tests, `unsee bench generate` and the demo use them.
 The text side uses the real CLIP tokenizer, so prompts tokenize as in Stable Diffusion.
 """
@@ -10,11 +11,18 @@ from diffusers import (
     AutoencoderKL,
     DDIMPipeline,
     DDIMScheduler,
+    EulerDiscreteScheduler,
     StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
     UNet2DConditionModel,
     UNet2DModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    CLIPTokenizer,
+)
 
 from unsee.world.paths import TOKENIZER_DIR
 
@@ -141,4 +149,174 @@ def sd15_sized_pipeline(seed: int = 0) -> StableDiffusionPipeline:
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+
+
+# SDXL base's scheduler_config.json: Euler, with the keys a DDIM scheduler made from it reads
+SDXL_SCHEDULER = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "prediction_type": "epsilon",
+    "interpolation_type": "linear",
+    "use_karras_sigmas": False,
+    "timestep_spacing": "leading",
+    "steps_offset": 1,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "sample_max_value": 1.0,
+}
+SDXL_VAE_SCALING = 0.13025  # SDXL's VAE scaling factor (SD 1.x/2.x: 0.18215)
+SDXL_TIME_IDS = 6  # original size (2), crop top-left (2), target size (2)
+
+
+def _sdxl_text_encoders(
+    tokenizers: tuple[CLIPTokenizer, CLIPTokenizer], hidden, layers, heads, ffn, act
+) -> tuple[CLIPTextModel, CLIPTextModelWithProjection]:
+    """SDXL's two text towers: a CLIP text model (its penultimate layer feeds the U-Net) and
+    a CLIP text model with projection (penultimate layer too, and its projected pooled
+    output), of the given hidden sizes."""
+
+    def config(i: int, **kw) -> CLIPTextConfig:
+        tokenizer = tokenizers[i]
+        return CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden[i],
+            intermediate_size=ffn[i],
+            num_hidden_layers=layers[i],
+            num_attention_heads=heads[i],
+            hidden_act=act[i],
+            max_position_embeddings=tokenizer.model_max_length,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **kw,
+        )
+
+    return (
+        CLIPTextModel(config(0, projection_dim=hidden[0])),
+        CLIPTextModelWithProjection(config(1, projection_dim=hidden[1])),
+    )
+
+
+def _sdxl_tokenizers() -> tuple[CLIPTokenizer, CLIPTokenizer]:
+    """The CLIP tokenizer twice, the second padding with "!" as SDXL's tokenizer_2 does."""
+    return (
+        CLIPTokenizer.from_pretrained(TOKENIZER_DIR),
+        CLIPTokenizer.from_pretrained(TOKENIZER_DIR, pad_token="!"),
+    )
+
+
+def tiny_sdxl_pipeline(seed: int = 0, image_size: int = 32) -> StableDiffusionXLPipeline:
+    """A StableDiffusionXLPipeline with ~3M parameters (VAE downsamples x2): two text
+    encoders (hidden sizes 32 and 32, the second with a 32-dim projection), a U-Net with
+    SDXL's "text_time" added conditioning, SDXL's Euler schedule and VAE scaling factor."""
+    torch.manual_seed(seed)
+    hidden, time_dim = (32, 32), 8
+    tokenizer, tokenizer_2 = _sdxl_tokenizers()
+    text_encoder, text_encoder_2 = _sdxl_text_encoders(
+        (tokenizer, tokenizer_2),
+        hidden,
+        layers=(2, 2),
+        heads=(4, 4),
+        ffn=(64, 64),
+        act=("quick_gelu", "gelu"),
+    )
+    unet = UNet2DConditionModel(
+        sample_size=image_size // 2,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        transformer_layers_per_block=(1, 2),
+        use_linear_projection=True,
+        cross_attention_dim=sum(hidden),  # both encoders' token embeddings, concatenated
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_dim,
+        # the pooled text embedding and the six micro-conditioning numbers' embeddings
+        projection_class_embeddings_input_dim=SDXL_TIME_IDS * time_dim + hidden[1],
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        sample_size=image_size,
+        scaling_factor=SDXL_VAE_SCALING,
+        force_upcast=True,
+    )
+    with torch.device("cpu"):  # the scheduler keeps its tables on the host
+        scheduler = EulerDiscreteScheduler.from_config(SDXL_SCHEDULER)
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=scheduler,
+        add_watermarker=False,
+    )
+
+
+def sdxl_sized_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
+    """Randomly initialised components of SDXL base 1.0's sizes (U-Net 2.6B, VAE 84M, CLIP
+    ViT-L/14 text tower 123M, OpenCLIP ViT-bigG/14 text tower 695M), for speed and memory
+    benchmarks where no weights can be downloaded. Build it under `with torch.device(...)`
+    (a GPU, or "meta" for shapes alone): it is 3.5B parameters, 14 GB in fp32."""
+    torch.manual_seed(seed)
+    hidden = (768, 1280)
+    tokenizer, tokenizer_2 = _sdxl_tokenizers()
+    text_encoder, text_encoder_2 = _sdxl_text_encoders(
+        (tokenizer, tokenizer_2),
+        hidden,
+        layers=(12, 32),
+        heads=(12, 20),
+        ffn=(3072, 5120),
+        act=("quick_gelu", "gelu"),
+    )
+    unet = UNet2DConditionModel(
+        sample_size=128,
+        block_out_channels=(320, 640, 1280),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(5, 10, 20),
+        transformer_layers_per_block=(1, 2, 10),
+        use_linear_projection=True,
+        cross_attention_dim=sum(hidden),  # 2048
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=SDXL_TIME_IDS * 256 + hidden[1],  # 2816
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+        sample_size=1024,
+        scaling_factor=SDXL_VAE_SCALING,
+        force_upcast=True,
+    )
+    with torch.device("cpu"):  # the scheduler keeps its tables on the host
+        scheduler = EulerDiscreteScheduler.from_config(SDXL_SCHEDULER)
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=scheduler,
+        add_watermarker=False,
     )

@@ -19,6 +19,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from unsee.sampling.conditioning import Cond, Rows, as_cond, cat_conds
+
 Denoiser = Callable[[Tensor, Tensor], Tensor]  # (x_t (B, C, h, w), t) -> eps (B, C, h, w)
 
 
@@ -36,9 +38,6 @@ def exact_cpu_kernels() -> Iterator[None]:
 
 
 INVARIANT_CHUNK = 16  # images per network call in batch-invariant mode (measured bit-exact)
-
-
-Rows = Tensor | slice  # which rows of the batch a call sees: an index tensor, or all of them
 
 
 def in_chunks(fn: Callable[[Rows], Tensor], batch: int, chunk: int | None, device=None) -> Tensor:
@@ -59,30 +58,38 @@ def in_chunks(fn: Callable[[Rows], Tensor], batch: int, chunk: int | None, devic
     return torch.cat(out)
 
 
+def joint_eps(unet: torch.nn.Module, x: Tensor, t: Tensor, conds: list[Cond]) -> list[Tensor]:
+    """eps(x, t, c) for each conditioning c of `conds` (each with x's rows), in one U-Net
+    forward over the stacked copies of x: a list of (b, C, h, w)."""
+    n = len(conds)
+    joint = cat_conds(conds) if n > 1 else as_cond(conds[0])
+    out = unet(torch.cat([x] * n) if n > 1 else x, t, **joint.unet_kwargs()).sample
+    return list(out.chunk(n)) if n > 1 else [out]
+
+
 def text_denoiser(
     unet: torch.nn.Module,
-    cond: Tensor,
-    uncond: Tensor | None,
+    cond: Cond,
+    uncond: Cond | None,
     guidance: float,
     chunk: int | None = None,
 ) -> Denoiser:
     """Classifier-free guided eps for a text-conditioned U-Net.
 
-    cond, uncond: (B, L, D) text embeddings, one row per image; uncond is None when
+    cond, uncond: text conditionings, one row per image ((B, L, D) embeddings, or a
+    TextCond with SDXL's pooled embeddings and micro-conditioning); uncond is None when
     guidance <= 1 (no guidance: eps = eps(x, cond)).
     eps = eps(x, uncond) + guidance * (eps(x, cond) - eps(x, uncond))   (Ho & Salimans 2022)
     """
+    cond = as_cond(cond)
+    uncond = None if uncond is None else as_cond(uncond)
 
     def eps(x: Tensor, t: Tensor) -> Tensor:
         def run(i: Rows) -> Tensor:
             if uncond is None:
-                return unet(x[i], t, encoder_hidden_states=cond[i]).sample
+                return joint_eps(unet, x[i], t, [cond[i]])[0]
             # 1. the unconditional/conditional pair in one forward: (2b, C, h, w)
-            e_uncond, e_cond = unet(
-                torch.cat([x[i], x[i]]),
-                t,
-                encoder_hidden_states=torch.cat([uncond[i], cond[i]]),
-            ).sample.chunk(2)
+            e_uncond, e_cond = joint_eps(unet, x[i], t, [uncond[i], cond[i]])
             # 2. guided noise estimate
             return e_uncond + guidance * (e_cond - e_uncond)
 

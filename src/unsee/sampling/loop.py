@@ -105,7 +105,8 @@ def decode(vae: torch.nn.Module | None, x0: Tensor, chunk: int | None = None) ->
     """Latents (or pixels, when vae is None) -> uint8 images (B, H, W, 3); chunk: images
     per VAE call (fixed for batch invariance, see sampling.denoiser)."""
     if vae is not None:
-        z = x0 / vae.config.scaling_factor
+        # in the VAE's dtype: an fp16 SDXL keeps its VAE in fp32 (models.load)
+        z = (x0 / vae.config.scaling_factor).to(vae.dtype)
         x0 = in_chunks(lambda i: vae.decode(z[i]).sample, z.shape[0], chunk, z.device)
     images = (x0.float() / 2 + 0.5).clamp(0, 1)
     return (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
