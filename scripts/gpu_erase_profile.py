@@ -3,11 +3,11 @@ speed issue; `unsee bench gpu` gives the figures).
 
 Builds Stable Diffusion 1.5 sized components with random weights and runs `unsee erase`
 at --reuse 64 (the walks amortised away): first --steps steps at batch 4 and at batch 16
-without the profiler (if 4x the rows cost much less than 4x the time, the step waits on
-the host: kernel launches and Python, which compilation or CUDA graphs would remove), then
---profile-steps steps at batch 4 under torch.profiler: the GPU's busy time beside the
-loop's wall time, and the top operators by GPU and by CPU time. Each loop includes one
-walk of its trajectories (one pool of 64 stops each).
+without the profiler, each with its steady rate after 25 steps (the training step alone:
+if 4x the rows cost much less than 4x the time, the step waits on the host: kernel
+launches and Python, which compilation or CUDA graphs would remove), then --profile-steps
+steps at batch 4 under torch.profiler: the GPU's busy time beside the loop's wall time, and
+the top operators by GPU and by CPU time (that loop includes one walk).
 
     python scripts/gpu_erase_profile.py --out runs/erase-profile
 """
@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from unsee.bench.gpu import steady_rate
 from unsee.erase.config import EraseConfig
 from unsee.erase.run import erase
 from unsee.models.tiny import sd15_sized_pipeline
@@ -28,8 +29,8 @@ from unsee.models.tiny import sd15_sized_pipeline
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=24)
-    parser.add_argument("--profile-steps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--profile-steps", type=int, default=30)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,9 +47,12 @@ def main() -> None:
                 iterations=steps, batch=batch, reuse=64, checkpoint_every=0,
             )  # fmt: skip
             erase(cfg)
-            seconds = json.loads((cfg.out / "erase.json").read_text())["seconds"]
-            return {"batch": batch, "steps": steps, "loop_seconds": seconds,
-                    "samples_per_s": steps * batch / seconds}  # fmt: skip
+            info = json.loads((cfg.out / "erase.json").read_text())
+            return {"batch": batch, "steps": steps, "loop_seconds": info["seconds"],
+                    "samples_per_s": steps * batch / info["seconds"],
+                    # after the first 25 steps: no walk (one pool of 64 stops per
+                    # trajectory lasts 64 steps), no warm-up: the training step alone
+                    "samples_per_s_steady": steady_rate(info["timeline"], batch)}  # fmt: skip
 
         for batch in (4, 16):
             runs[f"batch{batch}"] = run(batch, args.steps, f"plain{batch}")
