@@ -18,9 +18,14 @@ def _inputs(seed: int = 0):
     return z, torch.tensor([500, 300]), c
 
 
-def test_half_student_matches_the_fp32_unet_and_its_gradients_reach_the_fp32_masters():
+@pytest.mark.parametrize("scope", ["cross-attention", "lora"])
+def test_half_student_matches_the_fp32_unet_and_its_gradients_reach_the_fp32_masters(scope):
     unet = tiny_sd_pipeline(seed=1).unet
-    params = select_parameters(unet, "cross-attention")
+    params = select_parameters(unet, scope, lora_rank=2)
+    if scope == "lora":  # lora_B starts at zero: give it weights, so its gradient is not 0
+        with torch.no_grad():
+            for n, p in params.items():
+                p.normal_(0, 0.1)
     student = half_student(unet, params, torch.bfloat16, checkpointing=False)
     z, t, c = _inputs()
     ref = unet(z, t, encoder_hidden_states=c).sample
