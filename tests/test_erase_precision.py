@@ -24,7 +24,7 @@ def test_half_student_matches_the_fp32_unet_and_its_gradients_reach_the_fp32_mas
     params = select_parameters(unet, scope, lora_rank=2)
     if scope == "lora":  # lora_B starts at zero: give it weights, so its gradient is not 0
         with torch.no_grad():
-            for n, p in params.items():
+            for p in params.values():
                 p.normal_(0, 0.1)
     student = half_student(unet, params, torch.bfloat16, checkpointing=False)
     z, t, c = _inputs()
