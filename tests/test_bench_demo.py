@@ -183,12 +183,9 @@ def test_bench_censor_refuses_a_bad_window_or_table_setting(tmp_path):
     with pytest.raises(UnseeError, match="SCALE:BACKWARD:RECURRENCE"):
         BenchCensorConfig(out=tmp_path, table=["2:1"])
     assert BenchCensorConfig(out=tmp_path).window == [0.0, 0.75]
-    # a noise-aware reward: no retry, no backward steps, its own table by default
+    # a noise-aware reward: no backward steps, its own table by default
     latent = BenchCensorConfig(out=tmp_path, backbone="noise-aware")
-    assert latent.retry == 0 and all(s.split(":")[1] == "0" for s in latent.table)
-    assert BenchCensorConfig(out=tmp_path).retry == 2
-    with pytest.raises(UnseeError, match="--retry"):
-        BenchCensorConfig(out=tmp_path, backbone="noise-aware", retry=1)
+    assert all(s.split(":")[1] == "0" for s in latent.table)
     with pytest.raises(UnseeError, match="backward"):
         BenchCensorConfig(out=tmp_path, backbone="noise-aware", table=["2:1:1"])
 
@@ -207,8 +204,11 @@ def test_bench_censor_with_a_noise_aware_reward(tmp_path):
     )
     assert "censored_watermark_rate" in results and "reject_overhead_ratio" not in results
     assert results["reject"].startswith("not run")
-    assert "retry" not in results["censored"]
-    assert results["censored_watermark_rate"] == results["guided_watermark_rate"]
+    # the retry rounds read the scores of the finished latents
+    assert results["censored"]["retry"]["max_rounds"] == 2
+    metadata = tmp_path / "sets" / "censored" / "images" / "metadata.jsonl"
+    records = [json.loads(line) for line in metadata.read_text().splitlines()]
+    assert records and all(0 <= r["reward_prob"] <= 1 for r in records)
     # guidance moved the images: the censored set differs from the plain one
     plain, censored = (tmp_path / "sets" / name / "images" for name in ("plain", "censored"))
     first = sorted(p.relative_to(plain) for p in plain.rglob("*.png"))[0]

@@ -243,3 +243,23 @@ def test_a_damaged_reward_folder_is_one_clear_error(world_set, tmp_path):
         with pytest.raises(UnseeError, match=message) as error:
             score_folder(RewardScoreConfig(reward=bad, dir=world_set, device="cpu"))
         assert "unsee reward train" in str(error.value)  # the fix is named
+
+
+def test_a_noise_aware_reward_scores_the_finished_latents_for_retry():
+    from unsee.guidance.hook import Censor
+    from unsee.guidance.reward_guidance import Guidance
+    from unsee.reward.model import RewardModel
+    from unsee.reward.noise_aware import NoiseAwareReward
+
+    torch.manual_seed(0)
+    config = {"backbone": "noise-aware", "ensemble": 2, "sample_shape": [4, 8, 8]}
+    reward = RewardModel(config, [NoiseAwareReward(4), NoiseAwareReward(4)]).eval()
+    hook = Censor(reward, Guidance(scale=1.0))
+    images = torch.zeros(3, 32, 32, 3, dtype=torch.uint8)
+    assert hook.score(images) == [{}, {}, {}]  # no latents: nothing to read
+    x0 = torch.randn(3, 4, 8, 8)
+    scores = hook.score(images, x0)
+    want = torch.sigmoid(reward.logits(x0, t=torch.zeros(3))).mean(-1)
+    got = torch.tensor([s["reward_prob"] for s in scores])
+    torch.testing.assert_close(got, want.detach(), atol=1e-5, rtol=0)
+    assert len({s["reward_prob"] for s in scores}) == 3  # each image its own score

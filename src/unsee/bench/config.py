@@ -149,16 +149,16 @@ class BenchCensorConfig:
         "clip",
         help="the reward's backbone: clip and cnn read images (forward guidance through the"
         " VAE decoder); noise-aware reads minisd's noisy latents (classic guidance: no"
-        " decoder, no U-Net backward; no --retry, no backward steps, no rejection sampling)",
+        " decoder, no U-Net backward; it scores the finished latents for --retry; no"
+        " backward steps, no rejection sampling)",
     )
     scale: float = arg(1.5, help="chosen setting: forward guidance scale")
     backward_steps: int = arg(0, help="chosen setting: backward guidance steps")
     recurrence: int = arg(2, help="chosen setting: recurrence")
-    retry: int | None = arg(
-        None,
+    retry: int = arg(
+        2,
         help="chosen setting: rounds of `unsee censor --retry` after guidance (0: guidance only;"
-        " the guidance-only figures are reported either way) (default: 2; 0 with a"
-        " noise-aware reward)",
+        " the guidance-only figures are reported either way)",
     )
     window: list[float] = arg(
         [0.0, 0.75],
@@ -186,13 +186,8 @@ class BenchCensorConfig:
         latent = self.backbone == "noise-aware"
         if self.table is None:
             self.table = list(LATENT_TABLE if latent else IMAGE_TABLE)
-        if self.retry is None:
-            self.retry = 0 if latent else 2
         if self.retry < 0:
             raise UnseeError("--retry must be >= 0")
-        if latent and self.retry:
-            raise UnseeError("--retry reads each finished image's reward: a noise-aware reward"
-                             " cannot; give --retry 0 or a clip or cnn --backbone")  # fmt: skip
         if latent and self.backward_steps:
             raise UnseeError("backward guidance needs a clean-image reward (clip or cnn)")
         for setting in self.table:

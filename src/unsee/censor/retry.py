@@ -44,8 +44,8 @@ def flagged(records: dict[int, dict], threshold: float) -> list[int]:
     missing = [i for i, r in records.items() if "reward_prob" not in r]
     if missing:
         raise UnseeError(
-            f"{len(missing)} images carry no reward score (a noise-aware reward scores no"
-            " finished image): --retry needs a clip or cnn reward"
+            f"{len(missing)} images carry no reward score (made by an older unsee, or"
+            " without a reward): make them again with `unsee censor`"
         )
     return sorted(i for i, r in records.items() if r["reward_prob"] <= threshold)
 

@@ -45,8 +45,6 @@ def censor(cfg: CensorConfig) -> Path:
     if cfg.reject:
         return reject_sample(cfg)
     hook = make_censor(cfg, pick_device(cfg.device))
-    if cfg.retry and hook.reward.backbone == "noise-aware":
-        raise UnseeError("--retry reads each image's reward: use a clip or cnn reward")
     out = generate(generate_config(cfg), censor=hook)
     if cfg.retry:
         retry_flagged(out, cfg, hook)

@@ -243,7 +243,7 @@ class Sampler:
                 recurrence = censor.recurrence
             x0 = sample(denoiser, self.scheduler, x_T, cfg.steps, generators, recurrence=recurrence)
             images = decode(vae, x0, self.chunk)
-            scores = censor.score(images) if censor is not None else [{}] * len(batch)
+            scores = censor.score(images, x0) if censor is not None else [{}] * len(batch)
         return images, scores
 
 

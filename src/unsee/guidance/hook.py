@@ -108,8 +108,14 @@ class Censor:
         free, _ = torch.cuda.mem_get_info(pipe.device)
         return batch * h * w * GUIDED_BYTES_PER_LATENT_PIXEL > 0.8 * free
 
-    def score(self, images: torch.Tensor) -> list[dict]:
-        """Scores of uint8 images (B, H, W, 3)."""
+    def score(self, images: torch.Tensor, samples: torch.Tensor | None = None) -> list[dict]:
+        """Scores of uint8 images (B, H, W, 3); a noise-aware reward reads the finished
+        samples instead (the latents the images were decoded from, at t = 0)."""
         if self.reward.backbone == "noise-aware":
-            return [{} for _ in range(len(images))]
+            if samples is None:
+                return [{} for _ in range(len(images))]
+            x = samples.to(next(self.reward.parameters()).device, torch.float32)
+            with torch.no_grad():
+                logits = self.reward.logits(x, t=torch.zeros(len(x), device=x.device))
+            return reward_scores(logits.cpu().numpy())
         return reward_scores(self.reward.score_images(images.numpy()))
