@@ -13,7 +13,9 @@ way (docs/bench-gpu). Here instead:
   the rest      the frozen original and the walking copy are already half; their inputs
                 are cast to their dtype and autocast is off inside them
 
-Losses are taken in fp32 by the callers (`.float()`), as under autocast.
+Losses are taken in fp32 by the callers (`.float()`), as under autocast. SDXL's added
+conditioning (`added_cond_kwargs`: pooled text embeddings and time ids) is cast with the
+text states.
 """
 
 import copy
@@ -26,15 +28,23 @@ from torch.func import functional_call
 UNetCall = Callable[..., object]  # unet(sample, timestep, encoder_hidden_states=...) -> .sample
 
 
+def _cast_added(added_cond_kwargs: dict | None, dtype: torch.dtype) -> dict:
+    """SDXL's added conditioning (pooled text, time ids) in dtype, as keyword arguments."""
+    if added_cond_kwargs is None:
+        return {}
+    return {"added_cond_kwargs": {k: v.to(dtype) for k, v in added_cond_kwargs.items()}}
+
+
 def half_call(module: nn.Module) -> UNetCall:
     """Call a half-precision U-Net with its inputs cast to its dtype, autocast off inside."""
     dtype = next(module.parameters()).dtype
 
-    def call(sample: Tensor, timestep, encoder_hidden_states: Tensor):
+    def call(sample: Tensor, timestep, encoder_hidden_states: Tensor, added_cond_kwargs=None):
         with torch.autocast(sample.device.type, enabled=False):
             return module(
-                sample.to(dtype), timestep, encoder_hidden_states=encoder_hidden_states.to(dtype)
-            )
+                sample.to(dtype), timestep, encoder_hidden_states=encoder_hidden_states.to(dtype),
+                **_cast_added(added_cond_kwargs, dtype),
+            )  # fmt: skip
 
     return call
 
@@ -51,12 +61,13 @@ def half_student(
     compute.train()
     names = list(params)
 
-    def student(sample: Tensor, timestep, encoder_hidden_states: Tensor):
+    def student(sample: Tensor, timestep, encoder_hidden_states: Tensor, added_cond_kwargs=None):
         weights = {n: params[n].to(dtype) for n in names}
+        kwargs = {"encoder_hidden_states": encoder_hidden_states.to(dtype)}
         with torch.autocast(sample.device.type, enabled=False):
             return functional_call(
                 compute, weights, (sample.to(dtype), timestep),
-                {"encoder_hidden_states": encoder_hidden_states.to(dtype)},
+                kwargs | _cast_added(added_cond_kwargs, dtype),
             )  # fmt: skip
 
     return student

@@ -326,15 +326,6 @@ def is_sdxl(pipe: DiffusionPipeline) -> bool:
     return isinstance(pipe, StableDiffusionXLPipeline)
 
 
-def refuse_sdxl(pipe: DiffusionPipeline, model: str, command: str) -> None:
-    """Refuse an SDXL model in a command that does not yet handle SDXL."""
-    if is_sdxl(pipe):
-        raise UnseeError(
-            f"model {model!r} is SDXL: `unsee {command}` does not yet support SDXL"
-            " (`unsee generate` and `unsee censor` do)"
-        )
-
-
 def load_embeddings(pipe: DiffusionPipeline, paths: list[Path]) -> list[str]:
     """Load textual-inversion files into the pipeline's tokenizers and text encoders; return
     their tokens, in order, ready for any prompt (diffusers' encode_prompt expands a
