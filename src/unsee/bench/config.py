@@ -19,7 +19,6 @@ GPU_STAGES = ("generate", "sdd", "erase", "censor", "invert", "attack", "compile
 # those run by default at SDXL's sizes: generate, censor, invert, then one erase (the sdd
 # stage's `unsee erase`) and the projection of the whole default erase
 SDXL_GPU_STAGES = ("generate", "censor", "invert", "sdd", "erase")
-GPU_SIZES = ("sd15", "tiny", "sdxl", "tiny-sdxl")
 IMAGE_TABLE = ("1:0:1", "1.5:0:1", "1.5:0:2", "2:0:2", "1:2:1")  # bench censor's, clip or cnn
 LATENT_TABLE = ("2:0:1", "4:0:1", "4:0:2", "8:0:2")  # noise-aware: classic guidance scales
 CENSOR_VARIANTS = ("guided", "guided_no_checkpointing", "guided_eps_constant", "guided_noise_aware")
