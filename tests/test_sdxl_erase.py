@@ -227,17 +227,22 @@ def fresh_accelerator():
     AcceleratorState._reset_state()
 
 
-@pytest.mark.parametrize("method", ["sdd", "esd-x"])
+@pytest.mark.parametrize("method,checkpointing", [("sdd", False), ("esd-x", True)])
 def test_the_bf16_path_passes_the_added_conditioning(
-    tiny_sdxl, tmp_path, monkeypatch, method, fresh_accelerator
+    tiny_sdxl, tmp_path, monkeypatch, method, checkpointing, fresh_accelerator
 ):
     """erase/precision.py's half student and half calls (functional_call), forced on the
-    CPU: SDXL's pooled text and time ids reach every U-Net call, the frozen weights are
-    saved as loaded."""
+    CPU, with and without gradient checkpointing: SDXL's pooled text and time ids reach
+    every U-Net call, the frozen weights are saved as loaded."""
     import unsee.erase.run as run
 
     monkeypatch.setattr(run, "_mixed_precision", lambda cfg: "bf16")
-    out = run.erase(_erase_cfg(tiny_sdxl, tmp_path / method, method=method, reuse=1))
+    used = []
+    real = run.half_student
+    monkeypatch.setattr(run, "half_student", lambda *a: used.append(a[-1]) or real(*a))
+    out = run.erase(_erase_cfg(tiny_sdxl, tmp_path / method, method=method, reuse=1,
+                               gradient_checkpointing=checkpointing))  # fmt: skip
+    assert used == [checkpointing]
     after = _unet(out)
     moved = _moved(_unet(tiny_sdxl), after)
     assert moved and all(".attn2." in n for n in moved)

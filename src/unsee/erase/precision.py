@@ -7,7 +7,8 @@ writes its activations in fp32 and every frozen fp32 weight is cast again at eac
 way (docs/bench-gpu). Here instead:
 
   the student   a bf16 copy of the U-Net does the arithmetic; the trained parameters enter
-                it as bf16 casts of their fp32 masters (torch.func.functional_call), so the
+                it as bf16 casts of their fp32 masters (set in place of its parameters at
+                each call, and left there for checkpointing's recomputation), so the
                 gradients land on the fp32 masters that AdamW and the EMA update; the fp32
                 U-Net itself is only read at the end, for saving (frozen weights untouched)
   the rest      the frozen original and the walking copy are already half; their inputs
@@ -23,7 +24,6 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
 UNetCall = Callable[..., object]  # unet(sample, timestep, encoder_hidden_states=...) -> .sample
 
@@ -54,20 +54,30 @@ def half_student(
 ) -> UNetCall:
     """The student's forward in `dtype`: a frozen half copy of `unet` whose parameters
     `params` are replaced, at every call, by casts of the fp32 masters (gradients flow to
-    them). The copy trains (train mode), so gradient checkpointing acts when asked."""
+    them). The copy trains (train mode), so gradient checkpointing acts when asked.
+
+    The casts stay in the copy until the next call (they are not swapped back when the
+    forward returns, as torch.func.functional_call would): gradient checkpointing re-runs
+    the blocks' forwards during the backward pass, and they must read the same weights
+    then (with functional_call they read the frozen copy's own, and the backward fails)."""
     compute = copy.deepcopy(unet).requires_grad_(False).to(dtype)
     if checkpointing:
         compute.enable_gradient_checkpointing()
     compute.train()
-    names = list(params)
+    slots = []  # (the module that holds it, its attribute name, the master)
+    for name, master in params.items():
+        owner_name, _, attr = name.rpartition(".")
+        owner = compute.get_submodule(owner_name)
+        del owner._parameters[attr]  # a plain tensor attribute from now on
+        slots.append((owner, attr, master))
 
     def student(sample: Tensor, timestep, encoder_hidden_states: Tensor, added_cond_kwargs=None):
-        weights = {n: params[n].to(dtype) for n in names}
-        kwargs = {"encoder_hidden_states": encoder_hidden_states.to(dtype)}
+        for owner, attr, master in slots:
+            setattr(owner, attr, master.to(dtype))
         with torch.autocast(sample.device.type, enabled=False):
-            return functional_call(
-                compute, weights, (sample.to(dtype), timestep),
-                kwargs | _cast_added(added_cond_kwargs, dtype),
+            return compute(
+                sample.to(dtype), timestep, encoder_hidden_states=encoder_hidden_states.to(dtype),
+                **_cast_added(added_cond_kwargs, dtype),
             )  # fmt: skip
 
     return student
