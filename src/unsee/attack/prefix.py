@@ -15,6 +15,10 @@ sample (the argmax token's row in value, p's gradient). Every few steps the argm
 are decoded to a hard prompt, which is sampled and judged: the attack succeeds when the
 detector sees the concept (never when the loss is low).
 
+SDXL: one p per slot serves both text encoders; the slot's token is looked up in each
+encoder's table (their tokenizers share CLIP's vocabulary, checked), and the U-Net reads
+both encoders' states, the pooled embedding and the size conditioning (models/text.py).
+
 The functions below are plain tensor maths; attack_batch runs them for a batch of prompts.
 """
 
