@@ -26,6 +26,7 @@ from diffusers import (
 )
 
 from unsee.errors import UnseeError
+from unsee.models.text import SDXL_KEYS, text_encoders
 from unsee.world.paths import MINISD_DIR
 
 PIPELINES: dict[str, type[DiffusionPipeline]] = {
@@ -339,8 +340,6 @@ def load_embeddings(pipe: DiffusionPipeline, paths: list[Path]) -> list[str]:
     """
     from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
-
-    from unsee.models.text import SDXL_KEYS, text_encoders
 
     sdxl = is_sdxl(pipe)
     tokens = []
