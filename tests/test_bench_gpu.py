@@ -74,3 +74,39 @@ def test_the_whole_erase_runs_at_the_first_reuse_projected_within_budget(tmp_pat
     cfg = BenchGpuConfig(out=tmp_path, device="cpu", erase_budget=100, erase_reuse=[32, 64])
     out = gpu._stage_erase(cfg, tmp_path / "folder", tmp_path, {"stages": {"sdd": sdd}})
     assert ran == [] and out["ran"] is False
+
+
+def test_bench_gpu_sdxl_stages_on_the_cpu(tmp_path):
+    """--size tiny-sdxl: the SDXL path of the bench (--size sdxl on a GPU) on a tiny SDXL,
+    its default stages: generate against diffusers' SDXL pipeline, censor, invert, one
+    `unsee erase` and the projection of the whole default erase."""
+    cfg = BenchGpuConfig(
+        out=tmp_path / "out", device="cpu", size="tiny-sdxl", images=2, batch_size=2, steps=2,
+        sdd_steps=26, sample_steps=3, erase_budget=0, censor_images=1, censor_steps=2,
+        censor_variants=["guided"], invert_steps=1, work=tmp_path,
+    )  # fmt: skip
+    assert cfg.stages == ["generate", "censor", "invert", "sdd", "erase"] and cfg.sdd_reuse == []
+    report = run_bench_gpu(cfg)
+    assert report["errors"] == {}
+    f = report["figures"]
+    for key in ("generate_vs_diffusers", "censor_guided_times_plain", "invert_steps_per_s",
+                "sdd_unsee_default_its", "erase_default_projected_loop_seconds"):  # fmt: skip
+        assert f[key] > 0, key
+    stages = report["stages"]
+    assert "plain_loop" not in stages["sdd"] and stages["sdd"]["unsee_default"]["reuse"] == 32
+    assert "tiny SDXL" in report["settings"]["model"]
+
+
+def test_sdxl_size_is_sdxl_base_at_1024():
+    """The --size sdxl pipeline's shapes (built on the meta device: no memory)."""
+    import torch
+
+    from unsee.bench.gpu import SIZES
+
+    build, size, line = SIZES["sdxl"]
+    with torch.device("meta"):
+        pipe = build(seed=0)
+    assert size == 1024 == pipe.unet.config.sample_size * pipe.vae_scale_factor
+    assert pipe.unet.config.cross_attention_dim == 2048
+    unet = sum(p.numel() for p in pipe.unet.parameters())
+    assert 2.5e9 < unet < 2.7e9 and "1024x1024" in line

@@ -66,6 +66,21 @@ def test_half_student_reads_the_masters_at_every_call():
     assert (after.float() - ref).norm() / ref.norm() < 2e-2
 
 
+def test_half_student_with_gradient_checkpointing_gives_the_same_gradients():
+    """Checkpointing re-runs the blocks in the backward pass: they must read the same cast
+    weights then (with torch.func.functional_call they did not, and the backward failed)."""
+    grads = []
+    for checkpointing in (False, True):
+        unet = tiny_sd_pipeline(seed=1).unet
+        params = select_parameters(unet, "cross-attention")
+        student = half_student(unet, params, torch.bfloat16, checkpointing=checkpointing)
+        z, t, c = _inputs()
+        (student(z, t, encoder_hidden_states=c).sample.float() ** 2).mean().backward()
+        grads.append({n: p.grad for n, p in params.items()})
+    for n, g in grads[0].items():
+        torch.testing.assert_close(grads[1][n], g, msg=n)
+
+
 def test_half_call_casts_inputs_and_runs_outside_autocast():
     unet = tiny_sd_pipeline(seed=1).unet.requires_grad_(False)
     half = tiny_sd_pipeline(seed=1).unet.requires_grad_(False).to(torch.bfloat16)

@@ -1,7 +1,8 @@
 """SDXL through unsee's own code path, on a tiny SDXL built in code: loading (folders and
 single-file checkpoints), `unsee generate` (size conditioning in the metadata, batch
 invariance, resume, agreement with diffusers' own SDXL pipeline) and `unsee censor`
-(guidance, --reject, --retry)."""
+(guidance, --reject, --retry). Invert, --embedding, erase, evaluate and attack on SDXL:
+tests/test_sdxl_erase.py."""
 
 import dataclasses
 import json
@@ -307,33 +308,6 @@ def test_sdxl_lora_weights_change_the_image(tiny_sdxl, tmp_path):
     out = generate(config(tiny_sdxl, tmp_path / "l", lora=lora))
     assert not np.array_equal(pixels(out)["images/000000.png"], plain)
     assert read_metadata(out)[0]["lora"] == str(lora)
-
-
-def test_sdxl_refuses_textual_inversion_for_now(tiny_sdxl, tmp_path):
-    from safetensors.torch import save_file
-
-    token = tmp_path / "token.safetensors"
-    save_file({"<x>": torch.zeros(1, 32)}, token)
-    with pytest.raises(UnseeError, match=r"SDXL.*not yet supported"):
-        generate(config(tiny_sdxl, tmp_path / "set", embedding=[token]))
-
-
-def test_erase_and_invert_refuse_sdxl_for_now(tiny_sdxl, tmp_path):
-    from unsee.erase.config import EraseConfig
-    from unsee.erase.run import erase
-
-    with pytest.raises(UnseeError, match="`unsee erase` does not yet support SDXL"):
-        erase(EraseConfig(model=str(tiny_sdxl), concept=["red"], out=tmp_path / "e", device="cpu"))
-    from unsee.invert.config import InvertConfig
-    from unsee.invert.run import invert
-
-    with pytest.raises(UnseeError, match="`unsee invert` does not yet support SDXL"):
-        invert(
-            InvertConfig(
-                model=str(tiny_sdxl), feedback=tmp_path, reward=tmp_path, init="red",
-                out=tmp_path / "t.safetensors", device="cpu",
-            )
-        )  # fmt: skip
 
 
 # ---------------------------------------------------------------- censor

@@ -11,8 +11,10 @@ textual-inversion loader and only its vector is learned, with uniform weights.
 import numpy as np
 import torch
 
-from unsee.errors import UnseeError
-from unsee.invert.run import add_token, encode_latents, learn_vectors, splice_vectors
+from unsee.invert.run import add_token, encode_latents, learn_vectors, splice_token, token_ids
+from unsee.models.load import is_sdxl
+from unsee.models.text import text_encoders
+from unsee.sampling.conditioning import MicroCond
 
 
 def token_captions(prompts: list[str], token: str) -> list[str]:
@@ -24,31 +26,29 @@ def token_captions(prompts: list[str], token: str) -> list[str]:
 def invert_concept(
     pipe, images: np.ndarray, captions: list[str], token: str, init: str, *, steps: int,
     batch: int, lr: float, seed: int,
-) -> tuple[torch.Tensor, list[float]]:  # fmt: skip
+) -> tuple[list[torch.Tensor], list[float]]:  # fmt: skip
     """Learn `token` on pipe (the attacked model) from images (N, H, W, 3) uint8 captioned by
-    `captions`; the token stays in pipe's tokenizer and table. Returns its vector (1, D) and
-    the per-step losses."""
+    `captions`; the token stays in pipe's tokenizers and tables. Returns its vector in each
+    text encoder ((1, D) each; SDXL: two) and the per-step losses."""
     device = pipe.device
     # 1. the original model's images as latents of the attacked model's VAE: (N, C, h, w)
     latents = encode_latents(pipe.vae, images, device)
-    # 2. the token, its trainable vector v (1, D) spliced into the embedding lookup
+    # 2. the token, its trainable vectors (1, D_i) spliced into each embedding lookup
     ids = add_token(pipe, token, init, 1)
-    embedding = pipe.text_encoder.get_input_embeddings()
-    v = torch.nn.Parameter(embedding.weight[ids].detach().float().clone())
-    tok = pipe.tokenizer(
-        captions, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-        truncation=True, return_tensors="pt",
-    ).input_ids  # (N, L)  # fmt: skip
-    if not (tok == ids[0]).any(dim=1).all():
-        raise UnseeError("the token falls past the text encoder's limit in a caption")
-    handle = splice_vectors(embedding, ids, v)
+    tok = token_ids(pipe, captions, ids)  # each encoder's (N, L)
+    micro = MicroCond.uncropped(*images.shape[1:3]) if is_sdxl(pipe) else None
+    vectors, handles = splice_token(pipe, ids)
     try:
         # 3. textual inversion, every image weighted alike
         weights = torch.ones(len(latents))
-        losses = learn_vectors(pipe, v, tok, latents, weights, steps, batch, lr, seed, "inversion")
+        losses = learn_vectors(pipe, vectors, tok, latents, weights, steps, batch, lr, seed,
+                               "inversion", micro=micro)  # fmt: skip
     finally:
-        handle.remove()
-    # 4. the learned vector into the table, so plain prompts with the token use it
+        for handle in handles:
+            handle.remove()
+    # 4. the learned vectors into the tables, so plain prompts with the token use them
     with torch.no_grad():
-        embedding.weight[ids] = v.detach().to(embedding.weight.dtype)
-    return v.detach().float().cpu(), losses
+        for (_, encoder), rows, v in zip(text_encoders(pipe), ids, vectors, strict=True):
+            table = encoder.get_input_embeddings().weight
+            table[rows] = v.detach().to(table.dtype)
+    return [v.detach().float().cpu() for v in vectors], losses

@@ -15,18 +15,26 @@ sample (the argmax token's row in value, p's gradient). Every few steps the argm
 are decoded to a hard prompt, which is sampled and judged: the attack succeeds when the
 detector sees the concept (never when the loss is low).
 
+SDXL: one p per slot serves both text encoders; the slot's token is looked up in each
+encoder's table (their tokenizers share CLIP's vocabulary, checked), and the U-Net reads
+both encoders' states, the pooled embedding and the size conditioning (models/text.py).
+
 The functions below are plain tensor maths; attack_batch runs them for a batch of prompts.
 """
 
 import re
 from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from unsee.errors import UnseeError
 from unsee.generate.run import Job, batches
+from unsee.models.text import encode_ids, text_encoders
+from unsee.sampling.conditioning import TextCond, with_time_ids
 from unsee.world.prompts import caption_texts
 
 
@@ -82,9 +90,10 @@ def prompt_ids(tokenizer, prompts: list[str], k: int) -> Tensor:
     return torch.cat([ids[:, :1], slots, ids[:, 1:]], dim=1)  # (B, L)
 
 
-def encode_with_prefix(text_encoder, ids: Tensor, prefix: Tensor) -> Tensor:
-    """The text encoder's hidden states (B, L, D') for ids (B, L) whose positions 1..K take
-    the prefix embeddings (B, K, D) in place of the table's rows."""
+@contextmanager
+def prefixed(text_encoder, prefix: Tensor):
+    """Inside: the text encoder's token embeddings at positions 1..K are the prefix
+    embeddings (B, K, D) in place of the table's rows."""
     k = prefix.shape[1]
 
     def hook(module, args, out):  # out: (B, L, D) token embeddings
@@ -92,9 +101,42 @@ def encode_with_prefix(text_encoder, ids: Tensor, prefix: Tensor) -> Tensor:
 
     handle = text_encoder.get_input_embeddings().register_forward_hook(hook)
     try:
-        return text_encoder(ids.to(text_encoder.device))[0]
+        yield
     finally:
         handle.remove()
+
+
+def encode_with_prefix(text_encoder, ids: Tensor, prefix: Tensor) -> Tensor:
+    """The text encoder's hidden states (B, L, D') for ids (B, L) whose positions 1..K take
+    the prefix embeddings (B, K, D) in place of the table's rows."""
+    with prefixed(text_encoder, prefix):
+        return text_encoder(ids.to(text_encoder.device))[0]
+
+
+def encode_cond_with_prefix(pipe, ids: list[Tensor], prefixes: list[Tensor]) -> TextCond:
+    """The U-Net's conditioning (models/text.py) of each encoder's ids (B, L) with its
+    prefix embeddings (B, K, D_i) at positions 1..K: Stable Diffusion's one encoder, SDXL's
+    two (the same prefix tokens, each in its own table)."""
+    with ExitStack() as stack:
+        for (_, encoder), prefix in zip(text_encoders(pipe), prefixes, strict=True):
+            stack.enter_context(prefixed(encoder, prefix))
+        return encode_ids(pipe, ids)
+
+
+def shared_vocabulary(pipe) -> None:
+    """SDXL's prefix slots pick one token for both tokenizers: they must agree on every id
+    (SDXL base's two tokenizers share CLIP's vocabulary)."""
+    pairs = text_encoders(pipe)
+    first = pairs[0][0]
+    for tokenizer, _ in pairs[1:]:
+        n = first.vocab_size
+        if tokenizer.vocab_size != n or tokenizer.convert_ids_to_tokens(
+            list(range(n))
+        ) != first.convert_ids_to_tokens(list(range(n))):
+            raise UnseeError(
+                "the prefix attack needs the text encoders' tokenizers to share one"
+                " vocabulary (as SDXL base's do); this model's differ"
+            )
 
 
 def attack_vocabulary(tokenizer, allowed=None, banned=()) -> Tensor:
@@ -206,12 +248,16 @@ def attack_batch(
 
     pipe = sampler.pipe
     device, dtype = pipe.device, pipe.unet.dtype
-    tokenizer, text_encoder, unet = pipe.tokenizer, pipe.text_encoder, pipe.unet
-    for module in (unet, text_encoder, pipe.vae):
+    tokenizer, unet = pipe.tokenizer, pipe.unet
+    encoders = [encoder for _, encoder in text_encoders(pipe)]  # SDXL: two
+    shared_vocabulary(pipe)
+    for module in (unet, *encoders, pipe.vae):
         module.requires_grad_(False)
     b = len(cases)
     vocab = attack_vocabulary(tokenizer) if vocab is None else vocab.cpu()  # (V,)
-    table = text_encoder.get_input_embeddings().weight.detach()[vocab.to(device)].float()  # (V, D)
+    tables = [  # each encoder's rows of the vocabulary: (V, D_i)
+        e.get_input_embeddings().weight.detach()[vocab.to(device)].float() for e in encoders
+    ]
     noiser = DDPMScheduler.from_config(pipe.scheduler.config)
     prediction = noiser.config.prediction_type
     sampler.scheduler.set_timesteps(steps)
@@ -220,7 +266,7 @@ def attack_batch(
     # 1. per-prompt randomness (its own generator, so a prompt's run ignores its batch), the
     #    prompts' ids with K slots, the targets z_0 (B, C, h, w)
     generators = [torch.Generator().manual_seed(c.seed) for c in cases]
-    ids = prompt_ids(tokenizer, [c.prompt for c in cases], k)  # (B, L)
+    ids = [prompt_ids(t, [c.prompt for c in cases], k) for t, _ in text_encoders(pipe)]  # (B, L)
     z0 = torch.stack([c.target for c in cases]).to(device, torch.float32)
     # 2. p (B, K, V): each slot starts uniform (ties broken by a little noise), or as the
     #    one-hot of a random token
@@ -235,14 +281,17 @@ def attack_batch(
     for i in range(iterations):
         t = timesteps[i].to(device)
         # 3. straight-through one-hot sample times the embedding table: the prefix (B, K, D)
-        prefix = straight_through_one_hot(p) @ table
-        ids[:, 1 : 1 + k] = vocab[p.detach().argmax(-1).cpu()]  # placeholders, replaced
-        hidden = encode_with_prefix(text_encoder, ids, prefix)  # (B, L, D')
+        #    (SDXL: the same sample times each encoder's table)
+        one_hot = straight_through_one_hot(p)
+        prefixes = [one_hot @ table for table in tables]
+        for x in ids:
+            x[:, 1 : 1 + k] = vocab[p.detach().argmax(-1).cpu()]  # placeholders, replaced
+        cond = with_time_ids(encode_cond_with_prefix(pipe, ids, prefixes), sampler.micro)
         # 4. the target's latents noised to t with each prompt's own noise
         eps = torch.stack([torch.randn(z0.shape[1:], generator=g) for g in generators]).to(device)
         z_t = noiser.add_noise(z0, eps, t.expand(b))
         target = eps if prediction == "epsilon" else noiser.get_velocity(z0, eps, t.expand(b))
-        pred = unet(z_t.to(dtype), t, encoder_hidden_states=hidden.to(dtype)).sample
+        pred = unet(z_t.to(dtype), t, **cond.to(dtype).unet_kwargs()).sample
         # 5. the denoising loss, Adam, and the projection back onto the simplex
         per_prompt = ((pred.float() - target) ** 2).mean(dim=(1, 2, 3)).detach().cpu()
         loss = denoising_loss(pred, target, active)

@@ -37,8 +37,8 @@ from unsee.evaluate.sampling import generate_settings, generate_with
 from unsee.evaluate.suites import suite_seed, world_suite
 from unsee.generate.run import Job, Sampler, batches
 from unsee.imageset import atomic_write_text, load_images, read_image_set
-from unsee.invert.run import encode_latents
-from unsee.models.load import load_embeddings, pick_device, refuse_sdxl
+from unsee.invert.run import encode_latents, token_file_bytes
+from unsee.models.load import load_embeddings, pick_device
 from unsee.world.names import ARTISTS
 from unsee.world.render import ARTIST_TEMPLATES, WATERMARK_PHRASES
 
@@ -55,8 +55,6 @@ def attack(cfg: AttackConfig) -> dict:
     detector, detector_line = make_detector(cfg.concept, cfg.nudenet_threshold, device)
     gen, censor = generate_settings(cfg, None, 1, cfg.out / "images", cfg.model, cfg.plain())
     sampler = Sampler(gen, censor)
-    if cfg.method != "replay":  # prefix tokens and inversion read one text encoder
-        refuse_sdxl(sampler.pipe, cfg.model, f"attack --method {cfg.method}")
     started = time.time()
     if cfg.method == "prefix":
         figures = run_prefix(cfg, sampler, jobs, detector)
@@ -242,8 +240,6 @@ def run_prefix(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector: D
 def run_inversion(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector: Detector) -> dict:
     """A token learned on the attacked model from the original's images of the concept;
     the concept's rate when each prompt carries the token."""
-    from safetensors.torch import save
-
     before = judge_jobs(sampler, jobs, detector, cfg.out / BEFORE, "before")
     token_file = cfg.out / "learned_embeds.safetensors"
     if token_file.is_file():  # learned in an earlier sitting
@@ -251,7 +247,7 @@ def run_inversion(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector
     else:
         images = target_images(cfg, jobs)
         captions = token_captions([j.prompt for j in jobs], cfg.token)
-        v, losses = invert_concept(
+        vectors, losses = invert_concept(
             sampler.pipe, images, captions, cfg.token, cfg.init,
             steps=cfg.setting("inversion_steps"), batch=cfg.inversion_batch,
             lr=cfg.inversion_lr, seed=cfg.seed,
@@ -259,7 +255,7 @@ def run_inversion(cfg: AttackConfig, sampler: Sampler, jobs: list[Job], detector
         info = {"loss_first": losses[:10], "loss_last": losses[-10:]}
         atomic_write_text(token_file.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
         with imageset.atomic_file(token_file, "wb") as f:
-            f.write(save({cfg.token: v.contiguous()}, metadata={"unsee_version": __version__}))
+            f.write(token_file_bytes(cfg.token, vectors))
     sampler.embed_cache.clear()
     captions = token_captions([j.prompt for j in jobs], cfg.token)
     token_jobs = [

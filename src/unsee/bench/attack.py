@@ -27,6 +27,7 @@ from unsee.errors import UnseeError
 from unsee.generate.config import GenerateConfig
 from unsee.generate.run import Sampler
 from unsee.imageset import atomic_write_text
+from unsee.models.load import is_sdxl
 from unsee.models.tiny import sd15_sized_pipeline
 
 GPU_NOTE = (
@@ -99,6 +100,8 @@ def random_weights_seconds(
     with dev:
         pipe = build(seed=0)
     pipe = pipe.to(dev, torch.float16 if dev.type == "cuda" else torch.float32)
+    if is_sdxl(pipe) and pipe.vae.config.force_upcast:  # as load_pipeline keeps SDXL's VAE
+        pipe.vae.to(torch.float32)
     pipe.set_progress_bar_config(disable=True)
     gen = GenerateConfig(
         model="random weights", device=device, out=Path("unused"), height=image_size,

@@ -16,6 +16,9 @@ TABLE_ROWS = (
 )  # fmt: skip
 # the stages of `unsee bench gpu`, in the order they run
 GPU_STAGES = ("generate", "sdd", "erase", "censor", "invert", "attack", "compile")
+# those run by default at SDXL's sizes: generate, censor, invert, then one erase (the sdd
+# stage's `unsee erase`) and the projection of the whole default erase
+SDXL_GPU_STAGES = ("generate", "censor", "invert", "sdd", "erase")
 IMAGE_TABLE = ("1:0:1", "1.5:0:1", "1.5:0:2", "2:0:2", "1:2:1")  # bench censor's, clip or cnn
 LATENT_TABLE = ("2:0:1", "4:0:1", "4:0:2", "8:0:2")  # noise-aware: classic guidance scales
 CENSOR_VARIANTS = ("guided", "guided_no_checkpointing", "guided_eps_constant", "guided_noise_aware")
@@ -284,10 +287,16 @@ class BenchGpuConfig:
     device: Literal["cuda", "cpu"] = arg(
         "cuda", help="cuda: the figures; cpu: the same stages, for tests (with --size tiny)"
     )
-    size: Literal["sd15", "tiny"] = arg(
-        "sd15", help="sd15: Stable Diffusion 1.5's sizes, random weights; tiny: the test pipeline"
+    size: Literal["sd15", "tiny", "sdxl", "tiny-sdxl"] = arg(
+        "sd15",
+        help="sd15: Stable Diffusion 1.5's sizes, random weights, 512x512; sdxl: SDXL base"
+        " 1.0's, 1024x1024; tiny, tiny-sdxl: the test pipelines",
     )
-    stages: list[str] = arg(list(GPU_STAGES), help="which stages to run, in this order")
+    stages: list[str] | None = arg(
+        None,
+        help=f"which stages to run, in this order (default: {' '.join(GPU_STAGES)}; at SDXL's"
+        f" sizes {' '.join(SDXL_GPU_STAGES)})",
+    )
     images: int = arg(16, help="timed images per generation figure")
     batch_size: int = arg(8, help="images per batch (generate, invert)")
     steps: int = arg(50, help="denoising steps of the generation figures")
@@ -296,8 +305,9 @@ class BenchGpuConfig:
         64, help="`unsee erase` steps timed at its defaults and at --reuse 16 and 64"
     )
     sdd_steps_reuse1: int = arg(8, help="`unsee erase --reuse 1` steps timed (the papers')")
-    sdd_reuse: list[int] = arg(
-        [1, 16, 64], help="--reuse values timed beside the default (none: [])"
+    sdd_reuse: list[int] | None = arg(
+        None,
+        help="--reuse values timed beside the default (default: 1 16 64; at SDXL's sizes none)",
     )
     sdd_autocast: bool = arg(
         False, help="also time the default erase with --mixed autocast (op-by-op casting)"
@@ -322,7 +332,15 @@ class BenchGpuConfig:
     attack_prompts: int = arg(8, help="prompts of the prefix attack's batch")
     work: Path | None = arg(None, help="where the temporary model folder goes (default: /tmp)")
 
+    @property
+    def sdxl(self) -> bool:
+        return self.size in ("sdxl", "tiny-sdxl")
+
     def __post_init__(self) -> None:
+        if self.stages is None:
+            self.stages = list(SDXL_GPU_STAGES if self.sdxl else GPU_STAGES)
+        if self.sdd_reuse is None:
+            self.sdd_reuse = [] if self.sdxl else [1, 16, 64]
         odd = [v for v in self.censor_variants if v not in CENSOR_VARIANTS]
         if odd:
             raise UnseeError(f"unknown --censor-variants {odd}; choose from"

@@ -1,9 +1,12 @@
-"""`unsee bench gpu`: speed and peak memory at Stable Diffusion 1.5 size on one GPU.
+"""`unsee bench gpu`: speed and peak memory at Stable Diffusion 1.5 (or SDXL) size on one GPU.
 
 Every figure is measured against its baseline in the same run, on the same card, on a
 pipeline folder of Stable Diffusion 1.5's sizes with random weights (models/tiny.py;
 speed does not depend on the weights), saved in fp16 and loaded by the commands as a
-user's folder would be:
+user's folder would be. `--size sdxl`: SDXL base 1.0's sizes (sdxl_sized_pipeline, 3.5B
+parameters) at 1024x1024, the same stages on it (the diffusers baseline its SDXL pipeline;
+no plain SDD loop, which is Stable Diffusion's), by default generate, censor, invert and
+one `unsee erase` (the sdd stage) with the projection of the whole default erase:
 
   generate  `unsee generate` (its default: no compilation for a set this small) against a
             plain diffusers StableDiffusionPipeline call: same batch, steps, guidance;
@@ -57,13 +60,28 @@ from unsee.generate.run import generate
 from unsee.imageset import METADATA, atomic_write_text, read_run_file
 from unsee.invert.config import InvertConfig
 from unsee.invert.run import invert
-from unsee.models.tiny import sd15_sized_pipeline, tiny_sd_pipeline
+from unsee.models.tiny import (
+    sd15_sized_pipeline,
+    sdxl_sized_pipeline,
+    tiny_sd_pipeline,
+    tiny_sdxl_pipeline,
+)
 from unsee.reward.cnn import CnnReward
 from unsee.reward.model import RewardModel
 from unsee.reward.noise_aware import NoiseAwareReward
 
 PROMPT = "a photo of a lighthouse in the style of Vanmond"
 CONCEPT = "Vanmond"
+# each --size: the pipeline built, its image size, and the line results.md gives it
+SIZES = {
+    "sd15": (sd15_sized_pipeline, 512, "Stable Diffusion 1.5 sized components with random"
+             " weights (models/tiny.py sd15_sized_pipeline), saved in fp16, 512x512 images"),
+    "sdxl": (sdxl_sized_pipeline, 1024, "SDXL base 1.0 sized components with random weights"
+             " (models/tiny.py sdxl_sized_pipeline), saved in fp16 (its VAE run in fp32),"
+             " 1024x1024 images"),
+    "tiny": (tiny_sd_pipeline, 32, "the tiny test pipeline (models/tiny.py)"),
+    "tiny-sdxl": (tiny_sdxl_pipeline, 32, "the tiny SDXL test pipeline (models/tiny.py)"),
+}  # fmt: skip
 
 
 def run_bench_gpu(cfg: BenchGpuConfig) -> dict:
@@ -116,10 +134,10 @@ def run_bench_gpu(cfg: BenchGpuConfig) -> dict:
 
 
 def _build_folder(cfg: BenchGpuConfig, path: Path) -> Path:
-    """Stable Diffusion 1.5's sizes with random weights (or the tiny pipeline, for tests),
-    saved in the dtype a user's fp16 checkpoint has."""
+    """Stable Diffusion 1.5's (or SDXL's) sizes with random weights (or a tiny pipeline,
+    for tests), saved in the dtype a user's fp16 checkpoint has."""
     with torch.device(cfg.device):
-        pipe = sd15_sized_pipeline(seed=0) if cfg.size == "sd15" else tiny_sd_pipeline(seed=0)
+        pipe = SIZES[cfg.size][0](seed=0)
     pipe.to(torch.float16 if cfg.device == "cuda" else torch.float32)
     pipe.save_pretrained(path, safe_serialization=True)
     del pipe
@@ -137,11 +155,13 @@ def _stage_generate(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
 
 
 def _diffusers_generate(cfg: BenchGpuConfig, folder: Path) -> dict:
-    """A plain StableDiffusionPipeline call: one warm-up batch, then the timed ones."""
-    from diffusers import StableDiffusionPipeline
+    """A plain StableDiffusionPipeline (or StableDiffusionXLPipeline) call: one warm-up
+    batch, then the timed ones."""
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     dtype = torch.float16 if cfg.device == "cuda" else torch.float32
-    pipe = StableDiffusionPipeline.from_pretrained(folder, torch_dtype=dtype).to(cfg.device)
+    cls = StableDiffusionXLPipeline if cfg.sdxl else StableDiffusionPipeline
+    pipe = cls.from_pretrained(folder, torch_dtype=dtype).to(cfg.device)
     pipe.set_progress_bar_config(disable=True)
     batch = cfg.batch_size
 
@@ -186,6 +206,12 @@ def _unsee_generate(cfg: BenchGpuConfig, folder: Path, out: Path, level: str) ->
 
 
 def _stage_sdd(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
+    if cfg.sdxl:  # `unsee bench speed`'s plain loop is Stable Diffusion's: unsee's erase alone
+        out = {"unsee_default": _erase(cfg, folder, work / "sdd-default", cfg.sdd_steps, None)}
+        for reuse in cfg.sdd_reuse:
+            steps = cfg.sdd_steps_reuse1 if reuse == 1 else cfg.sdd_steps
+            out[f"unsee_reuse{reuse}"] = _erase(cfg, folder, work / f"sdd-r{reuse}", steps, reuse)
+        return out
     # the plain loop of `unsee bench speed` (it builds its own SD-sized U-Net on the GPU)
     sample_steps = cfg.sample_steps or 50  # SDD's, the default of `unsee erase` at SD size
     n = cfg.plain_trajectories
@@ -323,9 +349,8 @@ def _stage_invert(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
 def _stage_attack(cfg: BenchGpuConfig, work: Path) -> dict:
     """The prefix attack of `unsee attack` at the paper's settings on a batch of prompts,
     with a detector that never fires, so every step runs (`unsee bench attack`'s figure)."""
-    sd15 = cfg.size == "sd15"
-    build, size = (sd15_sized_pipeline, 512) if sd15 else (tiny_sd_pipeline, 32)
-    settings = None if sd15 else {"iterations": 2, "check_every": 1}
+    build, size, _ = SIZES[cfg.size]
+    settings = None if cfg.size in ("sd15", "sdxl") else {"iterations": 2, "check_every": 1}
     _reset_peak(cfg)
     seconds = random_weights_seconds(
         cfg.device, cfg.attack_prompts, size, build=build, settings=settings
@@ -380,6 +405,11 @@ def _figures(stages: dict) -> dict:
         if "images_per_s" in stages.get("compile", {}):
             f["generate_compile_vs_diffusers"] = stages["compile"]["images_per_s"] / base
     sdd = stages.get("sdd", {})
+    for key, value in sdd.items():  # one `unsee erase`: its rate and peak memory
+        if key.startswith("unsee_") and "its" in value:
+            f[f"sdd_{key}_its"] = value["its"]
+            if "peak_mib" in value:
+                f[f"sdd_{key}_peak_mib"] = value["peak_mib"]
     if "plain_loop" in sdd:
         for key in sdd:
             if key.startswith("unsee_"):
@@ -390,6 +420,9 @@ def _figures(stages: dict) -> dict:
                         sdd[key]["its_steady"] / sdd["plain_loop"]["its"]
                     )
         f["sdd_plain_its"] = sdd["plain_loop"]["its"]
+    gen = stages.get("generate", {}).get("unsee_default", {})
+    if "peak_mib" in gen:
+        f["generate_peak_mib"] = gen["peak_mib"]
     erase = stages.get("erase", {})
     if erase.get("ran"):
         f["erase_default_wall_seconds"] = erase["wall_seconds"]
@@ -401,6 +434,13 @@ def _figures(stages: dict) -> dict:
             f[f"censor_{key}_times_plain"] = value["times_plain"]
     if "steps_per_s" in stages.get("invert", {}):
         f["invert_steps_per_s"] = stages["invert"]["steps_per_s"]
+        if "peak_mib" in stages["invert"]:
+            f["invert_peak_mib"] = stages["invert"]["peak_mib"]
+    guided = stages.get("censor", {}).get("guided", {})
+    if "s_per_image" in guided:
+        f["censor_guided_s_per_image"] = guided["s_per_image"]
+        if "peak_mib" in guided:
+            f["censor_guided_peak_mib"] = guided["peak_mib"]
     if "seconds_per_prompt" in stages.get("attack", {}):
         f["attack_seconds_per_prompt"] = stages["attack"]["seconds_per_prompt"]
     return f
@@ -419,10 +459,7 @@ def _settings(cfg: BenchGpuConfig) -> dict:
         "cuda": torch.version.cuda,
         "diffusers": diffusers.__version__,
         "transformers": transformers.__version__,
-        "model": "Stable Diffusion 1.5 sized components with random weights "
-        "(models/tiny.py sd15_sized_pipeline), saved in fp16, 512x512 images"
-        if cfg.size == "sd15"
-        else "the tiny test pipeline (models/tiny.py)",
+        "model": SIZES[cfg.size][2],
         "timing": "wall time between device synchronisations; model loading excluded unless"
         " a figure says 'wall'",
         "memory": "torch.cuda.max_memory_allocated after a reset at the start of each"

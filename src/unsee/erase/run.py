@@ -19,6 +19,14 @@ with the frozen original as teacher; the student itself is saved.
 UCE (Gandikota et al. 2024; uce.py): no training loop; the cross-attention key and value
 projections are solved for in closed form, in place, and saved the same way.
 
+SDXL: every U-Net call (the teacher's walks, the student, the frozen original, the half
+precision copies) gets SDXL's added conditioning with the text: each text's pooled
+embedding and the size conditioning of an uncropped image of the U-Net's native size
+(1024 x 1024 for SDXL base). c_0 is the model's unconditional input as it is sampled, zeros
+for SDXL base (force_zeros_for_empty_prompt); UCE's targets and kept texts are encoded
+texts ("" included), their 2048 concatenated dimensions read by attn2.to_k / to_v. LoRA
+weights are saved in the pipeline's own layout (StableDiffusionXLPipeline.save_lora_weights).
+
 Runs under `accelerate launch` (each process its own trajectories, gradients averaged);
 checkpoints every N steps, and `--resume` continues to the same result as an unbroken run.
 """
@@ -60,11 +68,21 @@ from unsee.models.load import (
     load_pipeline,
     pick_device,
     process_state,
-    refuse_sdxl,
+)
+from unsee.models.text import encode_text, native_micro, unconditional
+from unsee.sampling.conditioning import (
+    Cond,
+    MicroCond,
+    TextCond,
+    as_cond,
+    cat_conds,
+    check_time_ids,
+    with_time_ids,
 )
 from unsee.sampling.loop import to_device
 
 CHECKPOINT = "checkpoint.pt"
+TEXT_PARTS = (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2"))
 
 
 def _mixed_precision(cfg: EraseConfig) -> str:
@@ -80,10 +98,36 @@ def load_concepts(pipe, cfg: EraseConfig) -> list[str]:
     return list(cfg.concept) + load_embeddings(pipe, cfg.embedding)
 
 
+def encode_conds(pipe, texts: list[str], device, micro: MicroCond | None = None) -> TextCond:
+    """The U-Net's conditioning of n texts, one prompt at a time (as each is used alone):
+    text states (n, L, D); SDXL also the pooled embeddings (n, P) and, with micro, the
+    size conditioning (n, 6)."""
+    with torch.no_grad():
+        return with_time_ids(cat_conds([encode_text(pipe, t, device) for t in texts]), micro)
+
+
 def encode_texts(pipe, texts: list[str], device) -> torch.Tensor:
     """Text states (n, L, D) of n texts, one prompt at a time (as each is used alone)."""
-    with torch.no_grad():
-        return torch.cat([pipe.encode_prompt(t, device, 1, False)[0] for t in texts])
+    return encode_conds(pipe, texts, device).hidden
+
+
+def _text_parts(pipe) -> dict:
+    """Copies of the tokenizers and text encoders (SDXL: both pairs), to put back after
+    --embedding tokens were loaded into them: the saved model keeps its own."""
+    names = [name for pair in TEXT_PARTS for name in pair]
+    return {n: copy.deepcopy(getattr(pipe, n)) for n in names if getattr(pipe, n, None) is not None}
+
+
+def _micro(pipe, model: str) -> MicroCond | None:
+    """SDXL's size conditioning of the trajectories (the U-Net's native size), checked
+    against its added embedding; None for Stable Diffusion."""
+    micro = native_micro(pipe)
+    if micro is not None:
+        try:
+            check_time_ids(pipe.unet, pipe.text_encoder_2.config.projection_dim)
+        except ValueError as e:
+            raise UnseeError(f"model {model!r}: {e}") from None
+    return micro
 
 
 def ema_teacher(unet: torch.nn.Module, names: list[str]) -> tuple[torch.nn.Module, list]:
@@ -111,7 +155,7 @@ def erase(cfg: EraseConfig) -> Path:
     pipe = load_pipeline(cfg.model, str(device), "fp32")  # fp32 master weights
     if not is_conditional(pipe):
         raise UnseeError(f"{cfg.model!r} takes no text: erasing needs a text-to-image model")
-    refuse_sdxl(pipe, cfg.model, "erase")
+    micro = _micro(pipe, cfg.model)
     out = cfg.out
     ckpt = out / CHECKPOINT
     if not cfg.resume and (out / "erase.json").exists():
@@ -119,27 +163,28 @@ def erase(cfg: EraseConfig) -> Path:
     if cfg.resume and not ckpt.exists():
         raise UnseeError(f"nothing to resume in {out} (no {CHECKPOINT})")
 
-    # 1. texts: c_0 = "", c_p = the joined concepts, c_s = each concept
-    text_encoder, tokenizer = copy.deepcopy(pipe.text_encoder), copy.deepcopy(pipe.tokenizer)
+    # 1. texts: c_0 = the unconditional input ("", SDXL: zeros), c_p = the joined concepts,
+    # c_s = each concept (SDXL: each with its pooled embedding and size conditioning)
+    text_parts = _text_parts(pipe) if cfg.embedding else {}
     concepts = load_concepts(pipe, cfg)
-    c0 = encode_texts(pipe, [""], device)  # (1, L, D)
-    cp = encode_texts(pipe, [", ".join(concepts)], device)
-    cs = encode_texts(pipe, concepts, device)  # (n, L, D)
+    c0 = unconditional(pipe, device, micro)  # (1, L, D)
+    cp = encode_conds(pipe, [", ".join(concepts)], device, micro)
+    cs = encode_conds(pipe, concepts, device, micro)  # (n, L, D)
     keep = anchors = bases = None
     if cfg.preserve is not None:
         kept = _prompts(cfg.preserve)
         overlap = [c for c in concepts if c in kept]
         if overlap:
             raise UnseeError(f"--preserve lists what is to be removed: {', '.join(overlap)}")
-        keep = encode_texts(pipe, kept, device)  # (m, L, D)
+        keep = encode_conds(pipe, kept, device, micro)  # (m, L, D)
     if cfg.method == "neg":
         anchor_texts = _prompts(cfg.anchors)
-        anchors = encode_texts(pipe, anchor_texts, device)  # (a, L, D)
+        anchors = encode_conds(pipe, anchor_texts, device, micro)  # (a, L, D)
         bases = anchors  # where each anchor's target starts (neg.py)
         if cfg.strip_concept:
             stripped = [_strip(p, cfg.concept) for p in anchor_texts]
             if stripped != anchor_texts:
-                bases = encode_texts(pipe, stripped, device)
+                bases = encode_conds(pipe, stripped, device, micro)
     out.mkdir(parents=True, exist_ok=True)  # only once every input is read and accepted
 
     # 2. student, teacher, optimiser; on a GPU the networks that only run without
@@ -196,16 +241,15 @@ def erase(cfg: EraseConfig) -> Path:
             with torch.no_grad():
                 torch._foreach_copy_(walker_params, [p.detach() for p in sources])
         if cfg.method == "sdd":
-            cond = cp.expand(len(z_T), -1, -1)
+            cond = cp.expand(len(z_T))
         elif cfg.method == "neg":
             cond = anchors[rows]
         else:
             cond = cs[rows]
         with accelerator.autocast():
             return teacher_latents(
-                teacher_call, scheduler, cond, c0.expand(len(z_T), -1, -1), stops,
-                cfg.cfg_scale, z_T,
-            )  # fmt: skip
+                teacher_call, scheduler, cond, c0.expand(len(z_T)), stops, cfg.cfg_scale, z_T
+            )
 
     start, losses, pool = 0, [], None
     if cfg.resume:
@@ -232,7 +276,7 @@ def erase(cfg: EraseConfig) -> Path:
     for step in bar:
         which = torch.tensor([(step * cfg.batch + b) % len(concepts) for b in range(cfg.batch)])
         c_s = cs[to_device(which, device)]
-        c_0 = c0.expand(cfg.batch, -1, -1)
+        c_0 = c0.expand(cfg.batch)
         if cfg.reuse == 1:
             # B fresh trajectories, each giving one sample (the draws in the order of old)
             z_T = to_device(torch.randn(shape, generator=g), device)
@@ -284,7 +328,8 @@ def erase(cfg: EraseConfig) -> Path:
                 for n, p in zip(names, ema, strict=True):
                     params[n].copy_(p)
         pipe.unet = final.eval()
-        pipe.text_encoder, pipe.tokenizer = text_encoder, tokenizer
+        for name, part in text_parts.items():
+            setattr(pipe, name, part)
         info = {
             "unsee_version": __version__,
             "method": cfg.method,
@@ -314,13 +359,12 @@ def erase_uce(cfg: EraseConfig) -> Path:
     pipe = load_pipeline(cfg.model, str(device), "fp32")
     if not is_conditional(pipe):
         raise UnseeError(f"{cfg.model!r} takes no text: erasing needs a text-to-image model")
-    refuse_sdxl(pipe, cfg.model, "erase")
     if (out / "erase.json").exists():
         raise UnseeError(f"{out} already holds an erased model; use another --out")
 
     # 1. texts: the concepts (--concept, then --embedding tokens), a target for each, and
     # the texts to keep: the empty prompt, then the --preserve prompts
-    text_encoder, tokenizer = copy.deepcopy(pipe.text_encoder), copy.deepcopy(pipe.tokenizer)
+    text_parts = _text_parts(pipe) if cfg.embedding else {}
     concepts = load_concepts(pipe, cfg)
     targets = list(cfg.uce_target) or [""]
     targets = targets * len(concepts) if len(targets) == 1 else targets
@@ -358,7 +402,8 @@ def erase_uce(cfg: EraseConfig) -> Path:
     seconds = time.time() - started
 
     # 4. the result, in the original text encoder
-    pipe.text_encoder, pipe.tokenizer = text_encoder, tokenizer
+    for name, part in text_parts.items():
+        setattr(pipe, name, part)
     info = {
         "unsee_version": __version__,
         "method": cfg.method,
@@ -406,7 +451,7 @@ def sdd_step(
     ema: list[torch.Tensor],
     params: dict[str, torch.nn.Parameter],
     opt: torch.optim.Optimizer,
-    texts: tuple[torch.Tensor, torch.Tensor],
+    texts: tuple[Cond, Cond],
     z: torch.Tensor,
     t: torch.Tensor,
     momentum: float,
@@ -414,13 +459,14 @@ def sdd_step(
 ) -> torch.Tensor:
     """One SDD step (module docstring, 4 and 5) on B teacher latents; returns the loss.
 
-    texts: c_0, c_s, each (B, L, D); z (B, C, h, w) from the EMA teacher (step 2); t (B,);
-    preserve: (c_k (B, L, D), the frozen original, weight) or None."""
+    texts: c_0, c_s, each B rows ((B, L, D) text states, or SDXL's TextCond); z (B, C, h, w)
+    from the EMA teacher (step 2); t (B,); preserve: (c_k (B rows), the frozen original,
+    weight) or None."""
     c_0, c_s = texts
     with accelerator.autocast():
         # 4. eps(z_t, t, "") is the target of eps(z_t, t, c_s)
         with torch.no_grad():
-            e_0 = unet(z, t, encoder_hidden_states=c_0).sample
+            e_0 = _eps(unet, z, t, c_0)
         e_s, e_k = _student(unet, z, t, c_s, preserve)
         loss = sdd_loss(e_0.float(), e_s.float())
         if preserve is not None:
@@ -437,7 +483,7 @@ def esd_step(
     original: torch.nn.Module,
     params: dict[str, torch.nn.Parameter],
     opt: torch.optim.Optimizer,
-    texts: tuple[torch.Tensor, torch.Tensor],
+    texts: tuple[Cond, Cond],
     z: torch.Tensor,
     t: torch.Tensor,
     eta: float,
@@ -448,10 +494,9 @@ def esd_step(
     c_0, c_s = texts
     with accelerator.autocast():
         with torch.no_grad():
-            both = torch.cat([c_0, c_s])
-            o_0, o_c = original(
-                torch.cat([z, z]), torch.cat([t, t]), encoder_hidden_states=both
-            ).sample.chunk(2)
+            o_0, o_c = _eps(
+                original, torch.cat([z, z]), torch.cat([t, t]), cat_conds([c_0, c_s])
+            ).chunk(2)
             target = esd_target(o_0, o_c, eta)
         e_s, e_k = _student(unet, z, t, c_s, preserve)
         loss = F.mse_loss(e_s.float(), target.float())
@@ -467,7 +512,7 @@ def neg_step(
     original: torch.nn.Module,
     params: dict[str, torch.nn.Parameter],
     opt: torch.optim.Optimizer,
-    texts: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None],
+    texts: tuple[Cond, Cond, Cond, Cond | None],
     z: torch.Tensor,
     t: torch.Tensor,
     eta: float,
@@ -482,16 +527,14 @@ def neg_step(
     with accelerator.autocast():
         with torch.no_grad():
             base = c_a if c_b is None else c_b
-            o_0, o_b, o_c = original(
-                torch.cat([z, z, z]), torch.cat([t, t, t]),
-                encoder_hidden_states=torch.cat([c_0, base, c_s]),
-            ).sample.chunk(3)  # fmt: skip
+            o_0, o_b, o_c = _eps(
+                original, torch.cat([z, z, z]), torch.cat([t, t, t]), cat_conds([c_0, base, c_s])
+            ).chunk(3)
             target = neg_target(o_0, o_b, o_c, eta)
         rows = [c_a, c_0] + ([preserve[0]] if preserve is not None else [])
-        out = unet(
-            torch.cat([z] * len(rows)), torch.cat([t] * len(rows)),
-            encoder_hidden_states=torch.cat(rows),
-        ).sample.chunk(len(rows))  # fmt: skip
+        out = _eps(
+            unet, torch.cat([z] * len(rows)), torch.cat([t] * len(rows)), cat_conds(rows)
+        ).chunk(len(rows))
         loss = neg_loss(out[0].float(), out[1].float(), target.float(), o_0.float())
         if preserve is not None:
             loss = loss + _preserve_term(z, t, out[2], preserve)
@@ -509,21 +552,24 @@ def _prompts(path: Path) -> list[str]:
     return list(dict.fromkeys(row.prompt for row in read_prompts(path)))
 
 
+def _eps(unet, z: torch.Tensor, t: torch.Tensor, c: Cond) -> torch.Tensor:
+    """A U-Net's noise estimate for text conditioning c (SDXL: with its added conditioning)."""
+    return unet(z, t, **as_cond(c).unet_kwargs()).sample
+
+
 def _student(unet, z, t, c_s, preserve):
     """The student's estimates for the concepts and, with --preserve, for the prompts to
     keep at the same latents: one forward of 2B rows."""
     if preserve is None:
-        return unet(z, t, encoder_hidden_states=c_s).sample, None
-    both = unet(
-        torch.cat([z, z]), torch.cat([t, t]), encoder_hidden_states=torch.cat([c_s, preserve[0]])
-    ).sample
+        return _eps(unet, z, t, c_s), None
+    both = _eps(unet, torch.cat([z, z]), torch.cat([t, t]), cat_conds([c_s, preserve[0]]))
     return both.chunk(2)
 
 
 def _preserve_term(z, t, e_k, preserve) -> torch.Tensor:
     c_k, original, weight = preserve
     with torch.no_grad():
-        o_k = original(z, t, encoder_hidden_states=c_k).sample
+        o_k = _eps(original, z, t, c_k)
     return weight * preservation_loss(e_k.float(), o_k.float())
 
 
@@ -601,18 +647,18 @@ Settings:
 
 def _save(pipe, unet, cfg: EraseConfig, out: Path, info: dict) -> None:
     what = ", ".join(f"`{c}`" for c in info["concepts"])
+    kind = type(pipe).__name__  # StableDiffusionPipeline, StableDiffusionXLPipeline
     if cfg.save == "lora":
-        from diffusers import StableDiffusionPipeline
         from diffusers.utils import convert_state_dict_to_diffusers
         from peft.utils import get_peft_model_state_dict
 
         state = get_peft_model_state_dict(unet, adapter_name="unsee")
         layers = convert_state_dict_to_diffusers(state)
-        StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=layers)
-        load = f'pipe.load_lora_weights("{out}")  # on the pipeline of {cfg.model}'
+        type(pipe).save_lora_weights(out, unet_lora_layers=layers)  # the pipeline's layout
+        load = f'pipe.load_lora_weights("{out}")  # on the {kind} of {cfg.model}'
     else:
         pipe.save_pretrained(out, safe_serialization=True)
-        load = f'pipe = StableDiffusionPipeline.from_pretrained("{out}")'
+        load = f'pipe = {kind}.from_pretrained("{out}")'
     if cfg.method == "uce":
         how = f"uce, a closed-form edit of {len(info['uce']['edited'])} projections"
     else:

@@ -15,6 +15,7 @@ step (a mask freezes the finished ones), so one batched forward serves them all.
 import torch
 from torch import Tensor
 
+from unsee.sampling.conditioning import Cond, as_cond, cat_conds
 from unsee.sampling.loop import to_device
 
 
@@ -74,8 +75,8 @@ def ema_update(ema: list[Tensor], params: list[Tensor], momentum: float) -> None
 def teacher_latents(
     unet: torch.nn.Module,
     scheduler,
-    cond: Tensor,
-    uncond: Tensor,
+    cond: Cond,
+    uncond: Cond,
     stops: Tensor,
     cfg_scale: float,
     z_T: Tensor,
@@ -85,9 +86,11 @@ def teacher_latents(
 
     stops: (B,), or (B, K) for K stops on each trajectory (the latents along one walk are
     K training samples for the price of its longest stop); the result is then (B, K, C, h, w).
-    cond, uncond: (B, L, D) text states. At step i only the trajectories still running go
-    through the U-Net, their unconditional and conditional halves in one forward.
+    cond, uncond: B rows of text conditioning ((B, L, D) text states; SDXL's TextCond also
+    carries the pooled text and size conditioning). At step i only the trajectories still
+    running go through the U-Net, their unconditional and conditional halves in one forward.
     """
+    cond, uncond = as_cond(cond), as_cond(uncond)
     many = stops.dim() == 2
     stops = stops if many else stops[:, None]  # (B, K)
     last = stops.max(1).values  # (B,) where each walk may end
@@ -99,9 +102,8 @@ def teacher_latents(
         run = slice(None) if len(going) == len(z) else to_device(going, z.device)
         x = z[run]
         # 1. the CFG pair in one forward: (2b, C, h, w)
-        e_u, e_c = unet(
-            torch.cat([x, x]), t, encoder_hidden_states=torch.cat([uncond[run], cond[run]])
-        ).sample.chunk(2)
+        pair = cat_conds([uncond[run], cond[run]])
+        e_u, e_c = unet(torch.cat([x, x]), t, **pair.unet_kwargs()).sample.chunk(2)
         eps = e_u + cfg_scale * (e_c - e_u)
         # 2. z_t -> z_{t-1} for those
         z[run] = scheduler.step(eps, host[i], x).prev_sample

@@ -37,6 +37,7 @@ from unsee.models.load import (
     optimize_inference,
     process_state,
 )
+from unsee.models.text import encode_text, zeros_for_empty_prompt
 from unsee.sampling.conditioning import MicroCond, TextCond, check_time_ids, with_time_ids
 from unsee.sampling.denoiser import (
     INVARIANT_CHUNK,
@@ -445,7 +446,7 @@ def _negative(pipe, negative_prompt: str, cond: TextCond, embed) -> TextCond:
     """The negative prompt's conditioning, one row per image of cond: for an SDXL model
     whose config asks for it (force_zeros_for_empty_prompt), the empty negative prompt
     is zeros, as in diffusers."""
-    if not negative_prompt and pipe.config.get("force_zeros_for_empty_prompt", False):
+    if not negative_prompt and zeros_for_empty_prompt(pipe):
         zeros = torch.zeros_like(cond.hidden), torch.zeros_like(cond.pooled)
         return TextCond(*zeros, cond.time_ids)
     return embed([negative_prompt] * len(cond.hidden))
@@ -458,23 +459,11 @@ def _embed(pipe, prompts: list[str], cache: dict[str, TextCond]) -> TextCond:
     for prompt in dict.fromkeys(prompts):
         if prompt not in cache:
             with torch.no_grad():
-                cache[prompt] = _encode(pipe, prompt)
+                cache[prompt] = encode_text(pipe, prompt)
     return TextCond(
         torch.cat([cache[p].hidden for p in prompts]),
         None if cache[prompts[0]].pooled is None else torch.cat([cache[p].pooled for p in prompts]),
     )
-
-
-def _encode(pipe, prompt: str) -> TextCond:
-    """One prompt's conditioning: Stable Diffusion's text encoder output; SDXL's two
-    encoders' penultimate layers, concatenated, and the second one's pooled projection."""
-    if is_sdxl(pipe):
-        hidden, _, pooled, _ = pipe.encode_prompt(
-            prompt=prompt, device=pipe.device, num_images_per_prompt=1,
-            do_classifier_free_guidance=False,
-        )  # fmt: skip
-        return TextCond(hidden, pooled)
-    return TextCond(pipe.encode_prompt(prompt, pipe.device, 1, False)[0])
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

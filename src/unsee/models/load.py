@@ -26,6 +26,7 @@ from diffusers import (
 )
 
 from unsee.errors import UnseeError
+from unsee.models.text import SDXL_KEYS, text_encoders
 from unsee.world.paths import MINISD_DIR
 
 PIPELINES: dict[str, type[DiffusionPipeline]] = {
@@ -326,56 +327,79 @@ def is_sdxl(pipe: DiffusionPipeline) -> bool:
     return isinstance(pipe, StableDiffusionXLPipeline)
 
 
-def refuse_sdxl(pipe: DiffusionPipeline, model: str, command: str) -> None:
-    """Refuse an SDXL model in a command that does not yet handle SDXL."""
-    if is_sdxl(pipe):
-        raise UnseeError(
-            f"model {model!r} is SDXL: `unsee {command}` does not yet support SDXL"
-            " (`unsee generate` and `unsee censor` do)"
-        )
-
-
-def load_embeddings(pipe: StableDiffusionPipeline, paths: list[Path]) -> list[str]:
-    """Load textual-inversion files into the pipeline's tokenizer and text encoder; return
+def load_embeddings(pipe: DiffusionPipeline, paths: list[Path]) -> list[str]:
+    """Load textual-inversion files into the pipeline's tokenizers and text encoders; return
     their tokens, in order, ready for any prompt (diffusers' encode_prompt expands a
     multi-vector token).
 
-    Each file is a learned_embeds.safetensors in diffusers' format, {token: (n_vectors, D)}
-    (`unsee invert` writes them). Load before encoding any prompt that uses the tokens.
+    Stable Diffusion: a learned_embeds.safetensors in diffusers' format, {token: (n, D)}.
+    SDXL: diffusers' SDXL layout, {"clip_l": (n, D1), "clip_g": (n, D2)}, one token with a
+    vector in each text encoder; the token is the file's metadata "token" (`unsee invert`
+    writes it), else its file name without the extension (as embedding sites name them).
+    `unsee invert` writes both. Load before encoding any prompt that uses the tokens.
     """
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
-    if paths and is_sdxl(pipe):
-        raise UnseeError(
-            "--embedding: textual-inversion tokens for SDXL (two text encoders) are not yet"
-            " supported"
-        )
+    sdxl = is_sdxl(pipe)
     tokens = []
     for path in paths:
         if not path.is_file():
             raise UnseeError(f"embedding file {path} does not exist")
         try:
             state = load_file(path)
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
         except SafetensorError as e:
             raise UnseeError(f"embedding file {path} is not a safetensors file: {e}") from None
-        names = [k for k in state if k not in ("string_to_param", "emb_params")]
-        if len(names) != 1:
-            raise UnseeError(f"{path} holds {len(names)} tokens; give one token per file")
-        token = names[0]
-        dim = pipe.text_encoder.get_input_embeddings().weight.shape[-1]
-        if state[token].shape[-1] != dim:
+        two = set(SDXL_KEYS) <= set(state)
+        if sdxl and not two:
             raise UnseeError(
-                f"{path}: token {token!r} has {state[token].shape[-1]}-dim vectors; this"
-                f" model's text encoder takes {dim}"
+                f"{path} is a token for one text encoder (Stable Diffusion 1.x/2.x); an SDXL"
+                f" token has a vector for each of its two ({', '.join(SDXL_KEYS)}): learn one"
+                " on this model with `unsee invert`"
             )
-        if token in pipe.tokenizer.get_vocab():
+        if two and not sdxl:
             raise UnseeError(
-                f"{path}: token {token!r} is already in the tokenizer (a word of the model's"
-                " vocabulary, or another --embedding file's token); rename the token"
+                f"{path} is an SDXL token ({', '.join(SDXL_KEYS)}: two text encoders); this"
+                " model has one text encoder"
             )
+        if sdxl:
+            token = metadata.get("token") or path.name.removesuffix(".safetensors")
+            vectors = [state[k] for k in SDXL_KEYS]
+            if vectors[0].ndim != 2 or vectors[0].shape[0] != vectors[1].shape[0]:
+                raise UnseeError(
+                    f"{path}: clip_l and clip_g must hold the same number of vectors, as"
+                    f" (n, dim); they are {tuple(vectors[0].shape)} and {tuple(vectors[1].shape)}"
+                )
+        else:
+            names = [k for k in state if k not in ("string_to_param", "emb_params")]
+            if len(names) != 1:
+                raise UnseeError(f"{path} holds {len(names)} tokens; give one token per file")
+            token = names[0]
+            vectors = [state[token]]
+        encoders = text_encoders(pipe)
+        for (tokenizer, encoder), v, key in zip(encoders, vectors, SDXL_KEYS, strict=False):
+            dim = encoder.get_input_embeddings().weight.shape[-1]
+            which = f" ({key})" if sdxl else ""
+            if v.shape[-1] != dim:
+                raise UnseeError(
+                    f"{path}: token {token!r}{which} has {v.shape[-1]}-dim vectors; this"
+                    f" model's text encoder{which} takes {dim}"
+                )
+            if token in tokenizer.get_vocab():
+                raise UnseeError(
+                    f"{path}: token {token!r} is already in the tokenizer (a word of the"
+                    " model's vocabulary, or another --embedding file's token); rename the token"
+                )
         try:
-            pipe.load_textual_inversion(str(path))
+            if sdxl:
+                for (tokenizer, encoder), v in zip(encoders, vectors, strict=True):
+                    pipe.load_textual_inversion(
+                        v, token=token, tokenizer=tokenizer, text_encoder=encoder
+                    )
+            else:
+                pipe.load_textual_inversion(str(path))
         except ValueError as e:
             first = str(e).strip().splitlines()[0]
             raise UnseeError(f"could not load embedding {path}: {first}") from None

@@ -210,10 +210,12 @@ def _sdxl_tokenizers() -> tuple[CLIPTokenizer, CLIPTokenizer]:
 
 def tiny_sdxl_pipeline(seed: int = 0, image_size: int = 32) -> StableDiffusionXLPipeline:
     """A StableDiffusionXLPipeline with ~3M parameters (VAE downsamples x2): two text
-    encoders (hidden sizes 32 and 32, the second with a 32-dim projection), a U-Net with
-    SDXL's "text_time" added conditioning, SDXL's Euler schedule and VAE scaling factor."""
+    encoders of different widths (hidden sizes 32 and 48, the second with a 48-dim
+    projection; different, so a mix-up of the two shows), a U-Net with SDXL's "text_time"
+    added conditioning reading both (80-dim token states), SDXL's Euler schedule and VAE
+    scaling factor."""
     torch.manual_seed(seed)
-    hidden, time_dim = (32, 32), 8
+    hidden, time_dim = (32, 48), 8
     tokenizer, tokenizer_2 = _sdxl_tokenizers()
     text_encoder, text_encoder_2 = _sdxl_text_encoders(
         (tokenizer, tokenizer_2),

@@ -59,8 +59,18 @@ class TextCond:
     def __getitem__(self, rows: Rows) -> "TextCond":
         return TextCond(*(None if v is None else v[rows] for v in self._fields()))
 
+    def __len__(self) -> int:
+        return len(self.hidden)
+
     def _fields(self) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         return self.hidden, self.pooled, self.time_ids
+
+    def expand(self, n: int) -> "TextCond":
+        """A one-row conditioning as n rows (views, as Tensor.expand)."""
+        return TextCond(*(None if v is None else v.expand(n, *v.shape[1:]) for v in self._fields()))
+
+    def to(self, dtype: torch.dtype) -> "TextCond":
+        return TextCond(*(None if v is None else v.to(dtype) for v in self._fields()))
 
     def unet_kwargs(self) -> dict:
         """The U-Net's keyword arguments for this conditioning."""
