@@ -51,3 +51,14 @@ def pixels(out: Path) -> dict[str, np.ndarray]:
     return {
         r["file_name"]: np.asarray(Image.open(out / r["file_name"])) for r in read_metadata(out)
     }
+
+
+@pytest.fixture
+def fresh_accelerator():
+    """accelerate keeps one mixed-precision setting per process: a test that asks for bf16
+    after others ran without starts (and leaves) it afresh."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()

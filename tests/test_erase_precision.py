@@ -93,7 +93,9 @@ def test_half_call_casts_inputs_and_runs_outside_autocast():
 
 
 @pytest.mark.parametrize("method", ["sdd", "esd-x"])
-def test_erase_in_pure_bf16_changes_only_the_chosen_weights(tiny_sd, tmp_path, monkeypatch, method):
+def test_erase_in_pure_bf16_changes_only_the_chosen_weights(
+    tiny_sd, tmp_path, monkeypatch, method, fresh_accelerator
+):
     """The GPU's bf16 path, forced on the CPU: the loop runs, the frozen weights are saved
     bit for bit as loaded (fp32), the trained ones move, and the losses follow autocast's."""
     from diffusers import UNet2DConditionModel

@@ -216,17 +216,6 @@ def test_esd_x_esd_u_and_neg_train_their_own_parameters(tiny_sdxl, tmp_path):
     assert moved and all(".attn2." in n for n in moved)
 
 
-@pytest.fixture
-def fresh_accelerator():
-    """accelerate keeps one mixed-precision setting per process: a test that asks for bf16
-    after others ran without starts (and leaves) it afresh."""
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state()
-    yield
-    AcceleratorState._reset_state()
-
-
 @pytest.mark.parametrize("method,checkpointing", [("sdd", False), ("esd-x", True)])
 def test_the_bf16_path_passes_the_added_conditioning(
     tiny_sdxl, tmp_path, monkeypatch, method, checkpointing, fresh_accelerator
