@@ -48,8 +48,8 @@ def main() -> None:
     row = {
         "erase": " ".join(erase_args),
         "erase_seconds": erase["seconds"],
-        "style_target": mean("target", "style_rate"),
-        "style_leak": mean("leak", "style_rate"),
+        "style_target": mean("target", "concept_rate"),
+        "style_leak": mean("leak", "concept_rate"),
         "watermark": mean(neutral, "watermark_rate"),
         **{
             f"accuracy_{a}": mean(neutral, f"prompt_accuracy_{a}")

@@ -1,7 +1,9 @@
 # Does `unsee erase --reuse K` (K stops on each teacher walk) erase as well as the papers'
 # one walk per sample? minisd, Vanmond, SDD at minisd's defaults with 50 neutral prompts kept
-# (--preserve, as the table's sdd_text row), K = 1 and 32, two seeds each (the seed-to-seed
-# spread is the yardstick), each judged on the target, leak and neutral suites.
+# (--preserve, as the table's sdd_text row), K = 1, 8 and 32 (KS), two seeds each (the
+# seed-to-seed spread is the yardstick), each judged on the target, leak and neutral suites.
+# minisd's 200 steps of 8 samples at K = 8 see as many distinct starting noises (200) as
+# Stable Diffusion's 1500 steps of 4 at its default K = 32 (188).
 #
 #     bash scripts/pilot_reuse.sh          # writes runs/pilot-reuse/, summary.json last
 set -e
@@ -10,7 +12,7 @@ mkdir -p "$OUT"
 python -c "
 from unsee.world.prompts import neutral_prompts
 print('\n'.join(p for p, _ in neutral_prompts(50, 424242)))" > "$OUT/keep.txt"
-for k in 1 32; do
+for k in ${KS:-1 8 32}; do
   for seed in 0 1; do
     name=r$k-s$seed
     if [ ! -f "$OUT/erase-$name/erase.json" ]; then
