@@ -7,10 +7,13 @@ from unsee.bench.config import BenchGpuConfig
 from unsee.bench.gpu import run_bench_gpu
 
 
-def test_bench_gpu_stages_on_the_cpu(tmp_path):
+def test_bench_gpu_stages_on_the_cpu(tmp_path, monkeypatch):
+    import unsee.erase.run as erase_run
+
+    monkeypatch.setattr(erase_run, "READ_EVERY", 2)  # the losses read after 2 steps, not 25
     cfg = BenchGpuConfig(
         out=tmp_path / "out", device="cpu", size="tiny", images=2, batch_size=2, steps=2,
-        plain_trajectories=1, sdd_steps=26, sdd_steps_reuse1=1, sample_steps=3, erase_budget=0,
+        plain_trajectories=1, sdd_steps=3, sdd_steps_reuse1=1, sample_steps=3, erase_budget=0,
         censor_images=1, censor_steps=2, invert_steps=1, attack_prompts=1, work=tmp_path,
         sdd_autocast=True,
         stages=["generate", "sdd", "erase", "censor", "invert", "attack"],
@@ -30,8 +33,8 @@ def test_bench_gpu_stages_on_the_cpu(tmp_path):
     assert stages["sdd"]["unsee_reuse16"]["reuse"] == 16
     assert stages["sdd"]["unsee_reuse1"]["reuse"] == 1
     assert stages["sdd"]["unsee_autocast"]["mixed"] == "autocast"
-    # the losses are read after 25 steps and at the end: the steady rate is from those
-    assert [s for s, _ in stages["sdd"]["unsee_default"]["timeline"]] == [25, 26]
+    # the losses are read every 2 steps and at the end: the steady rate is from those
+    assert [s for s, _ in stages["sdd"]["unsee_default"]["timeline"]] == [2, 3]
     assert stages["sdd"]["unsee_default"]["its_steady"] > 0
     assert f["sdd_unsee_default_steady_vs_plain"] > 0
     assert stages["erase"]["ran"] is False  # the budget of 0 s keeps the whole erase out

@@ -85,6 +85,11 @@ CHECKPOINT = "checkpoint.pt"
 TEXT_PARTS = (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2"))
 
 
+# steps between reads of the losses (each read waits for the GPU; erase.json's timeline
+# records the time at each)
+READ_EVERY = 25
+
+
 def _mixed_precision(cfg: EraseConfig) -> str:
     if cfg.dtype == "fp16":
         return "fp16"
@@ -309,8 +314,8 @@ def erase(cfg: EraseConfig) -> Path:
         pending.append(loss.detach())
         done = step + 1
         checkpoint = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
-        if checkpoint or done % 25 == 0 or done == cfg.iterations:
-            # reading a loss waits for the GPU: every 25 steps, not every step
+        if checkpoint or done % READ_EVERY == 0 or done == cfg.iterations:
+            # reading a loss waits for the GPU: every READ_EVERY steps, not every step
             losses += [round(v, 6) for v in torch.stack(pending).tolist()]
             pending = []
             timeline.append([done, round(time.time() - started, 3)])
