@@ -256,18 +256,7 @@ def tiny_sdxl_pipeline(seed: int = 0, image_size: int = 32) -> StableDiffusionXL
         scaling_factor=SDXL_VAE_SCALING,
         force_upcast=True,
     )
-    with torch.device("cpu"):  # the scheduler keeps its tables on the host
-        scheduler = EulerDiscreteScheduler.from_config(SDXL_SCHEDULER)
-    return StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2,
-        unet=unet,
-        scheduler=scheduler,
-        add_watermarker=False,
-    )
+    return _sdxl_pipeline(vae, (text_encoder, text_encoder_2), (tokenizer, tokenizer_2), unet)
 
 
 def sdxl_sized_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
@@ -310,15 +299,14 @@ def sdxl_sized_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
         scaling_factor=SDXL_VAE_SCALING,
         force_upcast=True,
     )
+    return _sdxl_pipeline(vae, (text_encoder, text_encoder_2), (tokenizer, tokenizer_2), unet)
+
+
+def _sdxl_pipeline(vae, encoders, tokenizers, unet) -> StableDiffusionXLPipeline:
+    """The SDXL pipeline of these parts, with SDXL base's Euler schedule."""
     with torch.device("cpu"):  # the scheduler keeps its tables on the host
         scheduler = EulerDiscreteScheduler.from_config(SDXL_SCHEDULER)
     return StableDiffusionXLPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        text_encoder_2=text_encoder_2,
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer_2,
-        unet=unet,
-        scheduler=scheduler,
-        add_watermarker=False,
-    )
+        vae=vae, text_encoder=encoders[0], text_encoder_2=encoders[1], tokenizer=tokenizers[0],
+        tokenizer_2=tokenizers[1], unet=unet, scheduler=scheduler, add_watermarker=False,
+    )  # fmt: skip
