@@ -66,9 +66,7 @@ from unsee.models.tiny import (
     tiny_sd_pipeline,
     tiny_sdxl_pipeline,
 )
-from unsee.reward.cnn import CnnReward
-from unsee.reward.model import RewardModel
-from unsee.reward.noise_aware import NoiseAwareReward
+from unsee.reward.model import RewardModel, make_member
 
 PROMPT = "a photo of a lighthouse in the style of Vanmond"
 CONCEPT = "Vanmond"
@@ -310,7 +308,7 @@ def _stage_censor(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
     _reset_peak(cfg)
     generate(GenerateConfig(**common, out=work / "censor-plain"))
     out["plain"] = _per_image(work / "censor-plain", cfg.censor_images) | _peak(cfg)
-    latent = _random_noise_aware_reward(work / "reward-latent", folder)
+    latent = _random_reward(work / "reward-latent", folder)
     variants = {
         "guided": {},
         "guided_no_checkpointing": {"checkpointing": "off"},
@@ -366,25 +364,19 @@ def _stage_compile(cfg: BenchGpuConfig, folder: Path, work: Path) -> dict:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def _random_reward(path: Path) -> Path:
-    """A cnn reward with random weights: guidance costs the same whatever it learned."""
+def _random_reward(path: Path, folder: Path | None = None) -> Path:
+    """A reward with random weights (guidance costs the same whatever it learned): a cnn
+    on images, or with `folder`, a noise-aware one on that model's latents (classic
+    guidance reads (x_t, t): no VAE decoder, no U-Net backward per guided step)."""
+    fields: dict = {"backbone": "cnn", "image_size": 64}
+    if folder is not None:
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        shape = [unet["in_channels"], unet["sample_size"], unet["sample_size"]]
+        fields = {"backbone": "noise-aware", "sample_shape": shape, "model": str(folder)}
+    config = {"unsee_version": __version__, "loss": "bce", "ensemble": 1,
+              "note": "random weights, for `unsee bench gpu`", **fields}  # fmt: skip
     torch.manual_seed(0)
-    config = {"unsee_version": __version__, "backbone": "cnn", "loss": "bce", "ensemble": 1,
-              "image_size": 64, "note": "random weights, for `unsee bench gpu`"}  # fmt: skip
-    RewardModel(config, [CnnReward(64)]).save(path)
-    return path
-
-
-def _random_noise_aware_reward(path: Path, folder: Path) -> Path:
-    """A noise-aware reward with random weights on the model's latents: classic guidance
-    reads (x_t, t), so no VAE decoder and no U-Net backward run per guided step."""
-    unet = json.loads((folder / "unet" / "config.json").read_text())
-    shape = [unet["in_channels"], unet["sample_size"], unet["sample_size"]]
-    torch.manual_seed(0)
-    config = {"unsee_version": __version__, "backbone": "noise-aware", "loss": "bce",
-              "ensemble": 1, "sample_shape": shape, "model": str(folder),
-              "note": "random weights, for `unsee bench gpu`"}  # fmt: skip
-    RewardModel(config, [NoiseAwareReward(shape[0])]).save(path)
+    RewardModel(config, [make_member(config, None)]).save(path)
     return path
 
 

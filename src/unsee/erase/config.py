@@ -12,12 +12,15 @@ from unsee.errors import UnseeError
 PAPER_DEFAULTS = {"iterations": 1500, "batch": 4, "sample_steps": 50, "lr": 1e-5, "ema": 0.999}
 # minisd's: at lr 1e-5 it does not move in 300 steps; this erases in minutes on a 2-core
 # CPU (chosen by the pilots in docs/bench-erase/pilots.json)
-WORLD_DEFAULTS = {"iterations": 200, "batch": 8, "sample_steps": 25, "lr": 1e-3, "ema": 0.99}
-# training samples per teacher walk: the papers walk one trajectory per sample (1), which at
-# Stable Diffusion size spends most of an erase in the walks (docs/bench-gpu); 32 stops on
-# each walk, each drawn from the stop distribution, cut the walks 32-fold. minisd keeps the
-# papers' 1 (its walks are cheap; its table rows were made so).
-REUSE_DEFAULTS = {"paper": 1, "large": 32, "world": 1}
+# (--reuse 1 as the papers: minisd's walks are cheap, and its table rows were made so)
+WORLD_DEFAULTS = {
+    "iterations": 200, "batch": 8, "sample_steps": 25, "lr": 1e-3, "ema": 0.99, "reuse": 1,
+}  # fmt: skip
+# training samples per teacher walk beyond minisd: the papers walk one trajectory per
+# sample, which at Stable Diffusion size spends most of an erase in the walks
+# (docs/bench-gpu); 32 stops on each walk, each drawn from the stop distribution, cut the
+# walks 32-fold
+LARGE_REUSE = 32
 
 
 # ... except when most of minisd's U-Net trains (esd-u's all-but-cross-attention, full):
@@ -37,9 +40,8 @@ def _defaults(key: str) -> str:
 def erase_defaults(model: str, params: str = "cross-attention") -> dict:
     """The settings an unset option takes for this model and these trainable parameters."""
     if model != "minisd":
-        return PAPER_DEFAULTS | {"reuse": REUSE_DEFAULTS["large"]}
-    world = WORLD_DEFAULTS | {"reuse": REUSE_DEFAULTS["world"]}
-    return world | ({"lr": WORLD_WIDE_LR} if params in WIDE_PARAMS else {})
+        return PAPER_DEFAULTS | {"reuse": LARGE_REUSE}
+    return WORLD_DEFAULTS | ({"lr": WORLD_WIDE_LR} if params in WIDE_PARAMS else {})
 
 
 @dataclass(kw_only=True)
@@ -92,7 +94,7 @@ class EraseConfig(ModelArgs):
         help="training samples from each teacher trajectory: K stops drawn on one walk (each"
         " from the stop distribution), used over the next K steps: about K times fewer"
         " teacher forwards, K times fewer distinct starting noises; 1 is the papers'"
-        f" (default: {REUSE_DEFAULTS['large']}; on minisd {REUSE_DEFAULTS['world']})",
+        f" (default: {LARGE_REUSE}; on minisd {WORLD_DEFAULTS['reuse']})",
     )
     cfg_scale: float = arg(3.0, help="classifier-free guidance of the teacher's trajectories")
     sample_steps: int | None = arg(
