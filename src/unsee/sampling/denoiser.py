@@ -58,12 +58,17 @@ def in_chunks(fn: Callable[[Rows], Tensor], batch: int, chunk: int | None, devic
     return torch.cat(out)
 
 
-def joint_eps(unet: torch.nn.Module, x: Tensor, t: Tensor, conds: list[Cond]) -> list[Tensor]:
-    """eps(x, t, c) for each conditioning c of `conds` (each with x's rows), in one U-Net
-    forward over the stacked copies of x: a list of (b, C, h, w)."""
+def joint_eps(
+    unet: torch.nn.Module, x: Tensor, t: Tensor, conds: list[Cond], rows: Rows = slice(None)
+) -> list[Tensor]:
+    """eps(x[rows], t, c) for each conditioning c of `conds` (each with those rows), in one
+    U-Net forward over the stacked copies: a list of (b, C, h, w). Each copy is its own
+    x[rows], so a gradient to x sums the copies' parts as it did before joint_eps existed
+    (guided sampling gives the same images bit for bit)."""
     n = len(conds)
     joint = cat_conds(conds) if n > 1 else as_cond(conds[0])
-    out = unet(torch.cat([x] * n) if n > 1 else x, t, **joint.unet_kwargs()).sample
+    stacked = torch.cat([x[rows] for _ in conds]) if n > 1 else x[rows]
+    out = unet(stacked, t, **joint.unet_kwargs()).sample
     return list(out.chunk(n)) if n > 1 else [out]
 
 
@@ -87,9 +92,9 @@ def text_denoiser(
     def eps(x: Tensor, t: Tensor) -> Tensor:
         def run(i: Rows) -> Tensor:
             if uncond is None:
-                return joint_eps(unet, x[i], t, [cond[i]])[0]
+                return joint_eps(unet, x, t, [cond[i]], i)[0]
             # 1. the unconditional/conditional pair in one forward: (2b, C, h, w)
-            e_uncond, e_cond = joint_eps(unet, x[i], t, [uncond[i], cond[i]])
+            e_uncond, e_cond = joint_eps(unet, x, t, [uncond[i], cond[i]], i)
             # 2. guided noise estimate
             return e_uncond + guidance * (e_cond - e_uncond)
 
