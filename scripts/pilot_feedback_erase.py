@@ -31,11 +31,15 @@ from unsee.world.prompts import artist_pool
 ARTIST = "Vanmond"
 # name -> what `unsee erase --feedback` is given besides the folder
 VARIANTS = {
-    "neg_strip": {"concept": [ARTIST]},  # the default objective, the word known
-    "neg_strip_eta2": {"concept": [ARTIST], "eta": 2.0},
-    "neg_token": {},  # the token alone: what a user who names nothing gets
-    "sdd": {"concept": [ARTIST], "method": "sdd"},
-    "uce": {"concept": [ARTIST], "method": "uce"},
+    # the default objective, the word known, anchored on the labelled images' prompts
+    "neg_strip": {"concept": [ARTIST], "scope": "labelled"},
+    # ... and on every pool image the reward is sure of (--scope scored, the default now)
+    "neg_strip_scored": {"concept": [ARTIST], "scope": "scored"},
+    "neg_strip_scored_eta2": {"concept": [ARTIST], "scope": "scored", "eta": 2.0},
+    "neg_strip_eta2": {"concept": [ARTIST], "scope": "labelled", "eta": 2.0},
+    "neg_token": {"scope": "scored"},  # the token alone: what a user who names nothing gets
+    "sdd": {"concept": [ARTIST], "method": "sdd", "scope": "scored"},
+    "uce": {"concept": [ARTIST], "method": "uce", "scope": "scored"},
 }
 SUITES = ["target", "leak", "paraphrase", "other-artists", "neutral"]
 

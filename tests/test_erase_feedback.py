@@ -60,15 +60,16 @@ def test_neg_step_with_stripped_anchors_is_the_hand_computed_loss(tiny_sd):
 
 
 def _labelled_set(
-    tiny_sd, root, bad_prompt="a red circle", good_prompt="a blue square", labels=None
-):
+    tiny_sd, root, bad_prompt="a red circle", good_prompt="a blue square", labels=None,
+    unlabelled=(),
+):  # fmt: skip
     from unsee.feedback.store import FeedbackStore
     from unsee.generate.config import GenerateConfig
     from unsee.generate.run import generate
 
     root.mkdir(parents=True, exist_ok=True)
     prompts = root / "prompts.txt"
-    prompts.write_text(f"{bad_prompt}\n{good_prompt}\n")
+    prompts.write_text("".join(f"{p}\n" for p in (bad_prompt, good_prompt, *unlabelled)))
     folder = generate(
         GenerateConfig(model=str(tiny_sd), prompts=prompts, n=3, steps=2, out=root / "set",
                        device="cpu")
@@ -78,6 +79,8 @@ def _labelled_set(
     store.register_images(records)
     ids = {i.file_name: i.image_id for i in store.images()}
     for r in records:
+        if r["prompt"] in unlabelled:
+            continue
         label = (labels or {}).get(r["prompt"], "bad" if r["prompt"] == bad_prompt else "good")
         store.add_label(ids[r["file_name"]], "me", label, 1.0)
     return folder
@@ -122,6 +125,7 @@ def test_erase_from_feedback_anchors_the_flagged_prompts_and_keeps_the_benign(
     plan = json.loads((work / "plan.json").read_text())
     assert plan["method"] == "neg" and plan["strip_concept"] is True
     assert (plan["flagged_prompts"], plan["benign_prompts"]) == (1, 1)
+    assert plan["scope"] == "scored" and plan["scored_images"] == 0  # every image labelled
     assert (work / "token.safetensors").is_file() and not (work / "reward").exists()
     erased = json.loads((out / "erase.json").read_text())
     assert erased["concepts"] == ["red", "<flagged>"] and erased["method"] == "neg"
@@ -134,6 +138,29 @@ def test_erase_from_feedback_anchors_the_flagged_prompts_and_keeps_the_benign(
     sdd = erase(_cfg(tiny_sd, tmp_path / "sdd", feedback=folder, reward=reward, method="sdd"))
     assert json.loads((sdd / "feedback" / "plan.json").read_text())["method"] == "sdd"
     assert json.loads((sdd / "erase.json").read_text())["settings"]["preserve"].endswith("keep.txt")
+
+
+def test_scored_images_join_the_flagged_and_kept_prompts_by_the_rewards_confidence(
+    tiny_sd, tmp_path
+):
+    from unsee.erase.feedback import feedback_prompts
+    from unsee.imageset import read_image_set
+
+    unlabelled = ("a red square", "a green circle", "a blue circle", "a red triangle")
+    folder = _labelled_set(tiny_sd, tmp_path, unlabelled=unlabelled)
+    assert feedback_prompts(folder) == (["a red circle"], ["a blue square"])
+    # the reward sure of three, unsure of one; one scored image of a labelled-good prompt
+    # is bad, so that prompt anchors (flagged wins); a score never overrides a label
+    by_prompt = {"a red square": 0.9, "a green circle": 0.05, "a blue circle": 0.35,
+                 "a red triangle": 0.5}  # fmt: skip
+    p_bad = {r["file_name"]: by_prompt[r["prompt"]] for r in read_image_set(folder)
+             if r["prompt"] in by_prompt}  # fmt: skip
+    labelled = [r["file_name"] for r in read_image_set(folder) if r["prompt"] not in by_prompt]
+    p_bad[labelled[0]] = 0.0  # a label (bad, "a red circle") wins over any score
+    assert feedback_prompts(folder, p_bad) == (
+        ["a red circle", "a red square", "a red triangle"],
+        ["a blue square", "a green circle"],
+    )
 
 
 def test_erase_from_feedback_refuses_what_cannot_say_what_to_remove(tiny_sd, labelled, tmp_path):

@@ -63,6 +63,12 @@ class EraseConfig(ModelArgs):
     reward: Path | None = arg(
         None, help="--feedback: a reward trained on it (default: trained in OUT/feedback)"
     )
+    scope: Literal["labelled", "scored"] = arg(
+        "scored",
+        help="--feedback: whose prompts anchor and keep: labelled (the labelled images') or"
+        " scored (also every unlabelled image in the folder the reward scores, flagged at"
+        " p_bad >= 0.5, kept below 0.2; a label always wins)",
+    )
     init: str = arg("art", help="--feedback: the word whose embedding starts the token")
     token: str = arg("<flagged>", help="--feedback: the learned token, as prompts write it")
     invert_steps: int = arg(600, help="--feedback: `unsee invert --steps` of the token")

@@ -5,6 +5,9 @@ What the feedback knows, and where each piece goes:
                    leak included): the anchors the edit changes
   benign prompts   the prompts of the images labelled good, and never flagged: kept
                    (--preserve), each step pulls their estimates to the original's
+  the folder's     (--scope scored, the default) the images nobody labelled, scored by the
+  other images     reward: a confident bad one adds its prompt to the flagged, a confident
+                   good one to the benign (FLAG_AT, KEEP_BELOW)
   the reward       trained on the labels (or --reward): scores images, and makes the token
   the token        inverted from the flagged images, weighted by the reward (HFI): what the
                    concept looks like, the direction the edit takes away
@@ -32,24 +35,41 @@ from unsee.invert.config import InvertConfig
 from unsee.invert.run import invert
 from unsee.reward.config import RewardTrainConfig
 from unsee.reward.data import load_feedback
+from unsee.reward.score import p_bad_by_file
 from unsee.reward.train import train_reward
 
 WORK = "feedback"
 
 
-def feedback_prompts(folder: Path) -> tuple[list[str], list[str]]:
+# --scope scored: an unlabelled image the reward scores at p_bad >= FLAG_AT anchors the
+# edit; one below KEEP_BELOW is kept. Between them the reward is unsure, and a styled image
+# kept would hold the concept in place, so those anchor nothing.
+FLAG_AT, KEEP_BELOW = 0.5, 0.2
+
+
+def feedback_prompts(
+    folder: Path, p_bad: dict[str, float] | None = None
+) -> tuple[list[str], list[str]]:
     """(flagged, benign): the prompts of the images labelled bad, and of those labelled
-    good whose prompt was never flagged, each once in the folder's order. Refuses feedback
-    that cannot say what to remove (no image flagged) or what to keep (one class only)."""
+    good whose prompt was never flagged, each once in the folder's order. With `p_bad` (the
+    reward's P(bad) by file name), the unlabelled images join by their score (FLAG_AT,
+    KEEP_BELOW); a label wins over a score. Refuses feedback that cannot say what to
+    remove (no image flagged) or what to keep (one class only)."""
     feedback = load_feedback(folder, "binary")  # refuses one class, or fewer than 2 of one
-    prompt = {r["file_name"]: r.get("prompt", "") for r in read_image_set(folder)}
-    bad = {f for f, y in zip(feedback.file_names, feedback.y, strict=True) if y == 0}
-    labelled = set(feedback.file_names)
-    order = [f for f in prompt if f in labelled]
-    flagged = list(dict.fromkeys(prompt[f] for f in order if f in bad))
-    benign = list(dict.fromkeys(prompt[f] for f in order if f not in bad))
+    label = dict(zip(feedback.file_names, feedback.y, strict=True))
+    scores = p_bad or {}
+    flagged, benign = [], []
+    for record in read_image_set(folder):
+        name, text = record["file_name"], record.get("prompt", "")
+        if name in label:
+            (flagged if label[name] == 0 else benign).append(text)
+        elif name in scores and scores[name] >= FLAG_AT:
+            flagged.append(text)
+        elif name in scores and scores[name] < KEEP_BELOW:
+            benign.append(text)
+    flagged = list(dict.fromkeys(flagged))
     flagged_set = set(flagged)
-    benign = [p for p in benign if p not in flagged_set]
+    benign = [p for p in dict.fromkeys(benign) if p not in flagged_set]
     if not any(p.strip() for p in flagged):
         raise UnseeError(f"{folder}: the flagged images have no prompts to anchor the edit")
     return flagged, benign
@@ -59,7 +79,7 @@ def feedback_plan(cfg: EraseConfig) -> EraseConfig:
     """Make the pieces --feedback needs in OUT/feedback (each kept once made); the
     settings of the erase that uses them."""
     folder = Path(cfg.feedback)
-    flagged, benign = feedback_prompts(folder)
+    feedback_prompts(folder)  # refuses feedback that cannot anchor an edit, before any work
     work = Path(cfg.out) / WORK
     if (Path(cfg.out) / "erase.json").exists():
         raise UnseeError(f"{cfg.out} already holds an erased model; use another --out")
@@ -78,6 +98,11 @@ def feedback_plan(cfg: EraseConfig) -> EraseConfig:
                 steps=cfg.invert_steps, model=cfg.model, device=cfg.device, seed=cfg.seed,
             )
         )  # fmt: skip
+    scores = None
+    if cfg.scope == "scored":
+        labelled = set(load_feedback(folder, "binary").file_names)
+        scores = p_bad_by_file(folder, reward, cfg.device, skip=labelled)
+    flagged, benign = feedback_prompts(folder, scores)
     anchors, keep = work / "anchors.txt", work / "keep.txt"
     atomic_write_text(anchors, "".join(f"{p}\n" for p in flagged))
     atomic_write_text(keep, "".join(f"{p}\n" for p in benign))
@@ -93,6 +118,8 @@ def feedback_plan(cfg: EraseConfig) -> EraseConfig:
         "feedback": str(folder),
         "flagged_prompts": len(flagged),
         "benign_prompts": len(benign),
+        "scope": cfg.scope,
+        "scored_images": len(scores or {}),
         "reward": str(reward),
         "token": cfg.token,
         **{k: str(v) if isinstance(v, Path) else v for k, v in what.items() if k != "embedding"},

@@ -42,12 +42,22 @@ def score_folder(cfg: RewardScoreConfig) -> Path:
     return path
 
 
+def p_bad_by_file(
+    folder: Path, reward: Path, device: str = "auto", skip: set[str] = frozenset()
+) -> dict[str, float]:
+    """file_name -> the reward's P(bad) for every image in `folder` (but those in `skip`)."""
+    records = [r for r in read_image_set(folder) if r["file_name"] not in skip]
+    if not records:
+        return {}
+    logits = load_reward(reward, pick_device(device)).score_images(
+        load_images(folder, records, None)
+    )
+    return {r["file_name"]: float(b) for r, b in zip(records, p_bad(logits), strict=True)}
+
+
 def benign_prompts(folder: Path, reward: Path, device: str = "auto") -> list[str]:
     """The prompts (each once, in folder order) of the images in `folder` the reward scores
     benign (p_bad < 0.5): what `unsee erase --preserve` should keep."""
     records = read_image_set(folder)
-    logits = load_reward(reward, pick_device(device)).score_images(
-        load_images(folder, records, None)
-    )
-    kept = [r["prompt"] for r, bad in zip(records, p_bad(logits), strict=True) if bad < 0.5]
-    return list(dict.fromkeys(kept))
+    bad = p_bad_by_file(folder, reward, device)
+    return list(dict.fromkeys(r["prompt"] for r in records if bad[r["file_name"]] < 0.5))
