@@ -33,10 +33,18 @@ ARTIST = "Vanmond"
 VARIANTS = {
     # the default objective, the word known, anchored on the labelled images' prompts
     "neg_strip": {"concept": [ARTIST], "scope": "labelled"},
-    # ... and on every pool image the reward is sure of (--scope scored, the default now)
+    # ... and on every pool image the reward is sure of (--scope scored)
     "neg_strip_scored": {"concept": [ARTIST], "scope": "scored"},
     "neg_strip_scored_eta2": {"concept": [ARTIST], "scope": "scored", "eta": 2.0},
     "neg_strip_eta2": {"concept": [ARTIST], "scope": "labelled", "eta": 2.0},
+    # the benign prompts held four times as hard, and with a stronger negative direction
+    "neg_strip_pw4": {"concept": [ARTIST], "scope": "labelled", "preserve_weight": 4.0},
+    "neg_strip_pw4_eta15": {
+        "concept": [ARTIST],
+        "scope": "labelled",
+        "preserve_weight": 4.0,
+        "eta": 1.5,
+    },
     "neg_token": {"scope": "scored"},  # the token alone: what a user who names nothing gets
     "sdd": {"concept": [ARTIST], "method": "sdd", "scope": "scored"},
     "uce": {"concept": [ARTIST], "method": "uce", "scope": "scored"},

@@ -125,7 +125,7 @@ def test_erase_from_feedback_anchors_the_flagged_prompts_and_keeps_the_benign(
     plan = json.loads((work / "plan.json").read_text())
     assert plan["method"] == "neg" and plan["strip_concept"] is True
     assert (plan["flagged_prompts"], plan["benign_prompts"]) == (1, 1)
-    assert plan["scope"] == "scored" and plan["scored_images"] == 0  # every image labelled
+    assert plan["scope"] == "labelled" and plan["scored_images"] == 0
     assert (work / "token.safetensors").is_file() and not (work / "reward").exists()
     erased = json.loads((out / "erase.json").read_text())
     assert erased["concepts"] == ["red", "<flagged>"] and erased["method"] == "neg"
@@ -141,14 +141,22 @@ def test_erase_from_feedback_anchors_the_flagged_prompts_and_keeps_the_benign(
 
 
 def test_scored_images_join_the_flagged_and_kept_prompts_by_the_rewards_confidence(
-    tiny_sd, tmp_path
+    tiny_sd, labelled, tmp_path
 ):
     from unsee.erase.feedback import feedback_prompts
     from unsee.imageset import read_image_set
+    from unsee.reward.data import load_feedback
+    from unsee.reward.score import p_bad_by_file
 
     unlabelled = ("a red square", "a green circle", "a blue circle", "a red triangle")
     folder = _labelled_set(tiny_sd, tmp_path, unlabelled=unlabelled)
     assert feedback_prompts(folder) == (["a red circle"], ["a blue square"])
+    # the reward scores exactly the images nobody labelled
+    skip = set(load_feedback(folder, "binary").file_names)
+    scored = p_bad_by_file(folder, labelled[1], "cpu", skip=skip)
+    names = {r["file_name"] for r in read_image_set(folder)}
+    assert set(scored) == names - skip and len(scored) == 12
+    assert all(0.0 <= p <= 1.0 for p in scored.values())
     # the reward sure of three, unsure of one; one scored image of a labelled-good prompt
     # is bad, so that prompt anchors (flagged wins); a score never overrides a label
     by_prompt = {"a red square": 0.9, "a green circle": 0.05, "a blue circle": 0.35,

@@ -5,7 +5,7 @@ What the feedback knows, and where each piece goes:
                    leak included): the anchors the edit changes
   benign prompts   the prompts of the images labelled good, and never flagged: kept
                    (--preserve), each step pulls their estimates to the original's
-  the folder's     (--scope scored, the default) the images nobody labelled, scored by the
+  the folder's     (--scope scored) the images nobody labelled, scored by the
   other images     reward: a confident bad one adds its prompt to the flagged, a confident
                    good one to the benign (FLAG_AT, KEEP_BELOW)
   the reward       trained on the labels (or --reward): scores images, and makes the token
