@@ -126,6 +126,7 @@ def test_erase_from_feedback_anchors_the_flagged_prompts_and_keeps_the_benign(
     assert plan["method"] == "neg" and plan["strip_concept"] is True
     assert (plan["flagged_prompts"], plan["benign_prompts"]) == (1, 1)
     assert plan["scope"] == "labelled" and plan["scored_images"] == 0
+    assert (plan["eta"], plan["preserve_weight"]) == (1.5, 4.0)  # FEEDBACK_WEIGHTS
     assert (work / "token.safetensors").is_file() and not (work / "reward").exists()
     erased = json.loads((out / "erase.json").read_text())
     assert erased["concepts"] == ["red", "<flagged>"] and erased["method"] == "neg"
@@ -137,7 +138,13 @@ def test_erase_from_feedback_anchors_the_flagged_prompts_and_keeps_the_benign(
     # another objective on the same pieces
     sdd = erase(_cfg(tiny_sd, tmp_path / "sdd", feedback=folder, reward=reward, method="sdd"))
     assert json.loads((sdd / "feedback" / "plan.json").read_text())["method"] == "sdd"
-    assert json.loads((sdd / "erase.json").read_text())["settings"]["preserve"].endswith("keep.txt")
+    settings = json.loads((sdd / "erase.json").read_text())["settings"]
+    assert settings["preserve"].endswith("keep.txt") and settings["preserve_weight"] == 4.0
+    # an option given wins over the feedback's weights; a plain erase keeps the papers'
+    given = _cfg(tiny_sd, tmp_path / "given", feedback=folder, reward=reward, eta=1.0)
+    assert given.eta == 1.0
+    plain = _cfg(tiny_sd, tmp_path / "plain", concept=["red"])
+    assert (plain.eta, plain.preserve_weight) == (1.0, 1.0)
 
 
 def test_scored_images_join_the_flagged_and_kept_prompts_by_the_rewards_confidence(

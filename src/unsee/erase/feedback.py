@@ -13,7 +13,9 @@ What the feedback knows, and where each piece goes:
                    concept looks like, the direction the edit takes away
   --concept TEXT   words the user knows name it (optional): removed from the flagged
                    prompts that name them (--strip-concept) and erased as the token is
-The objective is the distilled negative prompt (neg.py) on the flagged prompts by default;
+The objective is the distilled negative prompt (neg.py) on the flagged prompts by default,
+with a stronger negative direction and the benign prompts held harder than a plain erase
+(FEEDBACK_WEIGHTS: eta 1.5, preserve weight 4, each unless given);
 --method sdd, esd-x or uce run on the same pieces instead (sdd, esd-x: the token and words
 with the benign prompts kept; uce: their keys and values edited, the benign prompts kept).
 The pilots behind the default: docs/erase-feedback.
@@ -28,7 +30,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from unsee.erase.config import EraseConfig
+from unsee.erase.config import FEEDBACK_WEIGHTS, EraseConfig
 from unsee.errors import UnseeError
 from unsee.imageset import atomic_write_text, read_image_set
 from unsee.invert.config import InvertConfig
@@ -112,6 +114,8 @@ def feedback_plan(cfg: EraseConfig) -> EraseConfig:
         "embedding": [token, *cfg.embedding],
         "preserve": keep if benign else None,
     }
+    if method != "uce":  # its closed form has no eta or preserve weight
+        what |= {k: v for k, v in FEEDBACK_WEIGHTS.items() if getattr(cfg, k) is None}
     if method == "neg":
         what |= {"anchors": anchors, "strip_concept": bool(cfg.concept)}
     plan = {
