@@ -1,7 +1,9 @@
 # Does minisd still compute what an older commit computed? SDD (6 steps, 50 neutral
 # prompts kept), UCE, 8 generated images and 4 censored ones (a fixed random cnn reward,
 # guidance through the U-Net and the VAE), made by REF's code and by this checkout's,
-# compared bit for bit.
+# compared bit for bit. (A random reward steers gently: a gradient summed in another order
+# moved no pixel here, while the demo's trained reward moved guided images by up to 100
+# grey levels; tests/test_guidance.py checks that order itself.)
 #
 #     bash scripts/same_results.sh a063c5c      # prints "identical" or "DIFFERENT" for each
 set -e

@@ -67,11 +67,14 @@ def test_demo_runs_every_stage_and_ends_with_the_report(tmp_path, capsys):
     assert text.count("the judge sees a watermark on") == 2
     assert f"report: {report.resolve()}" in text
     page = report.read_text()
-    assert "HFI + SDD" in page and "Censored sampling" in page
+    assert "Erased from the labels" in page and "Censored sampling" in page
     assert html.escape("shape accuracy on the other artists' prompts") in page
     for grid in ("grid_original_leak.png", "grid_erased_target.png", "grid_censored.png"):
         assert (tmp_path / grid).is_file() and grid in page
     assert (tmp_path / "hfi" / "erased" / "unet").is_dir()
+    # the erase is `unsee erase --feedback` on the artist's labels and reward
+    plan = json.loads((tmp_path / "hfi" / "erased" / "feedback" / "plan.json").read_text())
+    assert plan["method"] == "neg" and plan["reward"] == str(tmp_path / "hfi" / "reward")
     for name in ("original", "erased"):
         suites = json.loads((tmp_path / "evaluate" / name / "results.json").read_text())["suites"]
         assert set(suites) == {"target", "leak", "other-artists", "neutral"}

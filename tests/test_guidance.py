@@ -346,3 +346,30 @@ def test_checkpointing_auto_is_off_on_the_cpu_and_on_when_asked():
     assert not Censor(reward, Guidance(), checkpointing="auto")._use_checkpointing(pipe, None, 64)
     assert Censor(reward, Guidance(), checkpointing="on")._use_checkpointing(pipe, None, 1)
     assert not Censor(reward, Guidance(), checkpointing="off")._use_checkpointing(pipe, None, 1)
+
+
+def test_a_gradient_through_cfg_sums_its_parts_as_the_two_copy_forward_does(tiny_sd):
+    """Guided sampling differentiates f(x, eps(x)): x reaches the loss directly and through
+    both CFG copies. Its gradient must be bit for bit the one of the plain two-copy forward
+    (unet(cat([x[i], x[i]]))): summed in another order it moves by an ulp, and guided
+    images, which amplify it, by up to 100 grey levels (as 6cdaa68 did)."""
+    from unsee.sampling.denoiser import text_denoiser
+
+    unet = StableDiffusionPipeline.from_pretrained(tiny_sd).unet
+    torch.manual_seed(0)
+    cond, uncond = torch.randn(2, 3, 77, unet.config.cross_attention_dim)
+    x0 = torch.randn(3, unet.config.in_channels, 16, 16)
+    t = torch.tensor(500)
+
+    def reference(x, t):
+        states = torch.cat([uncond, cond])
+        e_u, e_c = unet(torch.cat([x[:], x[:]]), t, encoder_hidden_states=states).sample.chunk(2)
+        return e_u + 7.5 * (e_c - e_u)
+
+    grads = []
+    with exact_cpu_kernels():
+        for eps in (reference, text_denoiser(unet, cond, uncond, 7.5)):
+            x = x0.clone().requires_grad_(True)
+            loss = ((x - 0.3 * eps(x, t)) ** 2).sum()  # x directly and through eps
+            grads.append(torch.autograd.grad(loss, x)[0])
+    assert torch.equal(grads[0], grads[1])

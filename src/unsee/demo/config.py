@@ -27,10 +27,12 @@ class DemoConfig:
     window: list[float] = arg(
         [0.0, 0.75], help="censored sampling: guidance acts while t/T lies in [START, END]"
     )
-    artist_pool: int = arg(100, help="HFI: images of artist prompts generated for labelling")
-    artist_labels: int = arg(30, help="HFI: simulated labels of the leaking artist's style")
-    invert_steps: int = arg(300, help="HFI: steps of `unsee invert`")
-    erase_iterations: int = arg(200, help="SDD: steps of `unsee erase` (minisd defaults otherwise)")
+    artist_pool: int = arg(100, help="images of artist prompts generated for labelling")
+    artist_labels: int = arg(30, help="simulated labels of the leaking artist's style")
+    invert_steps: int = arg(300, help="erase --feedback: steps of its token's inversion")
+    erase_iterations: int = arg(
+        200, help="steps of `unsee erase --feedback` (minisd defaults otherwise)"
+    )
     eval_n: int = arg(48, help="images per suite in the evaluation")
 
     def __post_init__(self) -> None:

@@ -2,14 +2,16 @@
 
 generate with minisd -> the judge's reading -> simulated labels of the spontaneous
 watermark -> a clip reward -> its scores -> censored sampling (guided while t/T <= 0.75,
-as in `unsee bench censor`) -> HFI + SDD on the leaking artist (labels, reward, the
-inverted token, self-distillation with the pool's benign prompts kept) -> a short
+as in `unsee bench censor`) -> labels of the leaking artist and a reward -> `unsee erase
+--feedback` (the inverted token, the distilled negative prompt on the flagged prompts,
+the benign prompts kept) -> a short
 evaluation of the original and the erased model -> OUT/report.html.
 Every stage prints what it does; each writes its own folder under OUT. Run again with
 the same OUT, the demo reuses what is finished there (images, labels, the token, the
 erased model; a killed erase resumes) and redoes the rest.
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -28,11 +30,9 @@ from unsee.feedback.store import FeedbackStore
 from unsee.generate.config import GenerateConfig
 from unsee.generate.run import generate
 from unsee.imageset import load_images, read_image_set
-from unsee.invert.config import InvertConfig
-from unsee.invert.run import invert
 from unsee.report.html import Section, write_report
 from unsee.reward.config import RewardScoreConfig, RewardTrainConfig
-from unsee.reward.score import benign_prompts, score_folder
+from unsee.reward.score import score_folder
 from unsee.reward.train import train_reward
 from unsee.world.names import LEAK_ARTIST
 from unsee.world.prompts import artist_pool, neutral_prompts
@@ -116,8 +116,8 @@ def run_demo(cfg: DemoConfig) -> Path:
 
     start = _stage(
         6,
-        f"HFI: {cfg.artist_pool} images of artist and scene prompts; a simulated person marks"
-        f" {LEAK_ARTIST}'s style ({cfg.artist_labels} labels); a reward; the token <hfi>",
+        f"label: {cfg.artist_pool} images of artist and scene prompts; a simulated person marks"
+        f" {LEAK_ARTIST}'s style ({cfg.artist_labels} labels); a reward on the labels",
     )
     hfi = out / "hfi"
     hfi.mkdir(exist_ok=True)
@@ -134,32 +134,25 @@ def run_demo(cfg: DemoConfig) -> Path:
             )
         )
     artist_reward = train_reward(RewardTrainConfig(dir=artist, out=hfi / "reward"))
-    token = hfi / "token.safetensors"
-    if not token.with_suffix(".json").is_file():  # written last, once the token is whole
-        invert(
-            InvertConfig(
-                feedback=artist, reward=artist_reward, init="painting", token="<hfi>",
-                steps=cfg.invert_steps, out=token,
-            )
-        )  # fmt: skip
-    keep = benign_prompts(artist, artist_reward)
-    (hfi / "keep.txt").write_text("".join(f"{p}\n" for p in keep))
-    seconds["hfi"] = time.perf_counter() - start
+    seconds["artist labels"] = time.perf_counter() - start
 
     start = _stage(
         7,
-        f"erase: self-distillation removes <hfi> and the word {LEAK_ARTIST} from the U-Net's"
-        f" cross-attention ({cfg.erase_iterations} steps), keeping {len(keep)} benign prompts",
+        f"erase from the labels (`unsee erase --feedback`): the token <hfi> inverted from the"
+        f" flagged images, then taken out of the U-Net's cross-attention with the word"
+        f" {LEAK_ARTIST} on the flagged prompts ({cfg.erase_iterations} steps), the benign"
+        " ones kept",
     )
     erased = hfi / "erased"
-    if not (erased / "erase.json").is_file():  # a killed erase resumes from its checkpoint
+    if not (erased / "erase.json").is_file():  # a killed run goes on from what it made
         erase(
             EraseConfig(
-                concept=[LEAK_ARTIST], embedding=[token], iterations=cfg.erase_iterations,
-                preserve=hfi / "keep.txt" if keep else None, out=erased,
-                resume=(erased / "checkpoint.pt").is_file(),
+                feedback=artist, reward=artist_reward, concept=[LEAK_ARTIST], init="painting",
+                token="<hfi>", invert_steps=cfg.invert_steps, iterations=cfg.erase_iterations,
+                out=erased,
             )
         )  # fmt: skip
+    plan = json.loads((erased / "feedback" / "plan.json").read_text())
     print(f"      a diffusers pipeline folder: {erased}")
     seconds["erase"] = time.perf_counter() - start
 
@@ -181,14 +174,14 @@ def run_demo(cfg: DemoConfig) -> Path:
 
     _stage(9, "report")
     seconds["total"] = time.perf_counter() - began
-    sections = _report_sections(out, grid, censor_rates, evaluations, seconds, cfg, len(keep))
+    sections = _report_sections(out, grid, censor_rates, evaluations, seconds, cfg, plan)
     report = write_report(out / "report.html", "unsee demo on minisd", sections)
     print(f"report: {report.resolve()}")
     print(f"the demo took {seconds['total'] / 60:.1f} minutes")
     return report
 
 
-def _report_sections(out, grid, censor_rates, evaluations, seconds, cfg, kept):
+def _report_sections(out, grid, censor_rates, evaluations, seconds, cfg, plan):
     def metric(name, suite, key):
         value = evaluations[name].get(suite, {}).get(key)
         return "" if value is None else value["mean"]
@@ -229,11 +222,13 @@ def _report_sections(out, grid, censor_rates, evaluations, seconds, cfg, kept):
             ],
         ),
         Section(
-            f"HFI + SDD: {LEAK_ARTIST}'s style erased from the weights",
-            text=f"The token <hfi> was inverted from {cfg.artist_labels} simulated labels; SDD"
-            f" removed it and the artist's name in {cfg.erase_iterations} steps, keeping"
-            f" {kept} prompts the reward scored benign. {cfg.eval_n} images per suite; all"
-            " metrics with intervals are in evaluate/*/results.json.",
+            f"Erased from the labels: {LEAK_ARTIST}'s style out of the weights",
+            text=f"`unsee erase --feedback` on {cfg.artist_labels} simulated labels: the token"
+            f" <hfi> inverted from the flagged images (HFI), then the distilled negative prompt"
+            f" of the token and the artist's name on the {plan['flagged_prompts']} flagged"
+            f" prompts, {plan['benign_prompts']} benign prompts kept, {cfg.erase_iterations}"
+            f" steps. {cfg.eval_n} images per suite; all metrics with intervals are in"
+            " evaluate/*/results.json.",
             header=["measure (the judge)", "original", "erased"],
             rows=rows,
             images=[
