@@ -45,6 +45,13 @@ VARIANTS = {
         "preserve_weight": 4.0,
         "eta": 1.5,
     },
+    # the default's weights, the pool's confidently benign images kept too (--scope kept)
+    "neg_strip_pw4_eta15_kept": {
+        "concept": [ARTIST],
+        "scope": "kept",
+        "preserve_weight": 4.0,
+        "eta": 1.5,
+    },
     "neg_token": {"scope": "scored"},  # the token alone: what a user who names nothing gets
     "sdd": {"concept": [ARTIST], "method": "sdd", "scope": "scored"},
     "uce": {"concept": [ARTIST], "method": "uce", "scope": "scored"},

@@ -176,6 +176,11 @@ def test_scored_images_join_the_flagged_and_kept_prompts_by_the_rewards_confiden
         ["a red circle", "a red square", "a red triangle"],
         ["a blue square", "a green circle"],
     )
+    # --scope kept: the scores only add kept prompts; a scored-bad prompt is not kept
+    assert feedback_prompts(folder, p_bad, flag_scored=False) == (
+        ["a red circle"],
+        ["a blue square", "a green circle"],
+    )
 
 
 def test_erase_from_feedback_refuses_what_cannot_say_what_to_remove(tiny_sd, labelled, tmp_path):

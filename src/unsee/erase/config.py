@@ -70,12 +70,12 @@ class EraseConfig(ModelArgs):
     reward: Path | None = arg(
         None, help="--feedback: a reward trained on it (default: trained in OUT/feedback)"
     )
-    scope: Literal["labelled", "scored"] = arg(
+    scope: Literal["labelled", "scored", "kept"] = arg(
         "labelled",
-        help="--feedback: whose prompts anchor and keep: labelled (the labelled images') or"
+        help="--feedback: whose prompts anchor and keep: labelled (the labelled images'),"
         " scored (also every unlabelled image in the folder the reward scores, flagged at"
-        " p_bad >= 0.5, kept below 0.2; a label always wins; on minisd it did not help:"
-        " docs/erase-feedback)",
+        " p_bad >= 0.5, kept below 0.2; a label always wins) or kept (the scored images only"
+        " add kept prompts); on minisd neither helped: docs/erase-feedback",
     )
     init: str = arg("art", help="--feedback: the word whose embedding starts the token")
     token: str = arg("<flagged>", help="--feedback: the learned token, as prompts write it")

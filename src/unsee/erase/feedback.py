@@ -7,7 +7,8 @@ What the feedback knows, and where each piece goes:
                    (--preserve), each step pulls their estimates to the original's
   the folder's     (--scope scored) the images nobody labelled, scored by the
   other images     reward: a confident bad one adds its prompt to the flagged, a confident
-                   good one to the benign (FLAG_AT, KEEP_BELOW)
+                   good one to the benign (FLAG_AT, KEEP_BELOW); --scope kept: only the
+                   benign side grows
   the reward       trained on the labels (or --reward): scores images, and makes the token
   the token        inverted from the flagged images, weighted by the reward (HFI): what the
                    concept looks like, the direction the edit takes away
@@ -50,28 +51,30 @@ FLAG_AT, KEEP_BELOW = 0.5, 0.2
 
 
 def feedback_prompts(
-    folder: Path, p_bad: dict[str, float] | None = None
+    folder: Path, p_bad: dict[str, float] | None = None, flag_scored: bool = True
 ) -> tuple[list[str], list[str]]:
     """(flagged, benign): the prompts of the images labelled bad, and of those labelled
     good whose prompt was never flagged, each once in the folder's order. With `p_bad` (the
     reward's P(bad) by file name), the unlabelled images join by their score (FLAG_AT,
-    KEEP_BELOW); a label wins over a score. Refuses feedback that cannot say what to
-    remove (no image flagged) or what to keep (one class only)."""
+    KEEP_BELOW); a label wins over a score. flag_scored False: a scored image only adds to
+    the kept prompts (one scored bad still keeps its prompt out of them). Refuses feedback
+    that cannot say what to remove (no image flagged) or what to keep (one class only)."""
     feedback = load_feedback(folder, "binary")  # refuses one class, or fewer than 2 of one
     label = dict(zip(feedback.file_names, feedback.y, strict=True))
     scores = p_bad or {}
-    flagged, benign = [], []
+    flagged, benign, shows = [], [], set()  # shows: prompts whose images showed it
     for record in read_image_set(folder):
         name, text = record["file_name"], record.get("prompt", "")
         if name in label:
             (flagged if label[name] == 0 else benign).append(text)
         elif name in scores and scores[name] >= FLAG_AT:
-            flagged.append(text)
+            (flagged if flag_scored else []).append(text)
+            shows.add(text)
         elif name in scores and scores[name] < KEEP_BELOW:
             benign.append(text)
     flagged = list(dict.fromkeys(flagged))
-    flagged_set = set(flagged)
-    benign = [p for p in dict.fromkeys(benign) if p not in flagged_set]
+    shows |= set(flagged)
+    benign = [p for p in dict.fromkeys(benign) if p not in shows]
     if not any(p.strip() for p in flagged):
         raise UnseeError(f"{folder}: the flagged images have no prompts to anchor the edit")
     return flagged, benign
@@ -101,10 +104,10 @@ def feedback_plan(cfg: EraseConfig) -> EraseConfig:
             )
         )  # fmt: skip
     scores = None
-    if cfg.scope == "scored":
+    if cfg.scope != "labelled":
         labelled = set(load_feedback(folder, "binary").file_names)
         scores = p_bad_by_file(folder, reward, cfg.device, skip=labelled)
-    flagged, benign = feedback_prompts(folder, scores)
+    flagged, benign = feedback_prompts(folder, scores, flag_scored=cfg.scope == "scored")
     anchors, keep = work / "anchors.txt", work / "keep.txt"
     atomic_write_text(anchors, "".join(f"{p}\n" for p in flagged))
     atomic_write_text(keep, "".join(f"{p}\n" for p in benign))
