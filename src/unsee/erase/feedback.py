@@ -68,8 +68,9 @@ def feedback_prompts(
         if name in label:
             (flagged if label[name] == 0 else benign).append(text)
         elif name in scores and scores[name] >= FLAG_AT:
-            (flagged if flag_scored else []).append(text)
             shows.add(text)
+            if flag_scored:
+                flagged.append(text)
         elif name in scores and scores[name] < KEEP_BELOW:
             benign.append(text)
     flagged = list(dict.fromkeys(flagged))
@@ -117,8 +118,9 @@ def feedback_plan(cfg: EraseConfig) -> EraseConfig:
         "embedding": [token, *cfg.embedding],
         "preserve": keep if benign else None,
     }
-    if method != "uce":  # its closed form has no eta or preserve weight
-        what |= {k: v for k, v in FEEDBACK_WEIGHTS.items() if getattr(cfg, k) is None}
+    # each weight where the objective has it (sdd no eta; uce's closed form neither)
+    used = {"sdd": ("preserve_weight",), "uce": ()}.get(method, tuple(FEEDBACK_WEIGHTS))
+    what |= {k: FEEDBACK_WEIGHTS[k] for k in used if getattr(cfg, k) is None}
     if method == "neg":
         what |= {"anchors": anchors, "strip_concept": bool(cfg.concept)}
     plan = {
