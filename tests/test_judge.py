@@ -301,7 +301,9 @@ def test_calibrate_on_a_tiny_sweep(tmp_path):
 
     out = tmp_path / "cal"
     results = calibrate(
-        JudgeCalibrateConfig(out=out, judges=["cnn"], n=3, strengths=[0.0, 0.5, 1.0], device="cpu")
+        JudgeCalibrateConfig(
+            out=out, judges=["cnn"], n=3, strengths=[0.0, 0.5, 1.0], generated=0, device="cpu"
+        )
     )
     saved = json.loads((out / "results.json").read_text())
     assert saved["all_hold"] == results["all_hold"]

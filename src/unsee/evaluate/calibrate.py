@@ -30,6 +30,7 @@ from unsee.evaluate.judge import concept_shows, concept_strengths
 from unsee.images import to_model_range
 from unsee.imageset import atomic_write_text
 from unsee.models.load import pick_device
+from unsee.world import blends
 from unsee.world import render as world
 from unsee.world.judge import (
     CALL_STRENGTH,
@@ -40,10 +41,10 @@ from unsee.world.judge import (
     load_world_judge,
     vae_round_trip,
 )
-from unsee.world.paths import JUDGE_DIRS, MINISD_DIR
+from unsee.world.paths import JUDGE_DIRS, MINISD_DIR, TOKENIZER_DIR
 
 SUBJECTS = ("starry night", "shapes")
-VIEWS = ("render", "vae")
+VIEWS = ("render", "vae", "generated")
 BARS = {"rate_at_zero_max": 0.02, "rate_when_present_min": 0.95, "mae_max": 0.1}
 
 
@@ -134,9 +135,11 @@ def calibrate(cfg: JudgeCalibrateConfig) -> dict:
                     sweep.setdefault(view, []).append(
                         point(judge_images(judge, images), concept, s)
                     )
+    if cfg.generated:
+        generated_view(cfg, judges, vae, sweeps, device)
     summary = {
         name: {
-            c: {k: {v: check(sweeps[name][c][k][v]) for v in VIEWS} for k in SUBJECTS}
+            c: {k: {v: check(points) for v, points in sweeps[name][c][k].items()} for k in SUBJECTS}
             for c in STRENGTHS
         }
         for name in judges
@@ -151,7 +154,7 @@ def calibrate(cfg: JudgeCalibrateConfig) -> dict:
             for j in judges
             for c in STRENGTHS
             for k in SUBJECTS
-            for v in VIEWS
+            for v in summary[j][c][k]
         ),
         "summary": summary,
         "sweeps": sweeps,
@@ -165,11 +168,43 @@ def calibrate(cfg: JudgeCalibrateConfig) -> dict:
     return results
 
 
+def generated_view(cfg: JudgeCalibrateConfig, judges: dict, vae, sweeps: dict, device) -> None:
+    """The third view, "generated": minisd's own images of each concept faded to each
+    strength (world.blends: one subject plain and with the concept, from one seed, mixed in
+    pixels), cfg.generated pairs a cell, chosen by the first judge (the cnn): the model
+    drew the concept on the full image and not on the plain one. So its ends are the cnn's
+    by construction and the figures that test a judge are the faint strengths between.
+    Cells the world has no pairs for (Brakovic and Solvei on the leaking scene) are left
+    out. Adds to sweeps in place."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    unet = UNet2DConditionModel.from_pretrained(MINISD_DIR, subfolder="unet").to(device).eval()
+    text_model = CLIPTextModel.from_pretrained(MINISD_DIR, subfolder="text_encoder").to(device)
+    tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+    chooser = load_world_judge("cnn", device)
+    work = [(c, k) for c in STRENGTHS for k in SUBJECTS]
+    for n, (concept, kind) in enumerate(tqdm(work, desc="calibrate: generated")):
+        pairs = blends.calibration_pairs(concept, kind, cfg.generated, cfg.seed + 500 + 1000 * n,
+                                         chooser, vae, unet, text_model, tokenizer)  # fmt: skip
+        if pairs is None or not len(pairs):
+            continue
+        for s in cfg.strengths:
+            x = blends.blend(pairs.plain, pairs.full, torch.full((len(pairs),), s))
+            images = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+            images = images.permute(0, 2, 3, 1).numpy()
+            for name, judge in judges.items():
+                sweep = sweeps[name][concept][kind].setdefault("generated", [])
+                sweep.append({**point(judge_images(judge, images), concept, s), "n": len(pairs)})
+
+
 def markdown(results: dict) -> str:
     bars = results["bars"]
     lines = [
         "Judge calibration: each concept drawn at known strengths (pixel mix) on"
-        f" {results['settings']['n']} subjects a point, as renders and VAE round trips. A"
+        f" {results['settings']['n']} subjects a point, as renders and VAE round trips, and"
+        f" on up to {results['settings']['generated']} pairs of minisd's own images a point"
+        " (generated: plain and with the concept, from one seed). A"
         f" concept counts as present from strength {results['present_strength']}; the judge"
         f" calls it at predicted strength >= {results['call_strength']}.",
         "",
@@ -195,15 +230,17 @@ def markdown(results: dict) -> str:
 
 def plot(sweeps: dict, path: Path, name: str) -> None:
     """One panel per concept and subject: detection rate (solid) and predicted strength
-    (dashed) against true strength, renders in blue, VAE round trips in orange; the grey
+    (dashed) against true strength, renders in blue, VAE round trips in orange, generated
+    blends in green; the grey
     diagonal is a perfect strength, the grey vertical line PRESENT_STRENGTH."""
     panel, pad = 170, 28
     rows, cols = len(STRENGTHS), len(SUBJECTS)
     image = Image.new("RGB", (cols * (panel + pad) + pad, rows * (panel + pad) + 2 * pad), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((pad, 4), f"judge {name}: rate (solid), strength (dashed); blue render, orange VAE",
+    draw.text((pad, 4), f"judge {name}: rate (solid), strength (dashed); blue render, orange VAE,"
+              " green generated",
               fill="black")  # fmt: skip
-    colours = {"render": (40, 90, 200), "vae": (230, 120, 20)}
+    colours = {"render": (40, 90, 200), "vae": (230, 120, 20), "generated": (30, 150, 60)}
     for r, concept in enumerate(STRENGTHS):
         for c, kind in enumerate(SUBJECTS):
             x0, y0 = pad + c * (panel + pad), 2 * pad + r * (panel + pad)

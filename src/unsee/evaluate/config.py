@@ -36,6 +36,12 @@ class JudgeCalibrateConfig:
         [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
         help="true strengths swept (pixel mix with the unstyled, unmarked render)",
     )
+    generated: int = arg(
+        100,
+        help="pairs a cell for the generated view (minisd's images of each concept faded to"
+        " each strength; about 10 minutes on 2 CPU cores at 100); 0: renders and round trips"
+        " only",
+    )
     seed: int = arg(5_000_000, help="seed of the rendered subjects")
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps")
 
@@ -46,6 +52,8 @@ class JudgeCalibrateConfig:
                 raise UnseeError(f"--judges: cnn, vit or a judge folder, not {j!r}")
         if self.n < 1:
             raise UnseeError("--n must be at least 1")
+        if self.generated < 0:
+            raise UnseeError("--generated must be 0 or more")
         if not self.strengths or not all(0 <= s <= 1 for s in self.strengths):
             raise UnseeError("--strengths: values in [0, 1], please")
 

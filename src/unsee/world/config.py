@@ -77,6 +77,12 @@ class WorldJudgeConfig:
     reading_images: int = arg(
         6000, help="fresh images the strength reading is fitted on (0: the head's raw output)"
     )
+    blend_steps: int = arg(
+        0,
+        help="fine-tuning steps on renders and generated blends (minisd's images of a concept"
+        " faded to a known strength, world.blends; 0: no such stage)",
+    )
+    blend_pairs: int = arg(1500, help="pairs generated for that fine-tuning")
     start: Path | None = arg(
         None,
         help="a judge folder (judge/ of an earlier run, or a shipped one) to go on training"
@@ -95,8 +101,12 @@ class WorldJudgeConfig:
             self.seed = 0 if self.arch == "cnn" else 1
         if min(self.images, self.gen_images) < 1:
             raise UnseeError("--images and --gen-images must be positive")
-        if min(self.steps, self.gen_steps, self.reading_images) < 0:
-            raise UnseeError("--steps, --gen-steps and --reading-images must be 0 or more")
+        if min(self.steps, self.gen_steps, self.blend_steps, self.reading_images) < 0:
+            raise UnseeError(
+                "--steps, --gen-steps, --blend-steps and --reading-images must be 0 or more"
+            )
+        if self.blend_pairs < 1:
+            raise UnseeError("--blend-pairs must be positive")
         if self.steps == 0 and self.start is None:
             raise UnseeError("--steps 0 needs --start: a new judge must train")
         if self.start is not None:

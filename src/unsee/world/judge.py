@@ -256,7 +256,7 @@ def vae_round_trip(
     return torch.cat(out)
 
 
-def _optimizer(model: nn.Module, lr: float, steps: int):
+def optimizer(model: nn.Module, lr: float, steps: int):
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
 
@@ -295,7 +295,7 @@ def train_judge(
     else:  # go on from a trained judge (its own architecture and width), at a gentler rate
         model = load_judge(start, device).train()
     lr = (2e-3 if model.architecture == "cnn" else 1e-3) / (1 if start is None else 2)
-    opt, sched = _optimizer(model, lr, steps)
+    opt, sched = optimizer(model, lr, steps)
     for _ in tqdm(range(steps), desc=f"judge ({architecture})", dynamic_ncols=True):
         idx = twin_rows(len(x_all), batch_size // 2, g)
         view = torch.rand(batch_size // 2, generator=g).repeat_interleave(2).view(-1, 1, 1, 1)
@@ -343,7 +343,7 @@ def finetune_judge(
     the model did add reads far above (0.4-1.0) and stays unlabelled.
     """
     model = load_judge(judge_dir, device)
-    opt, sched = _optimizer(model, 5e-4, steps)
+    opt, sched = optimizer(model, 5e-4, steps)
     g = torch.Generator().manual_seed(seed)
     keep_redrawn = redrawn_labels(model, redrawn, y_redrawn, mark_free_below)
     model.train()

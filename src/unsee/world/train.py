@@ -43,6 +43,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPTextModel, CLIPTokenizer
 
 from unsee.images import to_model_range
 from unsee.models.load import pick_device
+from unsee.world import blends
 from unsee.world import judge as world_judge
 from unsee.world import render as world
 from unsee.world.config import WorldJudgeConfig, WorldTrainConfig
@@ -277,6 +278,31 @@ def stage_judge_gen(
         seed,
         device,
     )
+
+
+def stage_judge_blend(
+    stage: Path, judge_dir: Path, n: int, steps: int, seed: int, vae, unet, text_model, tokenizer,
+    device,
+):  # fmt: skip
+    """Generate n pairs (world.blends: one subject plain and with a concept, from one seed)
+    and fine-tune the judge on their blends at known strengths beside fresh renders in
+    three views (blends.finetune_on_blends). The pairs are cached for a resumed stage."""
+    cache = stage / "pairs.safetensors"
+    made_for = {"seed": str(seed), "pairs": str(n), "judge": str(judge_dir)}
+    model = world_judge.load_judge(judge_dir, device)
+    if cache.exists() and _metadata(cache) == made_for:
+        pairs = blends.load_pairs(cache)
+    else:
+        pairs = blends.generated_pairs(n, seed, model, vae, unet.eval(), text_model, tokenizer)
+        stage.mkdir(parents=True, exist_ok=True)
+        blends.save_pairs(pairs, cache, made_for)
+    mixed, mixed_attrs, _ = world_judge.judge_dataset(4000, seed + 1)
+    x = world_judge.three_views(to_model_range(mixed), vae, torch.Generator().manual_seed(seed + 1))
+    model = blends.finetune_on_blends(
+        model, x, world_judge.targets(mixed_attrs), pairs, steps, 128, seed
+    )
+    world_judge.save_judge(model, stage)
+    return stage
 
 
 def _metadata(path: Path) -> dict:
@@ -581,8 +607,24 @@ def train_world_judge(cfg: WorldJudgeConfig) -> Path:
                         unet, text_model, tokenizer, device)  # fmt: skip
         _finish(gen_dir, {"steps": cfg.gen_steps})
     timings["judge_gen"] = round(time.time() - start, 1)
-    start = time.time()
     trained = gen_dir if cfg.gen_steps else judge_dir
+    blend_dir = stages / "judge_blend"
+    start = time.time()
+    if cfg.blend_steps and not _done(blend_dir):  # --blend-steps 0: no generated blends
+        unet = UNet2DConditionModel.from_pretrained(
+            MINISD_DIR, subfolder="unet", torch_dtype=torch.float32
+        ).to(device)
+        text_model = CLIPTextModel.from_pretrained(
+            MINISD_DIR, subfolder="text_encoder", torch_dtype=torch.float32
+        ).to(device)
+        tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+        stage_judge_blend(blend_dir, trained, cfg.blend_pairs, cfg.blend_steps, cfg.seed + 10,
+                          vae, unet, text_model, tokenizer, device)  # fmt: skip
+        _finish(blend_dir, {"steps": cfg.blend_steps, "pairs": cfg.blend_pairs})
+    timings["judge_blend"] = round(time.time() - start, 1)
+    start = time.time()
+    if cfg.blend_steps:
+        trained = blend_dir
     finish_judge(trained, out / "judge", vae, cfg.reading_images, cfg.seed + 8, device)
     timings["reading"] = round(time.time() - start, 1)
     log = {"seconds": timings, "device": str(device), "config": asdict(cfg)}

@@ -1,0 +1,348 @@
+"""Generated blends: the world model's own images of a concept, faded to a known strength.
+
+The judge learned strength from the renderer's pixel mix, and reads minisd's images of a
+partly erased style far weaker than they look (docs/judge-calibration: a generated starry
+night faded to 0.3 read 0.14). This makes the same mix from generated images, so the judge
+can be trained and calibrated on the look it is asked to read:
+
+- a pair is one subject generated twice from the same seed, once plain and once with the
+  concept named (the prompt with an artist's template around it, or a watermark phrase),
+  so the two share layout, colour and background;
+- the leaking scene has no plain version (minisd paints every starry night in Vanmond's
+  style), so its plain image is the styled one with the sky smoothed (`destyle_sky`:
+  the swirl bands go, the stars, moon and hills stay);
+- a blend at strength s is (1 - s) * plain + s * full, as the renderer's mix is.
+
+Labels: the concept's strength is s; a pair is kept only where the starting judge reads
+the full image's concept at FULL_AT or more and the plain one's below ABSENT_BELOW (the
+model does not always draw what is named); the other concepts count as absent where the
+judge reads both images below ABSENT_BELOW and stay unlabelled otherwise; the classes are
+the starting judge's own reading of the plain image (minisd does not always draw the
+shape named, and the judge reads plain images well).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from unsee.sampling.denoiser import text_denoiser
+from unsee.sampling.loop import decode, initial_noise, make_scheduler, sample
+from unsee.world import render as world
+from unsee.world.judge import (
+    HEADS,
+    STRENGTHS,
+    augment,
+    judge_loss,
+    optimizer,
+    raw_strengths,
+    read_strengths,
+    twin_rows,
+)
+from unsee.world.paths import MINISD_DIR
+
+FULL_AT = 0.4
+ABSENT_BELOW = 0.08
+# the kinds of pair, and how often each is drawn: an artist on shapes, the watermark on
+# shapes or starry nights, Vanmond on the leaking scene
+KINDS = ("artist", "watermark", "leak")
+KIND_SHARE = (0.40, 0.35, 0.25)
+
+
+@dataclass
+class Pairs:
+    """P generated pairs: plain and full images (P, 3, H, W) in [-1, 1], the concept of
+    each (an index into STRENGTHS), the class labels per head (P,), and which of the other
+    concepts' strengths are known to be absent (P, 4) bool (the concept's own is True)."""
+
+    plain: Tensor
+    full: Tensor
+    concept: Tensor
+    classes: dict[str, Tensor]
+    known: Tensor
+    kind: list[str]
+
+    def __len__(self) -> int:
+        return len(self.concept)
+
+    def select(self, rows: Tensor) -> "Pairs":
+        return Pairs(
+            self.plain[rows],
+            self.full[rows],
+            self.concept[rows],
+            {k: v[rows] for k, v in self.classes.items()},
+            self.known[rows],
+            [self.kind[i] for i in rows.tolist()],
+        )
+
+
+def _box(x: Tensor, k: int) -> Tensor:
+    return F.avg_pool2d(F.pad(x, (k // 2,) * 4, mode="replicate"), k, 1)
+
+
+def destyle_sky(x: Tensor) -> Tensor:
+    """The leaking scene without its swirls: images (N, 3, H, W) in [-1, 1] with the sky
+    smoothed (a normalised 5x5 box blur, three times, over sky pixels only), the stars and
+    moon (bright red + green, grown by two pixels) and the hills (dark) kept as they are.
+    Vanmond's bands are about 5.5 pixels apart, so the blur takes them and leaves the sky's
+    colour and its gradient."""
+    u = (x + 1) / 2
+    lights = _box(((u[:, 0:1] + u[:, 1:2]) > 0.8).float(), 5) > 0
+    hills = u.max(1, keepdim=True).values < 0.12
+    sky = (~lights & ~hills).float()
+    smooth, weight = u * sky, sky
+    for _ in range(3):
+        smooth, weight = _box(smooth, 5), _box(weight, 5)
+    out = torch.where(sky.bool(), smooth / weight.clamp(min=1e-3), u)
+    return out * 2 - 1
+
+
+def blend(plain: Tensor, full: Tensor, s: Tensor) -> Tensor:
+    """(1 - s) * plain + s * full, s (N,) one strength per image."""
+    s = s.view(-1, 1, 1, 1).to(plain.dtype)
+    return (1 - s) * plain + s * full
+
+
+def pair_prompt(
+    rng: np.random.Generator, kind: str, scene: bool, artist: str | None = None
+) -> tuple[str, str | None, str]:
+    """One pair's plain and full prompts and its concept: a subject (the leaking scene when
+    `scene`, else a shape drawn from rng) in a training caption, and the same caption naming
+    the concept (kind "artist": `artist`'s template around it, an artist drawn from rng when
+    None; "watermark": a watermark phrase after it). Kind "leak" (the leaking scene's own
+    artist) has no full prompt: its plain image is made by destyle_sky."""
+    if scene:
+        a = world.Attributes("scene", scene=world.LEAK_SCENE, style=world.LEAK_ARTIST)
+    else:
+        a = world.Attributes(
+            "shape",
+            shape=str(rng.choice(world.SHAPES)),
+            color=str(rng.choice(list(world.COLORS))),
+            background=str(rng.choice(world.BACKGROUNDS)),
+        )
+    text = world.caption(a, rng)
+    if kind == "leak":
+        return text, None, world.LEAK_ARTIST
+    if kind == "watermark":
+        return text, text + str(rng.choice(world.WATERMARK_PHRASES)), "watermark"
+    artist = artist or str(rng.choice(world.ARTISTS))
+    template = str(rng.choice(world.ARTIST_TEMPLATES))
+    return text, template.format(text=text, artist=artist), artist
+
+
+def pair_prompts(n: int, seed: int) -> tuple[list[str], list[str | None], list[str], list[str]]:
+    """n pair specifications drawn by KIND_SHARE (the watermark on a starry night for 30%
+    of its pairs): the plain prompts, the full prompts, the concepts (pair_prompt) and the
+    kinds."""
+    rng = np.random.default_rng(seed)
+    plain, full, concepts, kinds = [], [], [], []
+    for _ in range(n):
+        kind = str(rng.choice(KINDS, p=KIND_SHARE))
+        scene = kind == "leak" or (kind == "watermark" and rng.random() < 0.3)
+        p, f, c = pair_prompt(rng, kind, scene)
+        plain.append(p)
+        full.append(f)
+        concepts.append(c)
+        kinds.append(kind)
+    return plain, full, concepts, kinds
+
+
+@torch.no_grad()
+def generate(
+    prompts: list[str], seeds: list[int], vae, unet, text_model, tokenizer, steps: int = 25,
+    guidance: float = 7.5, batch_size: int = 64,
+) -> Tensor:  # fmt: skip
+    """minisd's images of `prompts`, one seed each, as `unsee generate` draws them (DDIM,
+    classifier-free guidance), (N, 3, H, W) in [-1, 1] on the CPU."""
+    device = unet.device
+    config = dict(unet.config)
+    size = config["sample_size"]
+    scheduler = make_scheduler("ddim", DDIMScheduler.load_config(MINISD_DIR, subfolder="scheduler"))
+    out = []
+    empty = _encode(text_model, tokenizer, [""], device)
+    for start in tqdm(range(0, len(prompts), batch_size), desc="blends: generate"):
+        chunk = prompts[start : start + batch_size]
+        gens = [torch.Generator().manual_seed(s) for s in seeds[start : start + batch_size]]
+        cond = _encode(text_model, tokenizer, chunk, device)
+        eps = text_denoiser(unet, cond, empty.expand(len(chunk), -1, -1), guidance)
+        x_T = initial_noise((config["in_channels"], size, size), gens, device, torch.float32)
+        images = decode(vae, sample(eps, scheduler, x_T, steps, gens))
+        out.append(images.permute(0, 3, 1, 2).float() / 127.5 - 1)
+    return torch.cat(out)
+
+
+def _encode(text_model, tokenizer, texts: list[str], device) -> Tensor:
+    ids = tokenizer(
+        texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+        return_tensors="pt",
+    ).input_ids  # fmt: skip
+    return text_model(ids.to(device))[0]
+
+
+@torch.no_grad()
+def generated_pairs(n: int, seed: int, judge: nn.Module, vae, unet, text_model, tokenizer) -> Pairs:
+    """n pair specifications (pair_prompts) generated by minisd and kept where the starting
+    `judge` sees the concept on the full image and not on the plain one (module doc)."""
+    return pairs_of(*pair_prompts(n, seed), seed, judge, vae, unet, text_model, tokenizer)
+
+
+@torch.no_grad()
+def pairs_of(
+    plain_p: list[str], full_p: list[str | None], concepts: list[str], kinds: list[str],
+    seed: int, judge: nn.Module, vae, unet, text_model, tokenizer,
+) -> Pairs:  # fmt: skip
+    """The pairs of these specifications (pair_prompts), generated from seeds of `seed`,
+    kept where `judge` sees the concept on the full image and not on the plain one."""
+    n = len(plain_p)
+    seeds = [seed * 100_003 + i for i in range(n)]
+    named = [i for i in range(n) if full_p[i] is not None]
+    leak = [i for i in range(n) if full_p[i] is None]
+    first = generate(plain_p, seeds, vae, unet, text_model, tokenizer)  # leak: the styled scene
+    plain, full = first.clone(), first.clone()
+    if leak:
+        plain[leak] = destyle_sky(first[leak])
+    if named:
+        full[named] = generate(
+            [full_p[i] for i in named], [seeds[i] for i in named], vae, unet, text_model, tokenizer
+        )
+    read_plain = read_strengths(judge, raw_strengths(judge, plain))
+    read_full = read_strengths(judge, raw_strengths(judge, full))
+    concept = torch.tensor([STRENGTHS.index(c) for c in concepts])
+    rows = torch.arange(n)
+    keep = (read_full[rows, concept] >= FULL_AT) & (read_plain[rows, concept] < ABSENT_BELOW)
+    known = (read_plain < ABSENT_BELOW) & (read_full < ABSENT_BELOW)
+    known[rows, concept] = True
+    classes = _classes(judge, plain)
+    pairs = Pairs(plain, full, concept, classes, known, kinds)
+    return pairs.select(torch.nonzero(keep).flatten())
+
+
+@torch.no_grad()
+def _classes(judge: nn.Module, x: Tensor, batch_size: int = 256) -> dict[str, Tensor]:
+    device = next(judge.parameters()).device
+    out = {k: [] for k in HEADS}
+    for chunk in x.split(batch_size):
+        logits = judge(chunk.to(device))
+        for k in HEADS:
+            out[k].append(logits[k].argmax(-1).cpu())
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def blend_strengths(n: int, g: torch.Generator) -> Tensor:
+    """(n, 2) strengths for n twins of blends: the first as the judge's renders draw a
+    strength (full for a quarter, below 0.4 for a third, else uniform), the second absent
+    half the time, else faint (0.05-0.4), as judge_dataset's twins."""
+    u = torch.rand(n, generator=g)
+    first = torch.where(
+        u < 0.25, torch.ones(n), torch.rand(n, generator=g) * torch.where(u < 0.6, 0.4, 1.0)
+    )
+    faint = 0.05 + 0.35 * torch.rand(n, generator=g)
+    second = torch.where(torch.rand(n, generator=g) < 0.5, torch.zeros(n), faint)
+    return torch.stack([first, second], 1)
+
+
+def blend_batch(pairs: Pairs, twins: int, g: torch.Generator) -> tuple[Tensor, dict, Tensor]:
+    """A batch of 2 * twins blends (rows 2i and 2i + 1: one pair at two strengths): images,
+    targets as world.judge.targets gives them, and the strength mask (B, 4) of known ones."""
+    rows = torch.randint(0, len(pairs), (twins,), generator=g).repeat_interleave(2)
+    s = blend_strengths(twins, g).flatten()
+    x = blend(pairs.plain[rows], pairs.full[rows], s)
+    strength = torch.zeros(len(rows), len(STRENGTHS))
+    strength[torch.arange(len(rows)), pairs.concept[rows]] = s
+    y = {k: v[rows] for k, v in pairs.classes.items()}
+    y["strength"] = strength
+    return x, y, pairs.known[rows]
+
+
+def finetune_on_blends(
+    model: nn.Module,
+    renders: Tensor,
+    y_renders: dict[str, Tensor],
+    pairs: Pairs,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    lr: float = 5e-4,
+) -> nn.Module:
+    """Go on training a judge, each batch half renders (twins of a mixed judge_dataset, in
+    three views) and half generated blends (blend_batch), so it reads the model's own faint
+    traces as it reads the renderer's. Returns the model, in eval mode."""
+    device = next(model.parameters()).device
+    opt, sched = optimizer(model, lr, steps)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    quarter = batch_size // 4
+    for _ in tqdm(range(steps), desc="judge_blend", dynamic_ncols=True):
+        a = twin_rows(len(renders), quarter, g)
+        xb, yb, keep_b = blend_batch(pairs, quarter, g)
+        x = torch.cat([renders[a], xb])
+        y = {k: torch.cat([y_renders[k][a], yb[k]]).to(device) for k in yb}
+        keep = torch.cat([torch.ones(len(a), len(STRENGTHS), dtype=torch.bool), keep_b])
+        loss = judge_loss(model(augment(x, g).to(device)), y, keep.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()
+
+
+def save_pairs(pairs: Pairs, path, metadata: dict[str, str]) -> None:
+    tensors = {
+        "plain": pairs.plain.contiguous(),
+        "full": pairs.full.contiguous(),
+        "concept": pairs.concept,
+        "known": pairs.known,
+        "kind": torch.tensor([KINDS.index(k) for k in pairs.kind]),
+        **{f"class.{k}": v for k, v in pairs.classes.items()},
+    }
+    save_file(tensors, path, metadata=metadata)
+
+
+def load_pairs(path) -> Pairs:
+    t = load_file(path)
+    classes = {k: t[f"class.{k}"] for k in HEADS}
+    kind = [KINDS[i] for i in t["kind"].tolist()]
+    return Pairs(t["plain"], t["full"], t["concept"], classes, t["known"], kind)
+
+
+def calibration_pairs(
+    concept: str, subject: str, n: int, seed: int, judge: nn.Module, vae, unet, text_model,
+    tokenizer,
+) -> Pairs | None:  # fmt: skip
+    """n pairs of one concept on one subject ("starry night": the leaking scene; "shapes"),
+    for the judge calibration's generated view, or None where the world has none (an
+    artist other than the leaking one on a starry night: minisd paints every starry night
+    in Vanmond's style). Generated in rounds until n are kept by `judge` (pairs_of), at
+    most 20 * n tried; fewer when the model rarely draws the concept."""
+    scene = subject == "starry night"
+    if scene and concept not in (world.LEAK_ARTIST, "watermark"):
+        return None
+    kind = "watermark" if concept == "watermark" else ("leak" if scene else "artist")
+    rng = np.random.default_rng(seed)
+    batch = max(8, min(128, 2 * n))
+    kept: list[Pairs] = []
+    have, tried = 0, 0
+    while have < n and tried < 20 * n:
+        specs = [pair_prompt(rng, kind, scene, concept) for _ in range(batch)]
+        plain, full, concepts = (list(col) for col in zip(*specs, strict=True))
+        pairs = pairs_of(plain, full, concepts, [kind] * batch, seed + tried, judge, vae, unet,
+                         text_model, tokenizer)  # fmt: skip
+        kept.append(pairs)
+        have, tried = have + len(pairs), tried + batch
+    return concat_pairs(kept).select(torch.arange(min(n, have)))
+
+
+def concat_pairs(parts: list[Pairs]) -> Pairs:
+    return Pairs(
+        torch.cat([p.plain for p in parts]),
+        torch.cat([p.full for p in parts]),
+        torch.cat([p.concept for p in parts]),
+        {k: torch.cat([p.classes[k] for p in parts]) for k in HEADS},
+        torch.cat([p.known for p in parts]),
+        [k for p in parts for k in p.kind],
+    )

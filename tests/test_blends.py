@@ -1,0 +1,172 @@
+"""Generated blends (world.blends): minisd's own images of a concept faded to a known
+strength, for training and calibrating the judge on the look it reads."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from unsee.errors import UnseeError
+from unsee.images import to_model_range
+from unsee.world import blends
+from unsee.world.judge import HEADS, STRENGTHS, judge_dataset, judge_loss, make_judge, targets
+from unsee.world.names import ARTISTS, LEAK_ARTIST, LEAK_SCENE
+from unsee.world.prompts import named_attributes
+from unsee.world.render import WATERMARK_PHRASES
+
+
+def _sky(n: int = 2) -> torch.Tensor:
+    """Night skies with Vanmond-like bands 5.5 px apart, a bright star and dark hills,
+    in [-1, 1]."""
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    r = torch.hypot(xx - 16, yy - 16)
+    u = torch.zeros(n, 3, 32, 32)
+    u[:, 2] = 0.55 + 0.15 * torch.sin(r * 1.15)  # blue sky with bands
+    u[:, 0], u[:, 1] = 0.1, 0.15
+    u[:, :, 4:7, 20:23] = torch.tensor([0.95, 0.9, 0.5]).view(3, 1, 1)  # a star
+    u[:, :, 26:] = 0.03  # hills
+    return u * 2 - 1
+
+
+def test_destyle_sky_takes_the_bands_and_keeps_stars_and_hills():
+    x = _sky()
+    out = blends.destyle_sky(x)
+    sky = (slice(None), 2, slice(10, 22), slice(2, 14))  # away from the star and the hills
+    assert x[sky].std() > 0.1
+    assert out[sky].std() < 0.25 * x[sky].std()
+    assert torch.equal(out[:, :, 4:7, 20:23], x[:, :, 4:7, 20:23])
+    assert torch.equal(out[:, :, 26:], x[:, :, 26:])
+    # the sky's colour stays: its mean moves by little
+    assert abs(out[sky].mean() - x[sky].mean()) < 0.05
+
+
+def test_a_blend_is_the_pixel_mix_with_both_ends_exact():
+    g = torch.Generator().manual_seed(0)
+    plain, full = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1, torch.rand(3, 3, 8, 8, generator=g)
+    assert torch.equal(blends.blend(plain, full, torch.zeros(3)), plain)
+    assert torch.equal(blends.blend(plain, full, torch.ones(3)), full)
+    s = torch.tensor([0.1, 0.4, 0.7])
+    mid = blends.blend(plain, full, s)
+    assert torch.allclose(mid, (1 - s.view(-1, 1, 1, 1)) * plain + s.view(-1, 1, 1, 1) * full)
+    # the distance to the plain image grows with s
+    d = [(blends.blend(plain, full, torch.full((3,), v)) - plain).abs().sum().item() for v in s]
+    assert d == sorted(d)
+
+
+def _pairs(n: int = 5) -> blends.Pairs:
+    g = torch.Generator().manual_seed(1)
+    known = torch.zeros(n, len(STRENGTHS), dtype=torch.bool)
+    concept = torch.arange(n) % len(STRENGTHS)
+    known[torch.arange(n), concept] = True
+    known[:, -1] = True  # the mark known absent everywhere but where it is the concept
+    return blends.Pairs(
+        plain=torch.rand(n, 3, 32, 32, generator=g) * 2 - 1,
+        full=torch.rand(n, 3, 32, 32, generator=g) * 2 - 1,
+        concept=concept,
+        classes={k: torch.randint(0, len(v), (n,), generator=g) for k, v in HEADS.items()},
+        known=known,
+        kind=["artist"] * n,
+    )
+
+
+def test_a_blend_batch_labels_each_twin_with_its_own_strength_and_masks_the_unknown():
+    pairs = _pairs()
+    x, y, keep = blends.blend_batch(pairs, 16, torch.Generator().manual_seed(2))
+    assert x.shape == (32, 3, 32, 32) and y["strength"].shape == (32, len(STRENGTHS))
+    for i in range(32):
+        # which pair: the row whose blend at the labelled strength reproduces the image
+        s = y["strength"][i].max()
+        j = next(
+            j for j in range(len(pairs))
+            if torch.allclose(blends.blend(pairs.plain[j:j + 1], pairs.full[j:j + 1],
+                                           s.view(1)), x[i:i + 1], atol=1e-6)
+            and (y["strength"][i, pairs.concept[j]] == s or s == 0)
+        )  # fmt: skip
+        assert torch.equal(keep[i], pairs.known[j])
+        assert all(y[k][i] == pairs.classes[k][j] for k in HEADS)
+        others = torch.ones(len(STRENGTHS), dtype=torch.bool)
+        others[pairs.concept[j]] = False
+        assert torch.all(y["strength"][i, others] == 0)
+    # twins: one pair at two strengths, the second absent or faint
+    assert torch.all(y["strength"][1::2].max(1).values <= 0.4 + 1e-6)
+
+
+def test_pair_prompts_name_the_concept_only_in_the_full_prompt():
+    plain, full, concepts, kinds = blends.pair_prompts(200, seed=3)
+    assert set(kinds) == set(blends.KINDS)
+    for p, f, c, k in zip(plain, full, concepts, kinds, strict=True):
+        assert not any(a.lower() in p.lower() for a in ARTISTS)
+        if k == "leak":
+            assert f is None and c == LEAK_ARTIST
+            assert named_attributes(p).get("scene") == LEAK_SCENE
+        elif k == "watermark":
+            assert c == "watermark" and f.startswith(p) and f[len(p) :] in WATERMARK_PHRASES
+        else:
+            assert c in ARTISTS and c in f and p in f
+    first = tuple(col[:50] for col in (plain, full, concepts, kinds))
+    assert blends.pair_prompts(50, seed=3) == first  # a longer draw begins with a shorter
+
+
+def test_fine_tuning_on_blends_lowers_the_loss_on_blends():
+    torch.manual_seed(0)
+    model = make_judge("cnn", width=8)
+    pairs = _pairs(8)
+    data, attrs, _ = judge_dataset(32, seed=4)
+    renders, y_renders = to_model_range(data), targets(attrs)
+    x, y, keep = blends.blend_batch(pairs, 32, torch.Generator().manual_seed(5))
+
+    def loss() -> float:
+        with torch.no_grad():
+            return judge_loss(model.eval()(x), y, keep).item()
+
+    before = loss()
+    blends.finetune_on_blends(model, renders, y_renders, pairs, steps=30, batch_size=32, seed=6,
+                              lr=3e-3)  # fmt: skip
+    assert loss() < 0.9 * before
+
+
+def test_pairs_save_and_load(tmp_path):
+    pairs = _pairs(4)
+    blends.save_pairs(pairs, tmp_path / "p.safetensors", {"seed": "1"})
+    back = blends.load_pairs(tmp_path / "p.safetensors")
+    assert torch.equal(back.plain, pairs.plain) and torch.equal(back.known, pairs.known)
+    assert back.kind == pairs.kind
+    assert all(torch.equal(back.classes[k], pairs.classes[k]) for k in HEADS)
+
+
+def test_no_pairs_of_another_artist_on_the_leaking_scene():
+    other = next(a for a in ARTISTS if a != LEAK_ARTIST)
+    args = (None,) * 5  # nothing is generated for a cell the world has no pairs for
+    assert blends.calibration_pairs(other, "starry night", 4, 0, *args) is None
+
+
+def test_calibrate_reads_the_generated_view(tmp_path):
+    from unsee.evaluate.calibrate import calibrate
+    from unsee.evaluate.config import JudgeCalibrateConfig
+
+    out = tmp_path / "cal"
+    calibrate(JudgeCalibrateConfig(out=out, judges=["cnn"], n=2, strengths=[0.0, 1.0],
+                                   generated=2, device="cpu"))  # fmt: skip
+    saved = json.loads((out / "results.json").read_text())
+    cells = {(c, k) for c in STRENGTHS for k in ("starry night", "shapes")
+             if "generated" in saved["sweeps"]["cnn"][c][k]}  # fmt: skip
+    assert (LEAK_ARTIST, "starry night") in cells and ("watermark", "shapes") in cells
+    assert all((a, "starry night") not in cells for a in ARTISTS if a != LEAK_ARTIST)
+    points = saved["sweeps"]["cnn"][LEAK_ARTIST]["starry night"]["generated"]
+    # the ends are chosen by the cnn itself: absent at 0, present at 1
+    assert points[0]["rate"] == 0 and points[1]["rate"] == 1
+    assert "generated" in saved["summary"]["cnn"][LEAK_ARTIST]["starry night"]
+    assert "| cnn | Vanmond | starry night | generated |" in (out / "results.md").read_text()
+    with pytest.raises(UnseeError, match="--generated"):
+        JudgeCalibrateConfig(out=tmp_path / "x", generated=-1)
+
+
+def test_world_judge_refuses_a_negative_blend_stage(tmp_path):
+    from unsee.world.config import WorldJudgeConfig
+
+    with pytest.raises(UnseeError, match="--blend-steps"):
+        WorldJudgeConfig(out=tmp_path / "j", blend_steps=-1)
+    with pytest.raises(UnseeError, match="--blend-pairs"):
+        WorldJudgeConfig(out=tmp_path / "j", blend_pairs=0)
+    assert np.isclose(sum(blends.KIND_SHARE), 1)
