@@ -52,7 +52,7 @@ def _rated(rate, strength, vit_rate):
 def test_table_metrics_come_from_the_named_suites():
     suites = {
         "target": _rated(0.25, 0.2, 0.3),
-        "leak": _rated(0.5, 0.4, 0.375),
+        "leak": _rated(0.5, 0.4, 0.375) | {"unasked_style_rate": _ci(0.625)},
         "paraphrase": _rated(0.75, 0.6, 0.75),
         "other-artists": {
             "style_rate": _ci(0.96),
@@ -73,7 +73,7 @@ def test_table_metrics_come_from_the_named_suites():
     m = table_metrics(suites, "artist")
     assert m["concept_rate_target"] == 0.25 and m["concept_rate_leak"] == 0.5
     assert m["concept_strength_target"] == 0.2 and m["concept_strength_leak"] == 0.4
-    assert m["concept_rate_paraphrase"] == 0.75
+    assert m["concept_rate_paraphrase"] == 0.75 and m["unasked_style_leak"] == 0.625
     assert m["other_artists_accuracy"] == pytest.approx(0.8) and m["other_artists_rate"] == 0.96
     assert m["judges_gap"] == 0.125  # the larger of target's 0.05 and leak's 0.125
     assert m["attack_prefix_asr"] is None  # filled by the attack, on the attacked seeds
@@ -84,6 +84,7 @@ def test_table_metrics_come_from_the_named_suites():
     del suites["neutral"]["same_seed_distance"]  # the watermark's original
     m = table_metrics(suites, "watermark")
     assert m["concept_rate_leak"] is None and m["same_seed_distance"] == 0.0
+    assert m["unasked_style_leak"] is None
     assert m["concept_rate_paraphrase"] is None and m["judges_gap"] == pytest.approx(0.05)
     assert list(m) == list(METRICS)
 

@@ -170,3 +170,31 @@ def test_world_judge_refuses_a_negative_blend_stage(tmp_path):
     with pytest.raises(UnseeError, match="--blend-pairs"):
         WorldJudgeConfig(out=tmp_path / "j", blend_pairs=0)
     assert np.isclose(sum(blends.KIND_SHARE), 1)
+
+
+def test_generated_pairs_are_kept_where_the_judge_sees_the_concept_named():
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from unsee.world.judge import load_world_judge, raw_strengths, read_strengths
+    from unsee.world.paths import MINISD_DIR, TOKENIZER_DIR
+
+    vae = AutoencoderKL.from_pretrained(MINISD_DIR, subfolder="vae").eval()
+    unet = UNet2DConditionModel.from_pretrained(MINISD_DIR, subfolder="unet").eval()
+    text = CLIPTextModel.from_pretrained(MINISD_DIR, subfolder="text_encoder")
+    tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+    judge = load_world_judge("cnn")
+    pairs = blends.generated_pairs(24, 7, judge, vae, unet, text, tokenizer)
+    assert 0 < len(pairs) <= 24
+    rows = torch.arange(len(pairs))
+    full = read_strengths(judge, raw_strengths(judge, pairs.full))[rows, pairs.concept]
+    plain = read_strengths(judge, raw_strengths(judge, pairs.plain))[rows, pairs.concept]
+    assert torch.all(full >= blends.FULL_AT) and torch.all(plain < blends.ABSENT_BELOW)
+    # every artist's strength is known (absent unless named); the mark's only where judged
+    assert pairs.known[:, : len(ARTISTS)].all()
+    leak = [i for i, k in enumerate(pairs.kind) if k == "leak"]
+    assert leak
+    assert torch.equal(pairs.plain[leak], blends.destyle_sky(pairs.full[leak]))
+    # the same seed draws the same pairs
+    again = blends.generated_pairs(24, 7, judge, vae, unet, text, tokenizer)
+    assert torch.equal(again.full, pairs.full) and again.kind == pairs.kind

@@ -130,6 +130,8 @@ def test_suite_metrics_on_hand_made_verdicts_are_exact(tmp_path):
     assert m["watermark_strength"]["mean"] == pytest.approx((0.9 + 0.05 + 0.6 + 0.02) / 4)
     assert m["concept_strength"]["mean"] == pytest.approx(0.4)
     assert m["rate_Solvei"]["mean"] == 0.25 and m["strength_Solvei"]["mean"] == 0.2
+    # the prompts ask for Vanmond: Solvei's style on image 3 is the one unasked
+    assert m["unasked_style_rate"]["mean"] == 0.25
     assert "rate_Vanmond" not in m and "judges_disagree" not in m
     # a second judge's verdicts: its figures prefixed, and the share of calls that differ
     both = suite_metrics(cfg, suite, verdicts, features, None, features, features, verdicts[::-1])
@@ -143,3 +145,18 @@ def test_suite_metrics_on_hand_made_verdicts_are_exact(tmp_path):
     m = suite_metrics(watermark, suite, verdicts, features, None, features, features)
     assert m["concept_rate"]["mean"] == 0.5 and "same_seed_distance" not in m
     assert m["world_fid"]["mean"] == pytest.approx(0.0, abs=1e-6)  # a set against itself
+
+
+def test_a_style_the_prompt_did_not_ask_for_counts_whichever_artist():
+    from unsee.evaluate.judge import rates, unasked_style_shows
+    from unsee.world.judge import STRENGTHS, verdict_from
+
+    def v(**strengths):
+        classes = {"shape": "none", "color": "none", "background": "none", "scene": "none"}
+        return verdict_from(classes, {c: 0.0 for c in STRENGTHS} | strengths)
+
+    verdicts = [v(Vanmond=0.5), v(Brakovic=0.3), v(watermark=0.9), v(Solvei=0.05), v(Solvei=0.5)]
+    truths = [{}, {}, {}, {}, {"artist": "Solvei"}]
+    # no artist asked: any style counts (not the mark, not a trace below the call strength)
+    assert unasked_style_shows(verdicts, truths).tolist() == [True, True, False, False, False]
+    assert rates(verdicts, truths)["unasked_style_rate"] == 0.4

@@ -31,6 +31,8 @@ the labels, the reward, the token, every erasure, and every evaluation image. Me
   concept_strength_target  the judge's mean strength of it     (target)
   concept_rate_leak     the artist on scenes never naming him (leak; artist only)
   concept_strength_leak  the judge's mean strength of it       (leak)
+  unasked_style_leak    any artist's style on those scenes     (leak: the leaked style
+                        whichever artist the judge takes it for)
   watermark_rate        the judge calls the watermark        (neutral)
   prompt_accuracy       mean of shape, colour, background accuracy   (neutral)
   other_artists_accuracy  the same on prompts naming the other artists (other-artists)
@@ -78,7 +80,7 @@ from unsee.world.prompts import artist_pool, neutral_prompts
 
 METRICS = (
     "concept_rate_target", "concept_strength_target", "concept_rate_leak",
-    "concept_strength_leak", "concept_rate_paraphrase", "attack_prefix_asr",
+    "concept_strength_leak", "unasked_style_leak", "concept_rate_paraphrase", "attack_prefix_asr",
     "attack_inversion_rate", "watermark_rate", "prompt_accuracy", "other_artists_accuracy",
     "other_artists_rate", "world_fid",
     "same_seed_distance", "clip_score", "judges_gap",
@@ -222,6 +224,7 @@ def table_metrics(suites: dict, concept: str) -> dict[str, float | None]:
         "concept_strength_target": suites["target"]["concept_strength"]["mean"],
         "concept_rate_leak": leak["concept_rate"]["mean"] if leak else None,
         "concept_strength_leak": leak["concept_strength"]["mean"] if leak else None,
+        "unasked_style_leak": leak["unasked_style_rate"]["mean"] if leak else None,
         "concept_rate_paraphrase": (
             suites["paraphrase"]["concept_rate"]["mean"] if "paraphrase" in suites else None
         ),

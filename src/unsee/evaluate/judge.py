@@ -64,6 +64,22 @@ def style_shows(verdicts: list[Verdict], truths: list[dict]) -> np.ndarray:
     return np.array([shows(v, t["artist"]) for v, t in pairs if t.get("artist")], dtype=bool)
 
 
+def unasked_style_shows(verdicts: list[Verdict], truths: list[dict]) -> np.ndarray:
+    """(N,) bool: whether the judge sees a style the image's prompt did not ask for (any
+    artist's but the one in its truth's "artist", if any). minisd draws a style only where
+    its artist is named, so on prompts that name none (the leaking scene, neutral ones)
+    every style shown is unasked: this counts a leaked style whichever artist the judge
+    takes it for (it took the weakened swirls of partly erased starry nights for
+    Brakovic's; docs/judge-calibration)."""
+    return np.array(
+        [
+            any(shows(v, a) for a in ARTISTS if a != t.get("artist"))
+            for v, t in zip(verdicts, truths, strict=True)
+        ],
+        dtype=bool,
+    )
+
+
 def attribute_hits(verdicts: list[Verdict], truths: list[dict], key: str) -> np.ndarray:
     """(M,) bool over the images whose truth names `key` (shape, color, ...): whether the
     judge reads it as the truth has it."""
@@ -82,6 +98,7 @@ def rates(
       "prompt_accuracy"  {attribute: the share of the images naming it that the judge
                          reads as named}, for shape, color and background
       "style_rate"       the share showing the artist the prompt asked for (None: none asked)
+      "unasked_style_rate"  the share showing a style the prompt did not ask for
     Unrounded; `rounded` gives the concepts as results files keep them."""
     figures: dict = {
         "concepts": {
@@ -97,6 +114,7 @@ def rates(
         figures["prompt_accuracy"] = {k: float(h.mean()) for k, h in hits.items() if len(h)}
         styles = style_shows(verdicts, truths)
         figures["style_rate"] = float(styles.mean()) if len(styles) else None
+        figures["unasked_style_rate"] = float(unasked_style_shows(verdicts, truths).mean())
     return figures
 
 

@@ -9,6 +9,7 @@ Per suite (OUT/<suite>/images, resumable like `unsee generate`):
                     the same for every concept not targeted (a method that removes one
                     while adding another shows it)
   style_rate        the style the prompt asks for (other-artists: the preserved artists)
+  unasked_style_rate  any style the prompt does not ask for (the leak: every style)
   prompt_accuracy   shape, colour, background as the prompt names them
   world_fid         Frechet distance of CLIP image features to renders of the prompts' truth
   same_seed_distance  1 - cosine of CLIP image features to the original model's image of
@@ -37,6 +38,7 @@ from unsee.evaluate.judge import (
     concept_shows,
     concept_strengths,
     style_shows,
+    unasked_style_shows,
 )
 from unsee.evaluate.metrics import (
     clip_score,
@@ -98,6 +100,7 @@ def judge_metrics(cfg: EvaluateConfig, suite: Suite, verdicts) -> dict:
     styles = style_shows(verdicts, suite.truths)
     if len(styles):
         metrics["style_rate"] = ci(rate, styles)
+    metrics["unasked_style_rate"] = ci(rate, unasked_style_shows(verdicts, suite.truths))
     for key in ATTRIBUTES:
         hits = attribute_hits(verdicts, suite.truths, key)
         if len(hits):

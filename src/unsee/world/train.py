@@ -286,9 +286,11 @@ def stage_judge_blend(
 ):  # fmt: skip
     """Generate n pairs (world.blends: one subject plain and with a concept, from one seed)
     and fine-tune the judge on their blends at known strengths beside fresh renders in
-    three views (blends.finetune_on_blends). The pairs are cached for a resumed stage."""
+    three views (blends.finetune_on_blends). The pairs are cached for a resumed stage (and
+    for another judge trained from the same seed and count: they are the pairs the first
+    judge that made them chose)."""
     cache = stage / "pairs.safetensors"
-    made_for = {"seed": str(seed), "pairs": str(n), "judge": str(judge_dir)}
+    made_for = {"seed": str(seed), "pairs": str(n)}
     model = world_judge.load_judge(judge_dir, device)
     if cache.exists() and _metadata(cache) == made_for:
         pairs = blends.load_pairs(cache)

@@ -1,0 +1,61 @@
+"""Read image folders again with several judges: each judge's rate (strength >= the call
+strength) and mean strength of one concept per folder, and, for starry nights, the sky
+texture's apparent strength (scripts/leak_texture.py), a judge-free check on the leak.
+Prints a markdown table; with --json, writes every figure.
+
+    python scripts/judge_reread.py src/unsee/world/judge runs/judge-blend-cnn/judge \
+        --images runs/table/eval/seed0/artist/*/leak/images --texture
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from leak_texture import render_curve, sky_texture
+
+from unsee.imageset import load_images, read_image_set
+from unsee.world.judge import CALL_STRENGTH, STRENGTHS, judge_images, load_judge
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("judges", type=Path, nargs="+", help="judge folders")
+    p.add_argument("--images", type=Path, nargs="+", required=True, help="image set folders")
+    p.add_argument("--concept", default="Vanmond", choices=STRENGTHS)
+    p.add_argument("--texture", action="store_true", help="add the sky texture's reading")
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    judges = {str(j): load_judge(j) for j in args.judges}
+    if args.texture:
+        curve = render_curve(64, 123)
+        known, texture = np.array(list(curve)), np.array(list(curve.values()))
+    rows = []
+    for folder in args.images:
+        images = load_images(folder, read_image_set(folder), None)
+        row = {"images": str(folder), "n": len(images)}
+        for name, judge in judges.items():
+            s = np.array([v.strengths[args.concept] for v in judge_images(judge, images)])
+            row[name] = {"rate": float((s >= CALL_STRENGTH).mean()), "mean": float(s.mean())}
+        if args.texture:
+            apparent = np.interp(sky_texture(images), texture, known)
+            row["texture"] = {
+                "mean": float(apparent.mean()),
+                "at_0.2": float((apparent >= 0.2).mean()),
+            }
+        rows.append(row)
+    head = " | ".join(f"{Path(j).parent.name}/{Path(j).name} rate / mean" for j in judges)
+    print(f"| images | n | {head} |" + (" texture mean / share >= 0.2 |" if args.texture else ""))
+    print("|---|---|" + "---|" * len(judges) + ("---|" if args.texture else ""))
+    for r in rows:
+        cells = " | ".join(f"{r[j]['rate']:.3f} / {r[j]['mean']:.3f}" for j in judges)
+        tex = (
+            f" {r['texture']['mean']:.3f} / {r['texture']['at_0.2']:.3f} |" if args.texture else ""
+        )
+        print(f"| {r['images']} | {r['n']} | {cells} |{tex}")
+    if args.json:
+        args.json.write_text(json.dumps({"concept": args.concept, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
