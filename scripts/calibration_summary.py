@@ -1,5 +1,5 @@
-"""One line per judge from `unsee judge calibrate` results: how many of the 16 cells
-(concept x subject x view) hold all three bars, the worst detection rate at strength 0,
+"""One line per judge from `unsee judge calibrate` results (and one per view under it):
+how many cells (concept x subject x view) hold all three bars, the worst detection rate at strength 0,
 the mean and worst detection rate at strength 0.2, and the mean strength error. With
 --cells, a markdown table per judge instead: each cell's rates at s = 0 ... 0.4, its
 lowest rate from 0.2 on, and its strength error (docs/judge-calibration/README.md).
@@ -34,6 +34,15 @@ def summary(path: str) -> list[str]:
             f"{path} {judge}: {held}/{len(cells)} cells hold; rate@0 max {max(at[0]):.2f};"
             f" rate@0.2 mean {np.mean(at[0.2]):.2f} min {min(at[0.2]):.2f}; MAE mean {mae:.3f}"
         )
+        for view in sorted({v for _, _, v, _ in cells}):
+            mine = [(c, k, ps) for c, k, v, ps in cells if v == view]
+            held = sum(results["summary"][judge][c][k][view]["holds"] for c, k, _ in mine)
+            at2 = [p["rate"] for *_, ps in mine for p in ps if p["strength"] == 0.2]
+            mae = np.mean([results["summary"][judge][c][k][view]["mae"] for c, k, _ in mine])
+            lines.append(
+                f"    {view}: {held}/{len(mine)} hold; rate@0.2 mean {np.mean(at2):.2f}"
+                f" min {min(at2):.2f}; MAE mean {mae:.3f}"
+            )
     return lines
 
 

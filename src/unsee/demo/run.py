@@ -192,6 +192,7 @@ def _report_sections(out, grid, censor_rates, evaluations, seconds, cfg, plan):
         ("target", "concept_strength", "... its mean strength (0 none, 1 full)"),
         ("leak", "concept_rate", f"{LEAK_ARTIST}'s style on starry nights (never named)"),
         ("leak", "concept_strength", "... its mean strength"),
+        ("leak", "unasked_style_rate", "any artist's style on starry nights (none asked)"),
         ("other-artists", "style_rate", "the other artists' styles kept"),
         ("other-artists", "prompt_accuracy_shape", "shape accuracy on the other artists' prompts"),
         ("neutral", "prompt_accuracy_shape", "shape accuracy on plain prompts"),

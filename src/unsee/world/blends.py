@@ -336,7 +336,8 @@ def calibration_pairs(
     for the judge calibration's generated view, or None where the world has none (an
     artist other than the leaking one on a starry night: minisd paints every starry night
     in Vanmond's style). Generated in rounds until n are kept by `judge` (pairs_of), at
-    most 20 * n tried; fewer when the model rarely draws the concept."""
+    most 8 * n tried; fewer when the model rarely draws the concept (the watermark on
+    shapes: about one pair in eight)."""
     scene = subject == "starry night"
     if scene and concept not in (world.LEAK_ARTIST, "watermark"):
         return None
@@ -345,7 +346,7 @@ def calibration_pairs(
     batch = max(8, min(128, 2 * n))
     kept: list[Pairs] = []
     have, tried = 0, 0
-    while have < n and tried < 20 * n:
+    while have < n and tried < 8 * n:
         specs = [pair_prompt(rng, kind, scene, concept) for _ in range(batch)]
         plain, full, concepts = (list(col) for col in zip(*specs, strict=True))
         pairs = pairs_of(plain, full, concepts, [kind] * batch, seed + tried, judge, vae, unet,
