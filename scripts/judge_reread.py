@@ -1,10 +1,13 @@
 """Read image folders again with several judges: each judge's rate (strength >= the call
-strength) and mean strength of one concept per folder, and, for starry nights, the sky
+strength) and mean strength of one concept per folder, its rate of any artist's style and
+of Brakovic's (the style the judges took partly erased swirls for), and, for starry nights, the sky
 texture's apparent strength (scripts/leak_texture.py), a judge-free check on the leak.
 Prints a markdown table; with --json, writes every figure.
 
-    python scripts/judge_reread.py src/unsee/world/judge runs/judge-blend-cnn/judge \
-        --images runs/table/eval/seed0/artist/*/leak/images --texture
+    python scripts/judge_reread.py OLD/judge src/unsee/world/judge OLD/judge_vit \
+        src/unsee/world/judge_vit --texture --json docs/judge-calibration/reread.json \
+        --images runs/table/eval/seed0/artist/*/leak/images \
+        runs/pilot-fe/eval-neg_strip_pw4_eta15/leak/images runs/demo-fb/evaluate/erased/leak/images
 """
 
 import argparse
@@ -16,6 +19,7 @@ from leak_texture import render_curve, sky_texture
 
 from unsee.imageset import load_images, read_image_set
 from unsee.world.judge import CALL_STRENGTH, STRENGTHS, judge_images, load_judge
+from unsee.world.names import ARTISTS
 
 
 def main() -> None:
@@ -35,8 +39,15 @@ def main() -> None:
         images = load_images(folder, read_image_set(folder), None)
         row = {"images": str(folder), "n": len(images)}
         for name, judge in judges.items():
-            s = np.array([v.strengths[args.concept] for v in judge_images(judge, images)])
-            row[name] = {"rate": float((s >= CALL_STRENGTH).mean()), "mean": float(s.mean())}
+            verdicts = judge_images(judge, images)
+            s = np.array([v.strengths[args.concept] for v in verdicts])
+            styles = np.array([[v.strengths[a] for a in ARTISTS] for v in verdicts])
+            row[name] = {
+                "rate": float((s >= CALL_STRENGTH).mean()),
+                "mean": float(s.mean()),
+                "any_style": float((styles >= CALL_STRENGTH).any(1).mean()),
+                "Brakovic": float((styles[:, ARTISTS.index("Brakovic")] >= CALL_STRENGTH).mean()),
+            }
         if args.texture:
             apparent = np.interp(sky_texture(images), texture, known)
             row["texture"] = {
@@ -44,11 +55,17 @@ def main() -> None:
                 "at_0.2": float((apparent >= 0.2).mean()),
             }
         rows.append(row)
-    head = " | ".join(f"{Path(j).parent.name}/{Path(j).name} rate / mean" for j in judges)
+    head = " | ".join(
+        f"{Path(j).parent.name}/{Path(j).name} rate / mean / any style / Brakovic" for j in judges
+    )
     print(f"| images | n | {head} |" + (" texture mean / share >= 0.2 |" if args.texture else ""))
     print("|---|---|" + "---|" * len(judges) + ("---|" if args.texture else ""))
     for r in rows:
-        cells = " | ".join(f"{r[j]['rate']:.3f} / {r[j]['mean']:.3f}" for j in judges)
+        cells = " | ".join(
+            f"{r[j]['rate']:.3f} / {r[j]['mean']:.3f} / {r[j]['any_style']:.3f} /"
+            f" {r[j]['Brakovic']:.3f}"
+            for j in judges
+        )
         tex = (
             f" {r['texture']['mean']:.3f} / {r['texture']['at_0.2']:.3f} |" if args.texture else ""
         )

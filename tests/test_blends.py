@@ -198,3 +198,15 @@ def test_generated_pairs_are_kept_where_the_judge_sees_the_concept_named():
     # the same seed draws the same pairs
     again = blends.generated_pairs(24, 7, judge, vae, unet, text, tokenizer)
     assert torch.equal(again.full, pairs.full) and again.kind == pairs.kind
+
+
+def test_relight_scales_each_image_as_a_whole_within_its_spread():
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(64, 3, 8, 8, generator=g) * 0.8 - 0.9  # dark images: no clamping at 1
+    out = blends.relight(x, torch.Generator().manual_seed(9))
+    ratio = (out + 1) / (x + 1)
+    per_image = ratio.flatten(1)
+    assert torch.allclose(per_image, per_image[:, :1].expand_as(per_image), atol=1e-5)
+    assert per_image.min() >= 0.8 - 1e-5 and per_image.max() <= 1.2 + 1e-5
+    assert per_image[:, 0].std() > 0.05  # the factor differs between images
+    assert out.max() <= 1 and out.min() >= -1
