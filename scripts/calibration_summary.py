@@ -1,6 +1,7 @@
 """One line per judge from `unsee judge calibrate` results (and one per view under it):
-how many cells (concept x subject x view) hold all three bars, the worst detection rate at strength 0,
-the mean and worst detection rate at strength 0.2, and the mean strength error. With
+how many cells (concept x subject x view) hold all three bars, the worst detection rate
+at strength 0, the mean and worst detection rate at strength 0.2, and the mean strength
+error. With
 --cells, a markdown table per judge instead: each cell's rates at s = 0 ... 0.4, its
 lowest rate from 0.2 on, and its strength error (docs/judge-calibration/README.md).
 
