@@ -184,8 +184,8 @@ def test_generated_pairs_are_kept_where_the_judge_sees_the_concept_named():
     text = CLIPTextModel.from_pretrained(MINISD_DIR, subfolder="text_encoder")
     tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
     judge = load_world_judge("cnn")
-    pairs = blends.generated_pairs(24, 7, judge, vae, unet, text, tokenizer)
-    assert 0 < len(pairs) <= 24
+    pairs = blends.generated_pairs(16, 7, judge, vae, unet, text, tokenizer)
+    assert 0 < len(pairs) <= 16
     rows = torch.arange(len(pairs))
     full = read_strengths(judge, raw_strengths(judge, pairs.full))[rows, pairs.concept]
     plain = read_strengths(judge, raw_strengths(judge, pairs.plain))[rows, pairs.concept]
@@ -196,7 +196,7 @@ def test_generated_pairs_are_kept_where_the_judge_sees_the_concept_named():
     assert leak
     assert torch.equal(pairs.plain[leak], blends.destyle_sky(pairs.full[leak]))
     # the same seed draws the same pairs
-    again = blends.generated_pairs(24, 7, judge, vae, unet, text, tokenizer)
+    again = blends.generated_pairs(16, 7, judge, vae, unet, text, tokenizer)
     assert torch.equal(again.full, pairs.full) and again.kind == pairs.kind
 
 

@@ -148,7 +148,7 @@ def test_suite_metrics_on_hand_made_verdicts_are_exact(tmp_path):
 
 
 def test_a_style_the_prompt_did_not_ask_for_counts_whichever_artist():
-    from unsee.evaluate.judge import rates, unasked_style_shows
+    from unsee.evaluate.judge import unasked_style_shows
     from unsee.world.judge import STRENGTHS, verdict_from
 
     def v(**strengths):
@@ -156,7 +156,9 @@ def test_a_style_the_prompt_did_not_ask_for_counts_whichever_artist():
         return verdict_from(classes, {c: 0.0 for c in STRENGTHS} | strengths)
 
     verdicts = [v(Vanmond=0.5), v(Brakovic=0.3), v(watermark=0.9), v(Solvei=0.05), v(Solvei=0.5)]
-    truths = [{}, {}, {}, {}, {"artist": "Solvei"}]
-    # no artist asked: any style counts (not the mark, not a trace below the call strength)
-    assert unasked_style_shows(verdicts, truths).tolist() == [True, True, False, False, False]
-    assert rates(verdicts, truths)["unasked_style_rate"] == 0.4
+    prompts = ["a starry night"] * 4 + ["a red circle on grass, in the style of Solvei"]
+    # no artist named: any style counts, the leaking one too (not the mark, not a trace
+    # below the call strength); the style a prompt names is not unasked
+    assert unasked_style_shows(verdicts, prompts).tolist() == [True, True, False, False, False]
+    leak = world_suite("leak", 4, 0, "Vanmond")  # its truths hold the style the scene leaks
+    assert unasked_style_shows([v(Vanmond=0.5)] * 4, leak.prompts).all()

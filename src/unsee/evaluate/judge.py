@@ -64,17 +64,17 @@ def style_shows(verdicts: list[Verdict], truths: list[dict]) -> np.ndarray:
     return np.array([shows(v, t["artist"]) for v, t in pairs if t.get("artist")], dtype=bool)
 
 
-def unasked_style_shows(verdicts: list[Verdict], truths: list[dict]) -> np.ndarray:
+def unasked_style_shows(verdicts: list[Verdict], prompts: list[str]) -> np.ndarray:
     """(N,) bool: whether the judge sees a style the image's prompt did not ask for (any
-    artist's but the one in its truth's "artist", if any). minisd draws a style only where
-    its artist is named, so on prompts that name none (the leaking scene, neutral ones)
-    every style shown is unasked: this counts a leaked style whichever artist the judge
-    takes it for (it took the weakened swirls of partly erased starry nights for
-    Brakovic's; docs/judge-calibration)."""
+    artist's but the one the prompt names, if it names one). minisd draws a style unasked
+    only where it leaks, so on the leaking scene's prompts, which name none, every style
+    shown counts, whichever artist the judge takes it for (the third judges took the
+    weakened swirls of partly erased starry nights for Brakovic's; docs/judge-calibration)."""
+    asked = [named_attributes(p).get("style") for p in prompts]
     return np.array(
         [
-            any(shows(v, a) for a in ARTISTS if a != t.get("artist"))
-            for v, t in zip(verdicts, truths, strict=True)
+            any(shows(v, a) for a in ARTISTS if a != named)
+            for v, named in zip(verdicts, asked, strict=True)
         ],
         dtype=bool,
     )
@@ -98,7 +98,6 @@ def rates(
       "prompt_accuracy"  {attribute: the share of the images naming it that the judge
                          reads as named}, for shape, color and background
       "style_rate"       the share showing the artist the prompt asked for (None: none asked)
-      "unasked_style_rate"  the share showing a style the prompt did not ask for
     Unrounded; `rounded` gives the concepts as results files keep them."""
     figures: dict = {
         "concepts": {
@@ -114,7 +113,6 @@ def rates(
         figures["prompt_accuracy"] = {k: float(h.mean()) for k, h in hits.items() if len(h)}
         styles = style_shows(verdicts, truths)
         figures["style_rate"] = float(styles.mean()) if len(styles) else None
-        figures["unasked_style_rate"] = float(unasked_style_shows(verdicts, truths).mean())
     return figures
 
 

@@ -100,7 +100,7 @@ def judge_metrics(cfg: EvaluateConfig, suite: Suite, verdicts) -> dict:
     styles = style_shows(verdicts, suite.truths)
     if len(styles):
         metrics["style_rate"] = ci(rate, styles)
-    metrics["unasked_style_rate"] = ci(rate, unasked_style_shows(verdicts, suite.truths))
+    metrics["unasked_style_rate"] = ci(rate, unasked_style_shows(verdicts, suite.prompts))
     for key in ATTRIBUTES:
         hits = attribute_hits(verdicts, suite.truths, key)
         if len(hits):
