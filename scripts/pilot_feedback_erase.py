@@ -52,6 +52,21 @@ VARIANTS = {
         "preserve_weight": 4.0,
         "eta": 1.5,
     },
+    # read by the fourth judges, the default's arcs stay on the leak: a stronger direction,
+    # and twice the steps
+    "neg_strip_pw4_eta2": {
+        "concept": [ARTIST],
+        "scope": "labelled",
+        "preserve_weight": 4.0,
+        "eta": 2.0,
+    },
+    "neg_strip_pw4_eta15_400": {
+        "concept": [ARTIST],
+        "scope": "labelled",
+        "preserve_weight": 4.0,
+        "eta": 1.5,
+        "iterations": 400,
+    },
     "neg_token": {"scope": "scored"},  # the token alone: what a user who names nothing gets
     "sdd": {"concept": [ARTIST], "method": "sdd", "scope": "scored"},
     "uce": {"concept": [ARTIST], "method": "uce", "scope": "scored"},
@@ -84,6 +99,10 @@ def figures(results: dict) -> dict:
         "paraphrase": s["paraphrase"]["concept_rate"]["mean"],
         "vit_target": s["target"]["vit_concept_rate"]["mean"],
         "vit_leak": s["leak"]["vit_concept_rate"]["mean"],
+        # any style on the leak (the judges may name another artist for its faint arcs);
+        # absent from results made before the metric existed
+        "leak_any_style": s["leak"].get("unasked_style_rate", {}).get("mean", float("nan")),
+        "vit_leak_any_style": s["leak"].get("vit_unasked_style_rate", {}).get("mean", float("nan")),
         "other_artists_rate": s["other-artists"]["style_rate"]["mean"],
         "other_artists_accuracy": float(
             np.mean([s["other-artists"][f"prompt_accuracy_{k}"]["mean"] for k in acc])
