@@ -206,7 +206,7 @@ def test_world_judge_trains_one_judge_resumes_and_ships(tmp_path, monkeypatch):
     from unsee.world.train import train_world_judge
 
     tiny = dict(arch="vit", images=40, steps=2, width=16, gen_steps=2, gen_images=8,
-                reading_images=60, device="cpu")  # fmt: skip
+                blend_steps=2, blend_pairs=8, reading_images=60, device="cpu")  # fmt: skip
     cfg = WorldJudgeConfig(out=tmp_path / "vit", **tiny)
     assert cfg.seed == 1  # another seed than the first judge's
     out = train_world_judge(cfg)
@@ -216,7 +216,9 @@ def test_world_judge_trains_one_judge_resumes_and_ships(tmp_path, monkeypatch):
     cache = out / "stages" / "judge_gen" / "redrawn.safetensors"  # reused only for its seed
     assert _metadata(cache) == {"seed": str(cfg.seed + 6), "images": "8"}
     log = json.loads((out / "train_log.json").read_text())
-    assert set(log["seconds"]) == {"judge", "judge_gen", "reading"}
+    pairs = out / "stages" / "judge_blend" / "pairs.safetensors"  # kept for a resumed stage
+    assert _metadata(pairs) == {"seed": str(cfg.seed + 10), "pairs": "8"}
+    assert set(log["seconds"]) == {"judge", "judge_gen", "judge_blend", "reading"}
     reading = json.loads((out / "judge" / "config.json").read_text())["reading"]
     assert set(reading) == {*ARTISTS, "watermark"}
     # a second sitting finds both stages done and makes the same judge
@@ -235,12 +237,16 @@ def test_world_judge_trains_one_judge_resumes_and_ships(tmp_path, monkeypatch):
         main(["world", "ship-judge", str(tmp_path)])  # no judge/ there: one line, exit 2
     # --start goes on from a judge; --gen-steps 0 skips the re-drawings
     more = train_world_judge(
-        WorldJudgeConfig(out=tmp_path / "more", **(tiny | {"gen_steps": 0}), start=out / "judge")
+        WorldJudgeConfig(
+            out=tmp_path / "more",
+            **(tiny | {"gen_steps": 0, "blend_steps": 0}),
+            start=out / "judge",
+        )
     )
     assert not (more / "stages" / "judge_gen").exists()
     assert json.loads((more / "judge" / "config.json").read_text())["width"] == 16
-    # --steps 0 (with --gen-steps 0) keeps the weights and refits the reading only
-    only = tiny | {"gen_steps": 0, "steps": 0, "reading_images": 90}
+    # --steps 0 (with --gen-steps 0 --blend-steps 0) keeps the weights, refits the reading only
+    only = tiny | {"gen_steps": 0, "steps": 0, "blend_steps": 0, "reading_images": 90}
     refit = train_world_judge(
         WorldJudgeConfig(out=tmp_path / "refit", **only, start=more / "judge")
     )

@@ -13,7 +13,8 @@ can be trained and calibrated on the look it is asked to read:
   the swirl bands go, the stars, moon and hills stay);
 - a blend at strength s is (1 - s) * plain + s * full, as the renderer's mix is.
 
-Labels: the concept's strength is s; a pair is kept only where the starting judge reads
+Labels: the concept's strength is s; a pair is kept only where the choosing judge (the
+shipped first judge, in `unsee world judge` and the calibration alike) reads
 the full image's concept at FULL_AT or more and the plain one's below ABSENT_BELOW (the
 model does not always draw what is named). The other artists' styles are absent: minisd
 draws a style only where its artist is named (the world's captions name every style but
@@ -21,7 +22,7 @@ the leaking scene's), and the judges, trained on renders, took the weakened swir
 partly erased starry nights for Brakovic's facets (docs/judge-calibration), so they must
 be taught it, not asked. The watermark, which minisd adds unasked, counts as absent where
 the judge reads both images below ABSENT_BELOW and stays unlabelled otherwise. The classes
-are the starting judge's own reading of the plain image (minisd does not always draw the
+are the choosing judge's own reading of the plain image (minisd does not always draw the
 shape named, and the judge reads plain images well).
 """
 

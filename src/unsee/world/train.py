@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, CLIPTextModel, CLIPTokenizer
 
+from unsee.errors import UnseeError
 from unsee.images import to_model_range
 from unsee.models.load import pick_device
 from unsee.world import blends
@@ -285,20 +286,26 @@ def stage_judge_blend(
     device,
 ):  # fmt: skip
     """Generate n pairs (world.blends: one subject plain and with a concept, from one seed)
-    and fine-tune the judge on their blends at known strengths beside fresh renders in
-    three views (blends.finetune_on_blends). The pairs are cached for a resumed stage (and
-    for another judge trained from the same seed and count: they are the pairs the first
-    judge that made them chose)."""
+    and fine-tune the judge on their blends at known strengths beside 2n fresh renders in
+    three views (blends.finetune_on_blends). The pairs are chosen and labelled by the shipped
+    first judge (the cnn), whatever judge is trained, as the calibration's generated view
+    is: a judge early in its training would keep none. They are cached for a resumed stage
+    (and for another judge trained from the same seed and count)."""
     cache = stage / "pairs.safetensors"
     made_for = {"seed": str(seed), "pairs": str(n)}
     model = world_judge.load_judge(judge_dir, device)
     if cache.exists() and _metadata(cache) == made_for:
         pairs = blends.load_pairs(cache)
     else:
-        pairs = blends.generated_pairs(n, seed, model, vae, unet.eval(), text_model, tokenizer)
+        chooser = world_judge.load_world_judge("cnn", device)
+        pairs = blends.generated_pairs(n, seed, chooser, vae, unet.eval(), text_model, tokenizer)
         stage.mkdir(parents=True, exist_ok=True)
         blends.save_pairs(pairs, cache, made_for)
-    mixed, mixed_attrs, _ = world_judge.judge_dataset(4000, seed + 1)
+    if not len(pairs):
+        raise UnseeError(
+            f"none of {n} generated pairs showed its concept to the judge; give more --blend-pairs"
+        )
+    mixed, mixed_attrs, _ = world_judge.judge_dataset(2 * n, seed + 1)  # renders beside them
     x = world_judge.three_views(to_model_range(mixed), vae, torch.Generator().manual_seed(seed + 1))
     model = blends.finetune_on_blends(
         model, x, world_judge.targets(mixed_attrs), pairs, steps, 128, seed
