@@ -21,7 +21,7 @@ from unsee.world.judge import (
     load_judge,
     verdict_from,
 )
-from unsee.world.names import ARTISTS, LEAK_SCENE
+from unsee.world.names import ARTISTS, LEAK_ARTIST, LEAK_SCENE
 from unsee.world.paths import JUDGE_DIR, JUDGE_DIRS
 from unsee.world.render import P_SCENE, SHAPES, Attributes, make_dataset, render
 
@@ -295,6 +295,24 @@ def test_a_judge_from_before_strengths_is_refused_with_a_clear_message(tmp_path)
         load_judge(legacy)
 
 
+def check_generated_view(saved: dict, out) -> None:
+    """The generated view (world.blends) of a calibration run on a tiny sweep."""
+    cells = {(c, k) for c in STRENGTHS for k in ("starry night", "shapes")
+             if "generated" in saved["sweeps"]["cnn"][c][k]}  # fmt: skip
+    assert (LEAK_ARTIST, "starry night") in cells and ("watermark", "shapes") in cells
+    assert all((a, "starry night") not in cells for a in ARTISTS if a != LEAK_ARTIST)
+    points = saved["sweeps"]["cnn"][LEAK_ARTIST]["starry night"]["generated"]
+    # the ends are chosen by the cnn itself: absent at 0, present at 1
+    assert points[0]["strength"] == 0 and points[-1]["strength"] == 1
+    assert points[0]["rate"] == 0 and points[-1]["rate"] == 1
+    assert "generated" in saved["summary"]["cnn"][LEAK_ARTIST]["starry night"]
+    assert "| cnn | Vanmond | starry night | generated |" in (out / "results.md").read_text()
+    from unsee.evaluate.config import JudgeCalibrateConfig
+
+    with pytest.raises(UnseeError, match="--generated"):
+        JudgeCalibrateConfig(out=out.parent / "x", generated=-1)
+
+
 def test_calibrate_on_a_tiny_sweep(tmp_path):
     from unsee.evaluate.calibrate import calibrate
     from unsee.evaluate.config import JudgeCalibrateConfig
@@ -302,7 +320,7 @@ def test_calibrate_on_a_tiny_sweep(tmp_path):
     out = tmp_path / "cal"
     results = calibrate(
         JudgeCalibrateConfig(
-            out=out, judges=["cnn"], n=3, strengths=[0.0, 0.5, 1.0], generated=0, device="cpu"
+            out=out, judges=["cnn"], n=3, strengths=[0.0, 0.5, 1.0], generated=2, device="cpu"
         )
     )
     saved = json.loads((out / "results.json").read_text())
@@ -317,6 +335,7 @@ def test_calibrate_on_a_tiny_sweep(tmp_path):
                     float(np.mean([p["mae"] for p in points])), 4
                 )
     assert "| cnn | Vanmond | starry night | render |" in (out / "results.md").read_text()
+    check_generated_view(saved, out)
     assert (out / "calibration_cnn.png").is_file()
     with pytest.raises(UnseeError, match="--judges"):
         JudgeCalibrateConfig(out=tmp_path / "x", judges=["resnet"])
