@@ -41,10 +41,9 @@ from unsee.world.judge import (
     load_world_judge,
     vae_round_trip,
 )
-from unsee.world.paths import JUDGE_DIRS, MINISD_DIR, TOKENIZER_DIR
+from unsee.world.paths import JUDGE_DIRS, MINISD_DIR
 
 SUBJECTS = ("starry night", "shapes")
-VIEWS = ("render", "vae", "generated")
 BARS = {"rate_at_zero_max": 0.02, "rate_when_present_min": 0.95, "mae_max": 0.1}
 
 
@@ -176,12 +175,7 @@ def generated_view(cfg: JudgeCalibrateConfig, judges: dict, vae, sweeps: dict, d
     by construction and the figures that test a judge are the faint strengths between.
     Cells the world has no pairs for (Brakovic and Solvei on the leaking scene) are left
     out. Adds to sweeps in place."""
-    from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    unet = UNet2DConditionModel.from_pretrained(MINISD_DIR, subfolder="unet").to(device).eval()
-    text_model = CLIPTextModel.from_pretrained(MINISD_DIR, subfolder="text_encoder").to(device)
-    tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+    unet, text_model, tokenizer = blends.load_world_model(device)
     chooser = load_world_judge("cnn", device)
     work = [(c, k) for c in STRENGTHS for k in SUBJECTS]
     for n, (concept, kind) in enumerate(tqdm(work, desc="calibrate: generated")):

@@ -31,10 +31,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, UNet2DConditionModel
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+from transformers import CLIPTextModel, CLIPTokenizer
 
 from unsee.sampling.denoiser import text_denoiser
 from unsee.sampling.loop import decode, initial_noise, make_scheduler, sample
@@ -49,7 +50,7 @@ from unsee.world.judge import (
     read_strengths,
     twin_rows,
 )
-from unsee.world.paths import MINISD_DIR
+from unsee.world.paths import MINISD_DIR, TOKENIZER_DIR
 
 FULL_AT = 0.4
 ABSENT_BELOW = 0.08
@@ -155,6 +156,18 @@ def pair_prompts(n: int, seed: int) -> tuple[list[str], list[str | None], list[s
         concepts.append(c)
         kinds.append(kind)
     return plain, full, concepts, kinds
+
+
+def load_world_model(device) -> tuple:
+    """The shipped minisd's U-Net, text encoder and tokenizer, fp32 on `device` (what the
+    judge's later stages and the calibration's generated view draw with)."""
+    unet = UNet2DConditionModel.from_pretrained(
+        MINISD_DIR, subfolder="unet", torch_dtype=torch.float32
+    ).to(device)
+    text_model = CLIPTextModel.from_pretrained(
+        MINISD_DIR, subfolder="text_encoder", torch_dtype=torch.float32
+    ).to(device)
+    return unet.eval(), text_model, CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
 
 
 @torch.no_grad()

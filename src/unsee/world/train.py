@@ -582,18 +582,6 @@ def finish_judge(trained: Path, out: Path, vae, n: int, seed: int, device) -> Pa
     return out
 
 
-def _shipped_model(device) -> tuple:
-    """The shipped minisd's U-Net, text encoder and tokenizer (the judge's later stages draw
-    with it)."""
-    unet = UNet2DConditionModel.from_pretrained(
-        MINISD_DIR, subfolder="unet", torch_dtype=torch.float32
-    ).to(device)
-    text_model = CLIPTextModel.from_pretrained(
-        MINISD_DIR, subfolder="text_encoder", torch_dtype=torch.float32
-    ).to(device)
-    return unet, text_model, CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
-
-
 def train_world_judge(cfg: WorldJudgeConfig) -> Path:
     """`unsee world judge`: train one judge (cnn or vit) the way `unsee world train` trains
     the first, against the shipped minisd (its VAE for the round trips, the whole model for
@@ -617,7 +605,7 @@ def train_world_judge(cfg: WorldJudgeConfig) -> Path:
     gen_dir = stages / "judge_gen"
     start = time.time()
     if cfg.gen_steps and not _done(gen_dir):  # --gen-steps 0: no re-drawings, no fine-tuning
-        unet, text_model, tokenizer = _shipped_model(device)
+        unet, text_model, tokenizer = blends.load_world_model(device)
         stage_judge_gen(gen_dir, judge_dir, cfg.gen_images, cfg.gen_steps, cfg.seed + 6, vae,
                         unet, text_model, tokenizer, device)  # fmt: skip
         _finish(gen_dir, {"steps": cfg.gen_steps})
@@ -626,7 +614,7 @@ def train_world_judge(cfg: WorldJudgeConfig) -> Path:
     blend_dir = stages / "judge_blend"
     start = time.time()
     if cfg.blend_steps and not _done(blend_dir):  # --blend-steps 0: no generated blends
-        unet, text_model, tokenizer = _shipped_model(device)
+        unet, text_model, tokenizer = blends.load_world_model(device)
         stage_judge_blend(blend_dir, trained, cfg.blend_pairs, cfg.blend_steps, cfg.seed + 10,
                           vae, unet, text_model, tokenizer, device)  # fmt: skip
         _finish(blend_dir, {"steps": cfg.blend_steps, "pairs": cfg.blend_pairs})
