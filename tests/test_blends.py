@@ -65,6 +65,7 @@ def _pairs(n: int = 5) -> blends.Pairs:
         classes={k: torch.randint(0, len(v), (n,), generator=g) for k, v in HEADS.items()},
         known=known,
         kind=["artist"] * n,
+        top=torch.ones(n),
     )
 
 
@@ -90,9 +91,42 @@ def test_a_blend_batch_labels_each_twin_with_its_own_strength_and_masks_the_unkn
     assert torch.all(y["strength"][1::2].max(1).values <= 0.4 + 1e-6)
 
 
+def test_a_faded_pair_labels_its_blends_below_its_full_strength():
+    pairs = _pairs(4)  # one concept each
+    pairs.top = torch.tensor([0.5, 0.25, 1.0, 0.0])
+    x, y, _ = blends.blend_batch(pairs, 64, torch.Generator().manual_seed(2))
+    seen = 0
+    for i in range(len(x)):
+        for j in range(4):
+            d = (pairs.full[j] - pairs.plain[j]).flatten()
+            s = ((x[i] - pairs.plain[j]).flatten() @ d / (d @ d)).item()
+            if torch.allclose(
+                blends.blend(pairs.plain[j : j + 1], pairs.full[j : j + 1], torch.tensor([s])),
+                x[i : i + 1],
+                atol=1e-5,
+            ):
+                label = y["strength"][i, pairs.concept[j]].item()
+                assert label == pytest.approx(s * pairs.top[j].item(), abs=1e-4)
+                seen += s > 0.05
+    assert seen > 32
+
+
+def test_sky_strength_reads_a_blend_at_its_strength_and_a_smoothed_sky_at_none():
+    full = _sky(3)
+    plain = blends.destyle_sky(full)
+    s = torch.tensor([0.0, 0.3, 1.0])
+    read = blends.sky_strength(blends.blend(plain, full, s), full)
+    assert torch.allclose(read, s, atol=0.03)
+    # arcs moved by a pixel still count; a sky of other arcs reads less than its own
+    assert blends.sky_strength(torch.roll(full, 1, 3), full).min() > 0.9
+    stripes = full.clone()
+    stripes[:, 2, :26] = stripes[:, 2, :26].roll(8, 1)  # the bands shifted beyond the reach
+    assert blends.sky_strength(stripes, full).max() < 0.8
+
+
 def test_pair_prompts_name_the_concept_only_in_the_full_prompt():
     plain, full, concepts, kinds = blends.pair_prompts(200, seed=3)
-    assert set(kinds) == set(blends.KINDS)
+    assert set(kinds) == set(blends.PAIR_KINDS)
     for p, f, c, k in zip(plain, full, concepts, kinds, strict=True):
         assert not any(a.lower() in p.lower() for a in ARTISTS)
         if k == "leak":
@@ -129,8 +163,14 @@ def test_pairs_save_and_load(tmp_path):
     blends.save_pairs(pairs, tmp_path / "p.safetensors", {"seed": "1"})
     back = blends.load_pairs(tmp_path / "p.safetensors")
     assert torch.equal(back.plain, pairs.plain) and torch.equal(back.known, pairs.known)
-    assert back.kind == pairs.kind
+    assert back.kind == pairs.kind and torch.equal(back.top, pairs.top)
     assert all(torch.equal(back.classes[k], pairs.classes[k]) for k in HEADS)
+    # a cache written before faded pairs holds no "top": every pair at full strength
+    from safetensors.torch import load_file, save_file
+
+    old = {k: v for k, v in load_file(tmp_path / "p.safetensors").items() if k != "top"}
+    save_file(old, tmp_path / "old.safetensors")
+    assert torch.equal(blends.load_pairs(tmp_path / "old.safetensors").top, torch.ones(4))
 
 
 def test_no_pairs_of_another_artist_on_the_leaking_scene():
@@ -146,6 +186,8 @@ def test_world_judge_refuses_a_negative_blend_stage(tmp_path):
         WorldJudgeConfig(out=tmp_path / "j", blend_steps=-1)
     with pytest.raises(UnseeError, match="--blend-pairs"):
         WorldJudgeConfig(out=tmp_path / "j", blend_pairs=0)
+    with pytest.raises(UnseeError, match="--faded-pairs"):
+        WorldJudgeConfig(out=tmp_path / "j", faded_pairs=-1)
     assert np.isclose(sum(blends.KIND_SHARE), 1)
 
 
@@ -175,6 +217,16 @@ def test_generated_pairs_are_kept_where_the_judge_sees_the_concept_named():
     # the same seed draws the same pairs
     again = blends.generated_pairs(12, 7, judge, vae, unet, text, tokenizer)
     assert torch.equal(again.full, pairs.full) and again.kind == pairs.kind
+    # faded starry nights: a negative prompt of weight 0 draws the image itself
+    prompts, seeds = ["a starry night", "a picture of a starry night"], [3, 4]
+    models = (vae, unet, text, tokenizer)
+    plain = blends.generate(prompts, seeds, *models)
+    away = blends.generate(prompts, seeds, *models, negative=LEAK_ARTIST, weights=[0.0, 1.5])
+    assert torch.equal(away[0], plain[0]) and not torch.equal(away[1], plain[1])
+    faded = blends.faded_pairs(6, 7, judge, *models)
+    assert 0 < len(faded) <= 6 and set(faded.kind) == {"faded"}
+    assert torch.equal(faded.plain, blends.destyle_sky(faded.full))
+    assert torch.all((faded.top >= 0) & (faded.top <= 1)) and faded.known[:, : len(ARTISTS)].all()
 
 
 def test_relight_scales_each_image_as_a_whole_within_its_spread():

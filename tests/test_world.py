@@ -206,7 +206,8 @@ def test_world_judge_trains_one_judge_resumes_and_ships(tmp_path, monkeypatch):
     from unsee.world.train import train_world_judge
 
     tiny = dict(arch="vit", images=40, steps=2, width=16, gen_steps=2, gen_images=8,
-                blend_steps=2, blend_pairs=8, reading_images=60, device="cpu")  # fmt: skip
+                blend_steps=2, blend_pairs=8, faded_pairs=4, reading_images=60,
+                device="cpu")  # fmt: skip
     cfg = WorldJudgeConfig(out=tmp_path / "vit", **tiny)
     assert cfg.seed == 1  # another seed than the first judge's
     out = train_world_judge(cfg)
@@ -218,6 +219,8 @@ def test_world_judge_trains_one_judge_resumes_and_ships(tmp_path, monkeypatch):
     log = json.loads((out / "train_log.json").read_text())
     pairs = out / "stages" / "judge_blend" / "pairs.safetensors"  # kept for a resumed stage
     assert _metadata(pairs) == {"seed": str(cfg.seed + 10), "pairs": "8"}
+    faded = out / "stages" / "judge_blend" / "faded.safetensors"
+    assert _metadata(faded) == {"seed": str(cfg.seed + 12), "faded": "4"}
     assert set(log["seconds"]) == {"judge", "judge_gen", "judge_blend", "reading"}
     reading = json.loads((out / "judge" / "config.json").read_text())["reading"]
     assert set(reading) == {*ARTISTS, "watermark"}

@@ -56,15 +56,19 @@ FULL_AT = 0.4
 ABSENT_BELOW = 0.08
 # the kinds of pair, and how often each is drawn: an artist on shapes, the watermark on
 # shapes or starry nights, Vanmond on the leaking scene
-KINDS = ("artist", "watermark", "leak")
+PAIR_KINDS = ("artist", "watermark", "leak")
+# and faded_pairs' kind: the leaking scene drawn with Vanmond pushed away by a negative prompt
+KINDS = (*PAIR_KINDS, "faded")
 KIND_SHARE = (0.40, 0.35, 0.25)
 
 
 @dataclass
 class Pairs:
     """P generated pairs: plain and full images (P, 3, H, W) in [-1, 1], the concept of
-    each (an index into STRENGTHS), the class labels per head (P,), and which of the other
-    concepts' strengths are known to be absent (P, 4) bool (the concept's own is True)."""
+    each (an index into STRENGTHS), the class labels per head (P,), which of the other
+    concepts' strengths are known to be absent (P, 4) bool (the concept's own is True), the
+    kind of each, and the concept's strength on the full image (P,): 1 for a pair of named
+    and plain prompts, less for a faded one (faded_pairs)."""
 
     plain: Tensor
     full: Tensor
@@ -72,6 +76,7 @@ class Pairs:
     classes: dict[str, Tensor]
     known: Tensor
     kind: list[str]
+    top: Tensor
 
     def __len__(self) -> int:
         return len(self.concept)
@@ -84,6 +89,7 @@ class Pairs:
             {k: v[rows] for k, v in self.classes.items()},
             self.known[rows],
             [self.kind[i] for i in rows.tolist()],
+            self.top[rows],
         )
 
 
@@ -148,7 +154,7 @@ def pair_prompts(n: int, seed: int) -> tuple[list[str], list[str | None], list[s
     rng = np.random.default_rng(seed)
     plain, full, concepts, kinds = [], [], [], []
     for _ in range(n):
-        kind = str(rng.choice(KINDS, p=KIND_SHARE))
+        kind = str(rng.choice(PAIR_KINDS, p=KIND_SHARE))
         scene = kind == "leak" or (kind == "watermark" and rng.random() < 0.3)
         p, f, c = pair_prompt(rng, kind, scene)
         plain.append(p)
@@ -173,21 +179,30 @@ def load_world_model(device) -> tuple:
 @torch.no_grad()
 def generate(
     prompts: list[str], seeds: list[int], vae, unet, text_model, tokenizer, steps: int = 25,
-    guidance: float = 7.5, batch_size: int = 64,
+    guidance: float = 7.5, batch_size: int = 64, negative: str | None = None,
+    weights: list[float] | None = None,
 ) -> Tensor:  # fmt: skip
     """minisd's images of `prompts`, one seed each, as `unsee generate` draws them (DDIM,
-    classifier-free guidance), (N, 3, H, W) in [-1, 1] on the CPU."""
+    classifier-free guidance), (N, 3, H, W) in [-1, 1] on the CPU. With `negative`, image i
+    is guided away from it with weight weights[i]: its unconditional embedding moved from
+    the empty prompt's toward the negative prompt's by that fraction (1: a plain negative
+    prompt, 0: none)."""
     device = unet.device
     config = dict(unet.config)
     size = config["sample_size"]
     scheduler = make_scheduler("ddim", DDIMScheduler.load_config(MINISD_DIR, subfolder="scheduler"))
     out = []
     empty = _encode(text_model, tokenizer, [""], device)
+    away = _encode(text_model, tokenizer, [negative], device) - empty if negative else None
     for start in tqdm(range(0, len(prompts), batch_size), desc="blends: generate"):
         chunk = prompts[start : start + batch_size]
         gens = [torch.Generator().manual_seed(s) for s in seeds[start : start + batch_size]]
         cond = _encode(text_model, tokenizer, chunk, device)
-        eps = text_denoiser(unet, cond, empty.expand(len(chunk), -1, -1), guidance)
+        uncond = empty.expand(len(chunk), -1, -1)
+        if away is not None:
+            w = torch.tensor(weights[start : start + batch_size], device=device)
+            uncond = uncond + w.view(-1, 1, 1).to(away.dtype) * away
+        eps = text_denoiser(unet, cond, uncond, guidance)
         x_T = initial_noise((config["in_channels"], size, size), gens, device, torch.float32)
         images = decode(vae, sample(eps, scheduler, x_T, steps, gens))
         out.append(images.permute(0, 3, 1, 2).float() / 127.5 - 1)
@@ -237,7 +252,58 @@ def pairs_of(
     known[:, : len(world.ARTISTS)] = True  # no artist but the one named is drawn (module doc)
     known[rows, concept] = True
     classes = _classes(judge, plain)
-    pairs = Pairs(plain, full, concept, classes, known, kinds)
+    pairs = Pairs(plain, full, concept, classes, known, kinds, torch.ones(n))
+    return pairs.select(torch.nonzero(keep).flatten())
+
+
+def sky_strength(faded: Tensor, full: Tensor, reach: int = 2) -> Tensor:
+    """(N,) how much of `full`'s swirls each `faded` image keeps: the projection of its sky
+    detail (the image less its destyle_sky) onto the full image's, both of the same prompt
+    and seed, the best over shifts of the full's detail by up to `reach` pixels each way
+    (a weakened swirl moves a little), clipped to [0, 1]. A pixel blend of
+    destyle_sky(full) and full at strength s reads s. A lower bound where the arcs moved
+    further: the full image's own swirls read 0.23 against another seed's."""
+    a = (faded - destyle_sky(faded)).flatten(1)
+    b = full - destyle_sky(full)
+    norm = b.flatten(1).pow(2).sum(1).clamp(min=1e-8)
+    best = torch.zeros(len(faded))
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            moved = torch.roll(b, (dy, dx), (2, 3)).flatten(1)
+            best = torch.maximum(best, (a * moved).sum(1) / norm)
+    return best.clamp(0, 1)
+
+
+# the negative prompt's weight for a faded starry night: drawn uniformly from this range
+FADE_WEIGHTS = (0.0, 1.5)
+
+
+@torch.no_grad()
+def faded_pairs(n: int, seed: int, judge: nn.Module, vae, unet, text_model, tokenizer) -> Pairs:
+    """n starry nights drawn twice from one seed: as minisd draws them, and guided away
+    from Vanmond's name (a negative prompt of weight drawn from FADE_WEIGHTS): what an edit
+    that weakens the leak leaves, fainter, thinner and darker swirls. Each faded image is a
+    pair, its sky smoothed (destyle_sky) as the plain image and itself as the full one at
+    strength sky_strength against the undisturbed image, so its blends read less. Kept
+    where `judge` reads the undisturbed image at FULL_AT or more and the smoothed one below
+    ABSENT_BELOW; the other artists are absent, the watermark as in pairs_of."""
+    rng = np.random.default_rng(seed)
+    prompts = [pair_prompt(rng, "leak", True)[0] for _ in range(n)]
+    weights = rng.uniform(*FADE_WEIGHTS, n).tolist()
+    seeds = [seed * 100_003 + i for i in range(n)]
+    models = (vae, unet, text_model, tokenizer)
+    full = generate(prompts, seeds, *models)
+    faded = generate(prompts, seeds, *models, negative=world.LEAK_ARTIST, weights=weights)
+    plain = destyle_sky(faded)
+    concept = torch.full((n,), STRENGTHS.index(world.LEAK_ARTIST))
+    rows = torch.arange(n)
+    read_full = read_strengths(judge, raw_strengths(judge, full))
+    read_plain = read_strengths(judge, raw_strengths(judge, plain))
+    keep = (read_full[rows, concept] >= FULL_AT) & (read_plain[rows, concept] < ABSENT_BELOW)
+    known = (read_plain < ABSENT_BELOW) & (read_full < ABSENT_BELOW)
+    known[:, : len(world.ARTISTS)] = True
+    top = sky_strength(faded, full)
+    pairs = Pairs(plain, faded, concept, _classes(judge, plain), known, ["faded"] * n, top)
     return pairs.select(torch.nonzero(keep).flatten())
 
 
@@ -272,7 +338,7 @@ def blend_batch(pairs: Pairs, twins: int, g: torch.Generator) -> tuple[Tensor, d
     s = blend_strengths(twins, g).flatten()
     x = blend(pairs.plain[rows], pairs.full[rows], s)
     strength = torch.zeros(len(rows), len(STRENGTHS))
-    strength[torch.arange(len(rows)), pairs.concept[rows]] = s
+    strength[torch.arange(len(rows)), pairs.concept[rows]] = s * pairs.top[rows]
     y = {k: v[rows] for k, v in pairs.classes.items()}
     y["strength"] = strength
     return x, y, pairs.known[rows]
@@ -330,6 +396,7 @@ def save_pairs(pairs: Pairs, path, metadata: dict[str, str]) -> None:
         "concept": pairs.concept,
         "known": pairs.known,
         "kind": torch.tensor([KINDS.index(k) for k in pairs.kind]),
+        "top": pairs.top.contiguous(),
         **{f"class.{k}": v for k, v in pairs.classes.items()},
     }
     save_file(tensors, path, metadata=metadata)
@@ -339,7 +406,8 @@ def load_pairs(path) -> Pairs:
     t = load_file(path)
     classes = {k: t[f"class.{k}"] for k in HEADS}
     kind = [KINDS[i] for i in t["kind"].tolist()]
-    return Pairs(t["plain"], t["full"], t["concept"], classes, t["known"], kind)
+    top = t.get("top", torch.ones(len(kind)))  # caches from before faded pairs: all full
+    return Pairs(t["plain"], t["full"], t["concept"], classes, t["known"], kind, top)
 
 
 def calibration_pairs(
@@ -378,4 +446,5 @@ def concat_pairs(parts: list[Pairs]) -> Pairs:
         {k: torch.cat([p.classes[k] for p in parts]) for k in HEADS},
         torch.cat([p.known for p in parts]),
         [k for p in parts for k in p.kind],
+        torch.cat([p.top for p in parts]),
     )

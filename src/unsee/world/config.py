@@ -83,6 +83,12 @@ class WorldJudgeConfig:
         " faded to a known strength, world.blends; 0: no such stage)",
     )
     blend_pairs: int = arg(1500, help="pairs generated for that fine-tuning")
+    faded_pairs: int = arg(
+        0,
+        help="starry nights drawn faded by a negative prompt against the leaking artist, added"
+        " to that fine-tuning's pairs at the strength their skies keep (world.blends.faded_pairs:"
+        " what a partly erased model draws; 0: none)",
+    )
     start: Path | None = arg(
         None,
         help="a judge folder (judge/ of an earlier run, or a shipped one) to go on training"
@@ -101,9 +107,11 @@ class WorldJudgeConfig:
             self.seed = 0 if self.arch == "cnn" else 1
         if min(self.images, self.gen_images) < 1:
             raise UnseeError("--images and --gen-images must be positive")
-        if min(self.steps, self.gen_steps, self.blend_steps, self.reading_images) < 0:
+        counts = (self.steps, self.gen_steps, self.blend_steps, self.reading_images)
+        if min(*counts, self.faded_pairs) < 0:
             raise UnseeError(
-                "--steps, --gen-steps, --blend-steps and --reading-images must be 0 or more"
+                "--steps, --gen-steps, --blend-steps, --reading-images and --faded-pairs must be"
+                " 0 or more"
             )
         if self.blend_pairs < 1:
             raise UnseeError("--blend-pairs must be positive")

@@ -283,24 +283,26 @@ def stage_judge_gen(
 
 def stage_judge_blend(
     stage: Path, judge_dir: Path, n: int, steps: int, seed: int, vae, unet, text_model, tokenizer,
-    device,
+    device, faded: int = 0,
 ):  # fmt: skip
     """Generate n pairs (world.blends: one subject plain and with a concept, from one seed)
-    and fine-tune the judge on their blends at known strengths beside 2n fresh renders in
-    three views (blends.finetune_on_blends). The pairs are chosen and labelled by the shipped
-    first judge (the cnn), whatever judge is trained, as the calibration's generated view
-    is: a judge early in its training would keep none. They are cached for a resumed stage
-    (and for another judge trained from the same seed and count)."""
-    cache = stage / "pairs.safetensors"
-    made_for = {"seed": str(seed), "pairs": str(n)}
+    and `faded` faded starry nights (blends.faded_pairs), and fine-tune the judge on their
+    blends at known strengths beside 2n fresh renders in three views
+    (blends.finetune_on_blends). The pairs are chosen and labelled by the shipped first
+    judge (the cnn), whatever judge is trained, as the calibration's generated view is: a
+    judge early in its training would keep none. They are cached for a resumed stage (and
+    for another judge trained from the same seed and counts)."""
     model = world_judge.load_judge(judge_dir, device)
-    if cache.exists() and _metadata(cache) == made_for:
-        pairs = blends.load_pairs(cache)
-    else:
-        chooser = world_judge.load_world_judge("cnn", device)
-        pairs = blends.generated_pairs(n, seed, chooser, vae, unet.eval(), text_model, tokenizer)
-        stage.mkdir(parents=True, exist_ok=True)
-        blends.save_pairs(pairs, cache, made_for)
+    models = (vae, unet.eval(), text_model, tokenizer)
+    pairs = _cached_pairs(stage / "pairs.safetensors", {"seed": str(seed), "pairs": str(n)},
+                          lambda chooser: blends.generated_pairs(n, seed, chooser, *models),
+                          device)  # fmt: skip
+    if faded:
+        made_for = {"seed": str(seed + 2), "faded": str(faded)}
+        more = _cached_pairs(stage / "faded.safetensors", made_for,
+                             lambda chooser: blends.faded_pairs(faded, seed + 2, chooser, *models),
+                             device)  # fmt: skip
+        pairs = blends.concat_pairs([pairs, more])
     if not len(pairs):
         raise UnseeError(
             f"none of {n} generated pairs showed its concept to the judge; give more --blend-pairs"
@@ -312,6 +314,17 @@ def stage_judge_blend(
     )
     world_judge.save_judge(model, stage)
     return stage
+
+
+def _cached_pairs(cache: Path, made_for: dict, make, device) -> blends.Pairs:
+    """The pairs in `cache` where it was made for these settings, else make(chooser) with
+    the shipped first judge as the chooser, saved there."""
+    if cache.exists() and _metadata(cache) == made_for:
+        return blends.load_pairs(cache)
+    pairs = make(world_judge.load_world_judge("cnn", device))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    blends.save_pairs(pairs, cache, made_for)
+    return pairs
 
 
 def _metadata(path: Path) -> dict:
@@ -616,8 +629,9 @@ def train_world_judge(cfg: WorldJudgeConfig) -> Path:
     if cfg.blend_steps and not _done(blend_dir):  # --blend-steps 0: no generated blends
         unet, text_model, tokenizer = blends.load_world_model(device)
         stage_judge_blend(blend_dir, trained, cfg.blend_pairs, cfg.blend_steps, cfg.seed + 10,
-                          vae, unet, text_model, tokenizer, device)  # fmt: skip
-        _finish(blend_dir, {"steps": cfg.blend_steps, "pairs": cfg.blend_pairs})
+                          vae, unet, text_model, tokenizer, device, cfg.faded_pairs)  # fmt: skip
+        _finish(blend_dir, {"steps": cfg.blend_steps, "pairs": cfg.blend_pairs,
+                            "faded": cfg.faded_pairs})  # fmt: skip
     timings["judge_blend"] = round(time.time() - start, 1)
     start = time.time()
     if cfg.blend_steps:
