@@ -198,7 +198,7 @@ def test_bench_censor_with_a_noise_aware_reward(tmp_path):
     from unsee.bench.config import BenchCensorConfig
 
     cfg = BenchCensorConfig(
-        out=tmp_path, n=4, pool=48, labels=4, table=["4:0:2"], table_n=2, steps=10,
+        out=tmp_path, n=4, pool=96, labels=4, table=["4:0:2"], table_n=2, steps=10,
         batch_size=16, batch_invariant="on", device="cpu", backbone="noise-aware", scale=4,
     )  # fmt: skip
     results = run_bench_censor(cfg)
