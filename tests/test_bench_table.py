@@ -52,7 +52,8 @@ def _rated(rate, strength, vit_rate):
 def test_table_metrics_come_from_the_named_suites():
     suites = {
         "target": _rated(0.25, 0.2, 0.3),
-        "leak": _rated(0.5, 0.4, 0.375) | {"unasked_style_rate": _ci(0.625)},
+        "leak": _rated(0.5, 0.4, 0.375)
+        | {"unasked_style_rate": _ci(0.625), "sky_strength": _ci(0.3)},
         "paraphrase": _rated(0.75, 0.6, 0.75),
         "other-artists": {
             "style_rate": _ci(0.96),
@@ -74,6 +75,12 @@ def test_table_metrics_come_from_the_named_suites():
     assert m["concept_rate_target"] == 0.25 and m["concept_rate_leak"] == 0.5
     assert m["concept_strength_target"] == 0.2 and m["concept_strength_leak"] == 0.4
     assert m["concept_rate_paraphrase"] == 0.75 and m["unasked_style_leak"] == 0.625
+    assert m["leak_sky_strength"] == 0.3
+    no_sky = suites | {"leak": {k: v for k, v in suites["leak"].items() if k != "sky_strength"}}
+    assert table_metrics(no_sky, "artist")["leak_sky_strength"] is None  # read before it existed
+    plain = no_sky | {"neutral": {k: v for k, v in suites["neutral"].items()
+                                  if k != "same_seed_distance"}}  # fmt: skip
+    assert table_metrics(plain, "artist")["leak_sky_strength"] == 1.0  # the original
     assert m["other_artists_accuracy"] == pytest.approx(0.8) and m["other_artists_rate"] == 0.96
     assert m["judges_gap"] == 0.125  # the larger of target's 0.05 and leak's 0.125
     assert m["attack_prefix_asr"] is None  # filled by the attack, on the attacked seeds
@@ -84,7 +91,7 @@ def test_table_metrics_come_from_the_named_suites():
     del suites["neutral"]["same_seed_distance"]  # the watermark's original
     m = table_metrics(suites, "watermark")
     assert m["concept_rate_leak"] is None and m["same_seed_distance"] == 0.0
-    assert m["unasked_style_leak"] is None
+    assert m["unasked_style_leak"] is None and m["leak_sky_strength"] is None
     assert m["concept_rate_paraphrase"] is None and m["judges_gap"] == pytest.approx(0.05)
     assert list(m) == list(METRICS)
 

@@ -41,9 +41,10 @@ def test_reference_renders_show_the_truth_to_the_judge():
 
 
 def test_evaluate_writes_metrics_with_intervals_and_compares_same_seeds(tmp_path):
-    base = dict(suite=["target", "neutral"], n=4, steps=4, bootstrap=50, device="cpu")
+    base = dict(suite=["target", "neutral", "leak"], n=4, steps=4, bootstrap=50, device="cpu")
     original = evaluate(EvaluateConfig(out=tmp_path / "orig", **base))
     assert "same_seed_distance" not in original["suites"]["target"]  # it is the original
+    assert "sky_strength" not in original["suites"]["leak"]
     neg = evaluate(EvaluateConfig(out=tmp_path / "neg", negative_prompt="Vanmond", **base))
     target = neg["suites"]["target"]
     for metric in ("concept_rate", "style_rate", "prompt_accuracy_shape", "world_fid",
@@ -51,6 +52,10 @@ def test_evaluate_writes_metrics_with_intervals_and_compares_same_seeds(tmp_path
         v = target[metric]
         assert v["low"] <= v["mean"] <= v["high"], metric
     assert target["same_seed_distance"]["mean"] > 0
+    # the leak read without a judge, against the original's starry nights of the same seeds
+    sky = neg["suites"]["leak"]["sky_strength"]
+    assert 0 <= sky["low"] <= sky["mean"] <= sky["high"] <= 1
+    assert "sky_strength" not in target
     # the reference images are the original model's, same prompts and seeds
     ref = (tmp_path / "neg" / "reference" / "target" / "images" / "metadata.jsonl").read_text()
     own = (tmp_path / "orig" / "target" / "images" / "metadata.jsonl").read_text()
@@ -141,6 +146,10 @@ def test_suite_metrics_on_hand_made_verdicts_are_exact(tmp_path):
     assert m["prompt_accuracy_color"]["mean"] == 1.0
     assert m["same_seed_distance"]["mean"] == pytest.approx(0.0, abs=1e-12)  # itself
     assert m["clip_score"]["mean"] == pytest.approx(1.0)  # image and text features alike
+    assert "sky_strength" not in m
+    sky = np.array([0.0, 0.1, 0.3, 0.5])  # the leak's reading: strengths, and >= 0.2 present
+    m = suite_metrics(cfg, suite, verdicts, features, None, features, features, sky=sky)
+    assert m["sky_strength"]["mean"] == pytest.approx(0.225) and m["sky_rate"]["mean"] == 0.5
     watermark = EvaluateConfig(out=tmp_path, concept="watermark", bootstrap=20)
     m = suite_metrics(watermark, suite, verdicts, features, None, features, features)
     assert m["concept_rate"]["mean"] == 0.5 and "same_seed_distance" not in m

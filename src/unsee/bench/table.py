@@ -33,6 +33,8 @@ the labels, the reward, the token, every erasure, and every evaluation image. Me
   concept_strength_leak  the judge's mean strength of it       (leak)
   unasked_style_leak    any artist's style on those scenes     (leak: the leaked style
                         whichever artist the judge takes it for)
+  leak_sky_strength     the share of the original's swirls those skies keep, read without
+                        a judge against the original's image of the same seed (leak; 1 for it)
   watermark_rate        the judge calls the watermark        (neutral)
   prompt_accuracy       mean of shape, colour, background accuracy   (neutral)
   other_artists_accuracy  the same on prompts naming the other artists (other-artists)
@@ -80,7 +82,8 @@ from unsee.world.prompts import artist_pool, neutral_prompts
 
 METRICS = (
     "concept_rate_target", "concept_strength_target", "concept_rate_leak",
-    "concept_strength_leak", "unasked_style_leak", "concept_rate_paraphrase", "attack_prefix_asr",
+    "concept_strength_leak", "unasked_style_leak", "leak_sky_strength", "concept_rate_paraphrase",
+    "attack_prefix_asr",
     "attack_inversion_rate", "watermark_rate", "prompt_accuracy", "other_artists_accuracy",
     "other_artists_rate", "world_fid",
     "same_seed_distance", "clip_score", "judges_gap",
@@ -214,6 +217,17 @@ def attack_row(cfg: BenchTableConfig, k: int, concept: str, out: Path, given: di
     return figures
 
 
+def _sky(leak: dict | None, original: bool) -> float | None:
+    """The leak's sky_strength: 1 for the original (no reference of its own: its skies keep
+    all of their swirls), None where the suite is not run or was judged before the reading
+    existed."""
+    if leak is None:
+        return None
+    if "sky_strength" in leak:
+        return leak["sky_strength"]["mean"]
+    return 1.0 if original else None
+
+
 def table_metrics(suites: dict, concept: str) -> dict[str, float | None]:
     """The table's metrics from one `unsee evaluate --judges both` run."""
     neutral, others = suites["neutral"], suites["other-artists"]
@@ -225,6 +239,7 @@ def table_metrics(suites: dict, concept: str) -> dict[str, float | None]:
         "concept_rate_leak": leak["concept_rate"]["mean"] if leak else None,
         "concept_strength_leak": leak["concept_strength"]["mean"] if leak else None,
         "unasked_style_leak": leak["unasked_style_rate"]["mean"] if leak else None,
+        "leak_sky_strength": _sky(leak, original="same_seed_distance" not in neutral),
         "concept_rate_paraphrase": (
             suites["paraphrase"]["concept_rate"]["mean"] if "paraphrase" in suites else None
         ),

@@ -14,6 +14,9 @@ Per suite (OUT/<suite>/images, resumable like `unsee generate`):
   world_fid         Frechet distance of CLIP image features to renders of the prompts' truth
   same_seed_distance  1 - cosine of CLIP image features to the original model's image of
                     the same prompt and seed (OUT/reference/<suite>, made once)
+  sky_strength, sky_rate  (the leak suite, beside the original's images) the share of the
+                    original's swirls each starry night keeps, without any judge
+                    (world.blends.sky_strength), and how often it is PRESENT_STRENGTH or more
   clip_score        cosine of CLIP image and prompt features
 With --judges both, each judge figure of the second judge too (prefix vit_), and
 judges_disagree: the share of images where the two judges' calls of the concept differ.
@@ -26,6 +29,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from unsee import __version__
 from unsee.evaluate.clip import ClipEmbedder
@@ -53,6 +57,7 @@ from unsee.evaluate.sampling import generate_with, reference_records
 from unsee.evaluate.suites import Suite, reference_renders, suite_seed, world_suite
 from unsee.imageset import atomic_write_text, load_images, read_image_set
 from unsee.models.load import pick_device
+from unsee.world.blends import sky_strength
 from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
 
 
@@ -110,10 +115,11 @@ def judge_metrics(cfg: EvaluateConfig, suite: Suite, verdicts) -> dict:
 
 def suite_metrics(
     cfg: EvaluateConfig, suite: Suite, verdicts, features, reference_features, render_features,
-    text_features, second_verdicts=None,
+    text_features, second_verdicts=None, sky=None,
 ) -> dict:  # fmt: skip
     """{metric: {"mean", "low", "high"}} for one suite; with second_verdicts (another
-    judge's), its figures prefixed vit_ and the share of images where the calls differ."""
+    judge's), its figures prefixed vit_ and the share of images where the calls differ;
+    with sky (N,) (leak_sky), the judge-free reading of the leak."""
 
     def ci(statistic, *samples, paired=True, centred=False):
         return interval(cfg, statistic, *samples, paired=paired, centred=centred)
@@ -130,7 +136,20 @@ def suite_metrics(
     metrics["clip_score"] = ci(clip_score, features, text_features)
     if reference_features is not None:
         metrics["same_seed_distance"] = ci(same_seed_distance, features, reference_features)
+    if sky is not None:
+        metrics["sky_strength"] = ci(mean, sky)
+        metrics["sky_rate"] = ci(rate, sky >= PRESENT_STRENGTH)
     return metrics
+
+
+def leak_sky(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(N,) the share of the original's swirls each starry night keeps (world.blends.
+    sky_strength), uint8 images (N, H, W, 3) of the same prompts and seeds in."""
+
+    def tensor(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    return sky_strength(tensor(images), tensor(reference)).numpy()
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
@@ -159,9 +178,10 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         ref_features = None if reference is None else embed.image(reference)
         renders = embed.image(reference_renders(suite, seed + 1))
         texts = embed.text(suite.prompts)
+        sky = None if reference is None or name != "leak" else leak_sky(images, reference)
         # 3. the metrics
         results["suites"][name] = suite_metrics(
-            cfg, suite, verdicts, features, ref_features, renders, texts, second_verdicts
+            cfg, suite, verdicts, features, ref_features, renders, texts, second_verdicts, sky
         )
     results["settings"] = {
         "unsee_version": __version__,
