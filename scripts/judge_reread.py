@@ -18,9 +18,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from leak_texture import render_curve, sky_texture
 
+from unsee.images import to_model_range
 from unsee.imageset import load_images, read_image_set
 from unsee.world.blends import sky_strength
 from unsee.world.judge import (
@@ -73,7 +73,7 @@ def main() -> None:
             }
         if reference != "-":
             original = load_images(Path(reference), read_image_set(Path(reference)), None)
-            kept = sky_strength(_tensor(images), _tensor(original)).numpy()
+            kept = sky_strength(to_model_range(images), to_model_range(original)).numpy()
             row["sky_strength"] = {
                 "mean": float(kept.mean()),
                 "at_0.2": float((kept >= PRESENT_STRENGTH).mean()),
@@ -98,11 +98,6 @@ def main() -> None:
         print(f"| {r['images']} | {r['n']} | {cells} |{tex}")
     if args.json:
         args.json.write_text(json.dumps({"concept": args.concept, "rows": rows}, indent=1) + "\n")
-
-
-def _tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 images (N, H, W, 3) as (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from unsee import __version__
 from unsee.evaluate.clip import ClipEmbedder
@@ -55,6 +54,7 @@ from unsee.evaluate.real import evaluate_real
 from unsee.evaluate.results import interval, results_table
 from unsee.evaluate.sampling import generate_with, reference_records
 from unsee.evaluate.suites import Suite, reference_renders, suite_seed, world_suite
+from unsee.images import to_model_range
 from unsee.imageset import atomic_write_text, load_images, read_image_set
 from unsee.models.load import pick_device
 from unsee.world.blends import sky_strength
@@ -145,11 +145,7 @@ def suite_metrics(
 def leak_sky(images: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """(N,) the share of the original's swirls each starry night keeps (world.blends.
     sky_strength), uint8 images (N, H, W, 3) of the same prompts and seeds in."""
-
-    def tensor(x: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 127.5 - 1
-
-    return sky_strength(tensor(images), tensor(reference)).numpy()
+    return sky_strength(to_model_range(images), to_model_range(reference)).numpy()
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:

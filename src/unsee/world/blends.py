@@ -243,16 +243,26 @@ def pairs_of(
         full[named] = generate(
             [full_p[i] for i in named], [seeds[i] for i in named], vae, unet, text_model, tokenizer
         )
-    read_plain = read_strengths(judge, raw_strengths(judge, plain))
-    read_full = read_strengths(judge, raw_strengths(judge, full))
     concept = torch.tensor([STRENGTHS.index(c) for c in concepts])
-    rows = torch.arange(n)
-    keep = (read_full[rows, concept] >= FULL_AT) & (read_plain[rows, concept] < ABSENT_BELOW)
-    known = (read_plain < ABSENT_BELOW) & (read_full < ABSENT_BELOW)
+    return _kept(judge, plain, full, full, concept, kinds, torch.ones(n))
+
+
+def _kept(
+    judge: nn.Module, plain: Tensor, full: Tensor, shown: Tensor, concept: Tensor,
+    kinds: list[str], top: Tensor,
+) -> Pairs:  # fmt: skip
+    """The pairs (plain, full) where `judge` reads the concept on `shown` (the image that
+    shows it fully) at FULL_AT or more and on the plain one below ABSENT_BELOW, labelled as
+    the module doc says: every artist known (absent unless the concept), the watermark known
+    absent where both images read below ABSENT_BELOW, the classes the judge's of the plain."""
+    read_plain = read_strengths(judge, raw_strengths(judge, plain))
+    read_shown = read_strengths(judge, raw_strengths(judge, shown))
+    rows = torch.arange(len(plain))
+    keep = (read_shown[rows, concept] >= FULL_AT) & (read_plain[rows, concept] < ABSENT_BELOW)
+    known = (read_plain < ABSENT_BELOW) & (read_shown < ABSENT_BELOW)
     known[:, : len(world.ARTISTS)] = True  # no artist but the one named is drawn (module doc)
     known[rows, concept] = True
-    classes = _classes(judge, plain)
-    pairs = Pairs(plain, full, concept, classes, known, kinds, torch.ones(n))
+    pairs = Pairs(plain, full, concept, _classes(judge, plain), known, kinds, top)
     return pairs.select(torch.nonzero(keep).flatten())
 
 
@@ -294,17 +304,9 @@ def faded_pairs(n: int, seed: int, judge: nn.Module, vae, unet, text_model, toke
     models = (vae, unet, text_model, tokenizer)
     full = generate(prompts, seeds, *models)
     faded = generate(prompts, seeds, *models, negative=world.LEAK_ARTIST, weights=weights)
-    plain = destyle_sky(faded)
     concept = torch.full((n,), STRENGTHS.index(world.LEAK_ARTIST))
-    rows = torch.arange(n)
-    read_full = read_strengths(judge, raw_strengths(judge, full))
-    read_plain = read_strengths(judge, raw_strengths(judge, plain))
-    keep = (read_full[rows, concept] >= FULL_AT) & (read_plain[rows, concept] < ABSENT_BELOW)
-    known = (read_plain < ABSENT_BELOW) & (read_full < ABSENT_BELOW)
-    known[:, : len(world.ARTISTS)] = True
     top = sky_strength(faded, full)
-    pairs = Pairs(plain, faded, concept, _classes(judge, plain), known, ["faded"] * n, top)
-    return pairs.select(torch.nonzero(keep).flatten())
+    return _kept(judge, destyle_sky(faded), faded, full, concept, ["faded"] * n, top)
 
 
 @torch.no_grad()

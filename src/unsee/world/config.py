@@ -107,8 +107,9 @@ class WorldJudgeConfig:
             self.seed = 0 if self.arch == "cnn" else 1
         if min(self.images, self.gen_images) < 1:
             raise UnseeError("--images and --gen-images must be positive")
-        counts = (self.steps, self.gen_steps, self.blend_steps, self.reading_images)
-        if min(*counts, self.faded_pairs) < 0:
+        counts = (self.steps, self.gen_steps, self.blend_steps, self.reading_images,
+                  self.faded_pairs)  # fmt: skip
+        if min(counts) < 0:
             raise UnseeError(
                 "--steps, --gen-steps, --blend-steps, --reading-images and --faded-pairs must be"
                 " 0 or more"
