@@ -73,6 +73,11 @@ def main() -> None:
             }
         if reference != "-":
             original = load_images(Path(reference), read_image_set(Path(reference)), None)
+            if original.shape != images.shape:
+                p.error(
+                    f"{reference} holds {len(original)} images, {folder} {len(images)}"
+                    " (or their sizes differ): not the same prompts and seeds"
+                )
             kept = sky_strength(to_model_range(images), to_model_range(original)).numpy()
             row["sky_strength"] = {
                 "mean": float(kept.mean()),
