@@ -197,3 +197,28 @@ def test_erase_from_feedback_refuses_what_cannot_say_what_to_remove(tiny_sd, lab
     with pytest.raises(UnseeError, match="one class only"):
         erase(_cfg(tiny_sd, tmp_path / "d", feedback=one_class, reward=reward))
     assert not (tmp_path / "d").exists()  # refused before anything was made
+
+
+def test_leak_repeat_draws_the_flagged_prompts_that_do_not_name_the_concept_more_often(
+    tiny_sd, labelled, tmp_path
+):
+    from unsee.erase.feedback import leak_weighted
+
+    folder, _ = labelled
+    flagged = ["a red circle, by Vanmond", "a starry night", "Vanmond's star", "night sky"]
+    cfg = _cfg(tiny_sd, tmp_path / "a", feedback=folder, concept=["Vanmond"], leak_repeat=3)
+    assert leak_weighted(flagged, cfg) == [
+        "a red circle, by Vanmond",
+        *["a starry night"] * 3,
+        "Vanmond's star",
+        *["night sky"] * 3,
+    ]
+    # repeat 1, or no concept to tell a leak by: the flagged prompts as they are
+    assert leak_weighted(flagged, _cfg(tiny_sd, tmp_path / "b", feedback=folder,
+                                       concept=["Vanmond"])) == flagged  # fmt: skip
+    assert leak_weighted(flagged, _cfg(tiny_sd, tmp_path / "c", feedback=folder,
+                                       leak_repeat=3)) == flagged  # fmt: skip
+    with pytest.raises(UnseeError, match="--leak-repeat must be at least 1"):
+        _cfg(tiny_sd, tmp_path / "d", feedback=folder, leak_repeat=0)
+    with pytest.raises(UnseeError, match="--leak-repeat goes with --feedback"):
+        _cfg(tiny_sd, tmp_path / "e", concept=["x"], leak_repeat=2)

@@ -77,6 +77,12 @@ class EraseConfig(ModelArgs):
         " p_bad >= 0.5, kept below 0.2; a label always wins) or kept (the scored images only"
         " add kept prompts); on minisd neither helped: docs/erase-feedback",
     )
+    leak_repeat: int = arg(
+        1,
+        help="--feedback with --concept: each flagged prompt that does not name the concept"
+        " (where it leaks) stands this many times among the anchors, so the edit draws it"
+        " that many times as often as a prompt that names it",
+    )
     init: str = arg("art", help="--feedback: the word whose embedding starts the token")
     token: str = arg("<flagged>", help="--feedback: the learned token, as prompts write it")
     invert_steps: int = arg(600, help="--feedback: `unsee invert --steps` of the token")
@@ -174,6 +180,8 @@ class EraseConfig(ModelArgs):
             return
         if self.reward is not None:
             raise UnseeError("--reward goes with --feedback")
+        if self.leak_repeat != 1:
+            raise UnseeError("--leak-repeat goes with --feedback")
         self.method = self.method or "sdd"
         if self.method == "uce":
             self._check_uce()
@@ -242,6 +250,8 @@ class EraseConfig(ModelArgs):
             raise UnseeError("--feedback saves a pipeline folder; --save lora is not offered yet")
         if self.invert_steps < 1:
             raise UnseeError("--invert-steps must be at least 1")
+        if self.leak_repeat < 1:
+            raise UnseeError("--leak-repeat must be at least 1")
         self.out = check_out_folder(self.out)
 
     def _check_uce(self) -> None:

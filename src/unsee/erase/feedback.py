@@ -13,7 +13,9 @@ What the feedback knows, and where each piece goes:
   the token        inverted from the flagged images, weighted by the reward (HFI): what the
                    concept looks like, the direction the edit takes away
   --concept TEXT   words the user knows name it (optional): removed from the flagged
-                   prompts that name them (--strip-concept) and erased as the token is
+                   prompts that name them (--strip-concept) and erased as the token is;
+                   a flagged prompt that names none of them is where the concept leaks
+                   (--leak-repeat: drawn that many times as often)
 The objective is the distilled negative prompt (neg.py) on the flagged prompts by default,
 with a stronger negative direction and the benign prompts held harder than a plain erase
 (FEEDBACK_WEIGHTS: eta 1.5, preserve weight 4, each unless given);
@@ -32,6 +34,7 @@ import json
 from pathlib import Path
 
 from unsee.erase.config import FEEDBACK_WEIGHTS, EraseConfig
+from unsee.erase.neg import without_concept
 from unsee.errors import UnseeError
 from unsee.imageset import atomic_write_text, read_image_set
 from unsee.invert.config import InvertConfig
@@ -81,6 +84,16 @@ def feedback_prompts(
     return flagged, benign
 
 
+def leak_weighted(flagged: list[str], cfg: EraseConfig) -> list[str]:
+    """The anchors: the flagged prompts, each that names none of --concept (where the
+    concept leaks) repeated --leak-repeat times, so the edit's uniform draw over anchors
+    meets it that many times as often. Without --concept nothing tells a leak apart."""
+    if not cfg.concept:
+        return flagged
+    leaks = {p for p in flagged if all(without_concept(p, c) == p for c in cfg.concept)}
+    return [p for p in flagged for _ in range(cfg.leak_repeat if p in leaks else 1)]
+
+
 def feedback_plan(cfg: EraseConfig) -> EraseConfig:
     """Make the pieces --feedback needs in OUT/feedback (each kept once made); the
     settings of the erase that uses them."""
@@ -110,7 +123,7 @@ def feedback_plan(cfg: EraseConfig) -> EraseConfig:
         scores = p_bad_by_file(folder, reward, cfg.device, skip=labelled)
     flagged, benign = feedback_prompts(folder, scores, flag_scored=cfg.scope == "scored")
     anchors, keep = work / "anchors.txt", work / "keep.txt"
-    atomic_write_text(anchors, "".join(f"{p}\n" for p in flagged))
+    atomic_write_text(anchors, "".join(f"{p}\n" for p in leak_weighted(flagged, cfg)))
     atomic_write_text(keep, "".join(f"{p}\n" for p in benign))
     method = cfg.method or "neg"
     what = {
@@ -126,6 +139,7 @@ def feedback_plan(cfg: EraseConfig) -> EraseConfig:
     plan = {
         "feedback": str(folder),
         "flagged_prompts": len(flagged),
+        "leak_repeat": cfg.leak_repeat if cfg.concept else None,
         "benign_prompts": len(benign),
         "scope": cfg.scope,
         "scored_images": len(scores or {}),

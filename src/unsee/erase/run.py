@@ -437,7 +437,8 @@ def settings_of(cfg: EraseConfig) -> dict:
     """The settings as JSON, without the options the method has no use for."""
     unused = TRAINED_ONLY if cfg.method == "uce" else UCE_ONLY
     if cfg.feedback is None:  # (the feedback's own record: OUT/feedback/plan.json)
-        unused = (*unused, "feedback", "reward", "init", "token", "invert_steps")
+        feedback_only = ("feedback", "reward", "init", "token", "invert_steps", "leak_repeat")
+        unused = (*unused, *feedback_only)
     settings = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
     return {k: v for k, v in settings.items() if k not in unused}
 
