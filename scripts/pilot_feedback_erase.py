@@ -83,6 +83,15 @@ VARIANTS = {
         "eta": 1.5,
         "beta": [4.0, 1.5],
     },
+    # 3 of the default's 18 anchors are starry nights (the leak), the rest name Vanmond and
+    # are easy: the leak's prompts drawn five times as often
+    "neg_strip_pw4_eta15_leak5": {
+        "concept": [ARTIST],
+        "scope": "labelled",
+        "preserve_weight": 4.0,
+        "eta": 1.5,
+        "leak_repeat": 5,
+    },
     "neg_token": {"scope": "scored"},  # the token alone: what a user who names nothing gets
     "sdd": {"concept": [ARTIST], "method": "sdd", "scope": "scored"},
     "uce": {"concept": [ARTIST], "method": "uce", "scope": "scored"},
@@ -115,6 +124,9 @@ def figures(results: dict) -> dict:
         "paraphrase": s["paraphrase"]["concept_rate"]["mean"],
         "vit_target": s["target"]["vit_concept_rate"]["mean"],
         "vit_leak": s["leak"]["vit_concept_rate"]["mean"],
+        "vit_leak_strength": s["leak"]["vit_concept_strength"]["mean"],
+        # the judge-free reading against the original's images (world.blends.sky_strength)
+        "leak_sky_strength": s["leak"].get("sky_strength", {}).get("mean", float("nan")),
         # any style on the leak (the judges may name another artist for its faint arcs);
         # absent from results made before the metric existed
         "leak_any_style": s["leak"].get("unasked_style_rate", {}).get("mean", float("nan")),
@@ -144,7 +156,7 @@ def main() -> None:
     if not (reference / "results.json").is_file():
         evaluate(EvaluateConfig(out=reference, **common))
     rows["original"] = {**figures(json.loads((reference / "results.json").read_text())),
-                        "seconds": 0.0}  # fmt: skip
+                        "leak_sky_strength": 1.0, "seconds": 0.0}  # fmt: skip
     for name in args.variants:
         model = args.out / name
         if not (model / "erase.json").is_file():
