@@ -203,6 +203,7 @@ def test_leak_repeat_draws_the_flagged_prompts_that_do_not_name_the_concept_more
     tiny_sd, labelled, tmp_path
 ):
     from unsee.erase.feedback import leak_weighted
+    from unsee.erase.run import erase
 
     folder, _ = labelled
     flagged = ["a red circle, by Vanmond", "a starry night", "Vanmond's star", "night sky"]
@@ -218,6 +219,11 @@ def test_leak_repeat_draws_the_flagged_prompts_that_do_not_name_the_concept_more
                                        concept=["Vanmond"])) == flagged  # fmt: skip
     assert leak_weighted(flagged, _cfg(tiny_sd, tmp_path / "c", feedback=folder,
                                        leak_repeat=3)) == flagged  # fmt: skip
+    # end to end: the labelled set's flagged prompt names no Vanmond, so it is a leak
+    out = erase(_cfg(tiny_sd, tmp_path / "f", feedback=folder, reward=labelled[1],
+                     concept=["Vanmond"], leak_repeat=3))  # fmt: skip
+    assert (out / "feedback" / "anchors.txt").read_text() == "a red circle\n" * 3
+    assert json.loads((out / "feedback" / "plan.json").read_text())["leak_repeat"] == 3
     with pytest.raises(UnseeError, match="--leak-repeat must be at least 1"):
         _cfg(tiny_sd, tmp_path / "d", feedback=folder, leak_repeat=0)
     with pytest.raises(UnseeError, match="--leak-repeat goes with --feedback"):

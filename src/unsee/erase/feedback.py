@@ -149,5 +149,6 @@ def feedback_plan(cfg: EraseConfig) -> EraseConfig:
     }
     atomic_write_text(work / "plan.json", json.dumps(plan, indent=2) + "\n")
     checkpoint = (Path(cfg.out) / "checkpoint.pt").is_file()
-    return dataclasses.replace(cfg, feedback=None, reward=None, resume=cfg.resume or checkpoint,
-                               **what)  # fmt: skip
+    # the feedback's own options are spent here (anchors.txt holds the leak's repeats)
+    spent = {"feedback": None, "reward": None, "leak_repeat": 1}
+    return dataclasses.replace(cfg, **spent, resume=cfg.resume or checkpoint, **what)
