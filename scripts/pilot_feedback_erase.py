@@ -92,6 +92,16 @@ VARIANTS = {
         "eta": 1.5,
         "leak_repeat": 5,
     },
+    # the other artists' prompts lose shapes and colours under every variant above, which
+    # train all of attn2; only the text side (to_k, to_v: the weights UCE edits, and UCE
+    # keeps them) trains here
+    "neg_strip_pw4_eta15_kv": {
+        "concept": [ARTIST],
+        "scope": "labelled",
+        "preserve_weight": 4.0,
+        "eta": 1.5,
+        "params": "cross-attention-kv",
+    },
     "neg_token": {"scope": "scored"},  # the token alone: what a user who names nothing gets
     "sdd": {"concept": [ARTIST], "method": "sdd", "scope": "scored"},
     "uce": {"concept": [ARTIST], "method": "uce", "scope": "scored"},

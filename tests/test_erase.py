@@ -52,6 +52,10 @@ def test_parameter_scopes_on_a_tiny_unet():
     cross = select_parameters(unet, "cross-attention")
     assert cross and all(".attn2." in n for n in cross)
     assert sum(p.requires_grad for p in unet.parameters()) == len(cross)
+    kv = select_parameters(unet, "cross-attention-kv")
+    assert kv and set(kv) < set(cross)
+    assert all(".attn2.to_k." in n or ".attn2.to_v." in n for n in kv)
+    assert sum(p.requires_grad for p in unet.parameters()) == len(kv)
     rest = select_parameters(unet, "all-but-cross-attention")
     assert sum(p.numel() for p in rest.values()) + sum(p.numel() for p in cross.values()) == total
     assert not any(".attn2." in n for n in rest)

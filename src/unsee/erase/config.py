@@ -91,7 +91,13 @@ class EraseConfig(ModelArgs):
         [], help="learned_embeds.safetensors files (`unsee invert`); their tokens are removed"
     )
     params: Literal[
-        "auto", "cross-attention", "self-attention", "all-but-cross-attention", "full", "lora"
+        "auto",
+        "cross-attention",
+        "cross-attention-kv",
+        "self-attention",
+        "all-but-cross-attention",
+        "full",
+        "lora",
     ] = arg(
         "auto", help="what trains; auto: cross-attention (sdd, esd-x), all-but-cross-attention"
         " (esd-u)"

@@ -2,6 +2,8 @@
 
 cross-attention  the attn2 projections (to_q, to_k, to_v, to_out): how text steers the
                  image, about 5% of Stable Diffusion's U-Net (SDD, HFI and ESD-x default)
+cross-attention-kv  only attn2.to_k and attn2.to_v: what each text token puts into the
+                 attention, the image side (to_q, to_out) untouched, the weights UCE edits
 self-attention   the attn1 projections
 all-but-cross-attention   everything else (ESD-u)
 full             every parameter
@@ -10,13 +12,22 @@ lora             low-rank adapters (peft) on the cross-attention projections onl
 
 from torch import nn
 
-SCOPES = ("cross-attention", "self-attention", "all-but-cross-attention", "full", "lora")
+SCOPES = (
+    "cross-attention",
+    "cross-attention-kv",
+    "self-attention",
+    "all-but-cross-attention",
+    "full",
+    "lora",
+)
 CROSS_ATTENTION_TARGETS = ["attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0"]
 
 
 def _in_scope(name: str, scope: str) -> bool:
     if scope == "cross-attention":
         return ".attn2." in name
+    if scope == "cross-attention-kv":
+        return ".attn2.to_k." in name or ".attn2.to_v." in name
     if scope == "self-attention":
         return ".attn1." in name
     if scope == "all-but-cross-attention":
