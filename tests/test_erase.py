@@ -375,6 +375,17 @@ def test_neg_moves_the_anchor_estimates_to_their_targets(tiny_sd, tmp_path):
     gap_after = ((eps(student, ca) - target) ** 2).mean()
     assert gap_after < 0.8 * gap_before
 
+    # an anchor listed twice is drawn twice as often: the same seed trains other weights
+    twice = tmp_path / "twice.txt"
+    twice.write_text("a red square on grass\na red square at night\na red square at night\n")
+    short = dict(method="neg", iterations=2, checkpoint_every=0)
+    runs = {
+        name: _unet(erase(_erase_cfg(tiny_sd, tmp_path / name, anchors=path, **short)))
+        for name, path in (("once", anchors), ("once_again", anchors), ("twice", twice))
+    }
+    assert all(torch.equal(runs["once"][n], runs["once_again"][n]) for n in moved)
+    assert not all(torch.equal(runs["once"][n], runs["twice"][n]) for n in moved)
+
 
 def test_several_stops_on_one_walk_are_the_single_stop_latents():
     from diffusers import DDIMScheduler

@@ -135,7 +135,8 @@ class EraseConfig(ModelArgs):
     anchors: Path | None = arg(
         None,
         help="neg: prompts (text or CSV file) whose estimates learn the negative prompt,"
-        " e.g. those whose images showed the concept",
+        " e.g. those whose images showed the concept; one listed k times is drawn k times"
+        " as often",
     )
     strip_concept: bool = arg(
         False,

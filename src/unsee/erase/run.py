@@ -183,7 +183,8 @@ def erase(cfg: EraseConfig) -> Path:
             raise UnseeError(f"--preserve lists what is to be removed: {', '.join(overlap)}")
         keep = encode_conds(pipe, kept, device, micro)  # (m, L, D)
     if cfg.method == "neg":
-        anchor_texts = _prompts(cfg.anchors)
+        # repeats kept: a prompt listed k times is drawn k times as often (--leak-repeat)
+        anchor_texts = [row.prompt for row in read_prompts(cfg.anchors)]
         anchors = encode_conds(pipe, anchor_texts, device, micro)  # (a, L, D)
         bases = anchors  # where each anchor's target starts (neg.py)
         if cfg.strip_concept:
