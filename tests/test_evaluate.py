@@ -7,7 +7,7 @@ from unsee.errors import UnseeError
 from unsee.evaluate.config import SUITES, EvaluateConfig
 from unsee.evaluate.run import evaluate
 from unsee.evaluate.suites import reference_renders, world_suite
-from unsee.world.judge import judge_images, load_judge
+from unsee.world.judge import judge_id, judge_images, load_judge
 from unsee.world.names import ARTISTS
 from unsee.world.paths import JUDGE_DIR
 
@@ -67,6 +67,7 @@ def test_evaluate_writes_metrics_with_intervals_and_compares_same_seeds(tmp_path
     assert "| target | concept_rate |" in table
     saved = json.loads((tmp_path / "neg" / "results.json").read_text())
     assert saved["settings"]["negative_prompt"] == "Vanmond"
+    assert saved["settings"]["judge_ids"] == {"cnn": judge_id("cnn")}  # the default judge
 
 
 def test_evaluate_refuses_bad_settings(tmp_path):

@@ -58,7 +58,13 @@ from unsee.images import to_model_range
 from unsee.imageset import atomic_write_text, load_images, read_image_set
 from unsee.models.load import pick_device
 from unsee.world.blends import sky_strength
-from unsee.world.judge import CALL_STRENGTH, PRESENT_STRENGTH, judge_images, load_world_judge
+from unsee.world.judge import (
+    CALL_STRENGTH,
+    PRESENT_STRENGTH,
+    judge_id,
+    judge_images,
+    load_world_judge,
+)
 
 
 def generate_suite(cfg: EvaluateConfig, suite: Suite, folder: Path, model: str, plain: bool):
@@ -157,6 +163,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     results: dict = {"suites": {}}
     judge = load_world_judge("vit" if cfg.judges == "vit" else "cnn", device)
     second = load_world_judge("vit", device) if cfg.judges == "both" else None
+    used = ("cnn", "vit") if cfg.judges == "both" else (cfg.judges,)
     embed = ClipEmbedder(cfg.clip_model, device)
     for name in cfg.suite:
         # 1. the suite, its images, and the original model's images of the same seeds
@@ -184,6 +191,9 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         **json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
         "present_strength": PRESENT_STRENGTH,
         "call_strength": CALL_STRENGTH,
+        # which shipped judges read the images (world.judge.judge_id): figures read by
+        # others are not comparable
+        "judge_ids": {name: judge_id(name) for name in used},
         "interval": "95% percentile bootstrap over images (world_fid: centred on the value)",
     }
     atomic_write_text(cfg.out / "results.json", json.dumps(results, indent=2) + "\n")
