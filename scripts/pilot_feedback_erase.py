@@ -83,6 +83,15 @@ VARIANTS = {
         "eta": 1.5,
         "beta": [4.0, 1.5],
     },
+    # late stops kept the other artists' prompts (0.906) and left more of the leak: the
+    # swirls' arcs are laid early, so stops skewed to the early steps
+    "neg_strip_pw4_eta15_early": {
+        "concept": [ARTIST],
+        "scope": "labelled",
+        "preserve_weight": 4.0,
+        "eta": 1.5,
+        "beta": [1.5, 4.0],
+    },
     # 3 of the default's 18 anchors are starry nights (the leak), the rest name Vanmond and
     # are easy: the leak's prompts drawn five times as often
     "neg_strip_pw4_eta15_leak5": {
