@@ -92,6 +92,22 @@ VARIANTS = {
         "eta": 1.5,
         "beta": [1.5, 4.0],
     },
+    # early stops took the leak lower and kept more of the other artists: further, and longer
+    "neg_strip_pw4_eta15_earlier": {
+        "concept": [ARTIST],
+        "scope": "labelled",
+        "preserve_weight": 4.0,
+        "eta": 1.5,
+        "beta": [1.0, 5.0],
+    },
+    "neg_strip_pw4_eta15_early_400": {
+        "concept": [ARTIST],
+        "scope": "labelled",
+        "preserve_weight": 4.0,
+        "eta": 1.5,
+        "beta": [1.5, 4.0],
+        "iterations": 400,
+    },
     # 3 of the default's 18 anchors are starry nights (the leak), the rest name Vanmond and
     # are easy: the leak's prompts drawn five times as often
     "neg_strip_pw4_eta15_leak5": {
