@@ -35,6 +35,15 @@ WIDE_PARAMS = ("all-but-cross-attention", "full")
 # accuracy (docs/erase-feedback)
 PLAIN_WEIGHTS = {"eta": 1.0, "preserve_weight": 1.0}
 FEEDBACK_WEIGHTS = {"eta": 1.5, "preserve_weight": 4.0}
+# what --params may train (erase/params.py says what each one is)
+ParamScope = Literal[
+    "cross-attention",
+    "cross-attention-kv",
+    "self-attention",
+    "all-but-cross-attention",
+    "full",
+    "lora",
+]
 
 
 def _defaults(key: str) -> str:
@@ -90,15 +99,7 @@ class EraseConfig(ModelArgs):
     embedding: list[Path] = arg(
         [], help="learned_embeds.safetensors files (`unsee invert`); their tokens are removed"
     )
-    params: Literal[
-        "auto",
-        "cross-attention",
-        "cross-attention-kv",
-        "self-attention",
-        "all-but-cross-attention",
-        "full",
-        "lora",
-    ] = arg(
+    params: Literal["auto", ParamScope] = arg(
         "auto", help="what trains; auto: cross-attention (sdd, esd-x), all-but-cross-attention"
         " (esd-u)"
     )  # fmt: skip

@@ -10,16 +10,13 @@ full             every parameter
 lora             low-rank adapters (peft) on the cross-attention projections only
 """
 
+from typing import get_args
+
 from torch import nn
 
-SCOPES = (
-    "cross-attention",
-    "cross-attention-kv",
-    "self-attention",
-    "all-but-cross-attention",
-    "full",
-    "lora",
-)
+from unsee.erase.config import ParamScope
+
+SCOPES = get_args(ParamScope)
 CROSS_ATTENTION_TARGETS = ["attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0"]
 
 
