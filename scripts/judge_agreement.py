@@ -19,15 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
+from unsee.evaluate.judge import concept_shows, concept_strengths
 from unsee.imageset import load_images, read_image_set
-from unsee.world.judge import CALL_STRENGTH, STRENGTHS, judge_images, load_judge
+from unsee.world.judge import CALL_STRENGTH, STRENGTHS, Verdict, judge_images, load_judge
 
 NEAR = 0.05  # a reading this close to the call strength is "near" it
 
 
-def agreement(a: np.ndarray, b: np.ndarray) -> dict:
-    """Figures for two judges' strengths a and b of the same images."""
-    call_a, call_b = a >= CALL_STRENGTH, b >= CALL_STRENGTH
+def agreement(first: list[Verdict], second: list[Verdict], concept: str) -> dict:
+    """Figures for two judges' verdicts on the same images."""
+    a, b = concept_strengths(first, concept), concept_strengths(second, concept)
+    call_a, call_b = concept_shows(first, concept), concept_shows(second, concept)
     split = call_a != call_b
     near = (np.abs(a - CALL_STRENGTH) < NEAR) | (np.abs(b - CALL_STRENGTH) < NEAR)
     return {
@@ -58,10 +60,8 @@ def main() -> None:
     rows = []
     for folder in args.images:
         images = load_images(folder, read_image_set(folder), None)
-        a, b = (
-            np.array([v.strengths[args.concept] for v in judge_images(j, images)]) for j in judges
-        )
-        rows.append({"images": str(folder), **agreement(a, b)})
+        first, second = (judge_images(j, images) for j in judges)
+        rows.append({"images": str(folder), **agreement(first, second, args.concept)})
     names = ["rate a / b", "strength a / b", "mean |a-b|", "split", "split |a-b| (median)",
              "split within 0.1", "near the call"]  # fmt: skip
     print(f"a = {args.judges[0]}, b = {args.judges[1]}, concept {args.concept}")

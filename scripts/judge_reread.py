@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from leak_texture import render_curve, sky_texture
 
+from unsee.evaluate.judge import ANY_ARTIST, concept_shows, concept_strengths
 from unsee.images import to_model_range
 from unsee.imageset import load_images, read_image_set
 from unsee.world.blends import sky_strength
@@ -30,7 +31,6 @@ from unsee.world.judge import (
     judge_images,
     load_judge,
 )
-from unsee.world.names import ARTISTS
 
 
 def main() -> None:
@@ -57,13 +57,11 @@ def main() -> None:
         row = {"images": str(folder), "n": len(images)}
         for name, judge in judges.items():
             verdicts = judge_images(judge, images)
-            s = np.array([v.strengths[args.concept] for v in verdicts])
-            styles = np.array([[v.strengths[a] for a in ARTISTS] for v in verdicts])
             row[name] = {
-                "rate": float((s >= CALL_STRENGTH).mean()),
-                "mean": float(s.mean()),
-                "any_style": float((styles >= CALL_STRENGTH).any(1).mean()),
-                "Brakovic": float((styles[:, ARTISTS.index("Brakovic")] >= CALL_STRENGTH).mean()),
+                "rate": float(concept_shows(verdicts, args.concept).mean()),
+                "mean": float(concept_strengths(verdicts, args.concept).mean()),
+                "any_style": float(concept_shows(verdicts, ANY_ARTIST).mean()),
+                "Brakovic": float(concept_shows(verdicts, "Brakovic").mean()),
             }
         if args.texture:
             apparent = np.interp(sky_texture(images), texture, known)
