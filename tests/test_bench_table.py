@@ -5,6 +5,7 @@ import pytest
 
 from unsee.bench.config import TABLE_ROWS, BenchTableConfig, BenchWorldConfig, parse_methods
 from unsee.bench.table import (
+    CONCEPTS,
     METRICS,
     aggregate,
     check_settings,
@@ -168,12 +169,20 @@ def test_markdown_sums_the_row_time_over_rows_and_seeds():
 
 
 def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path, monkeypatch):
+    import unsee.attack.run as attack_run
     from unsee.attack import config as attack_config
 
     # the attacks at a few steps (their own tests check what they find)
     small = {"iterations": 2, "check_every": 1, "attack_batch": 2, "inversion_steps": 2}
     for key, value in small.items():
         monkeypatch.setitem(attack_config.WORLD_DEFAULTS, key, value)
+    inverted = []  # the rows whose inversion token was learned, not taken from the original
+    real_invert = attack_run.invert_concept
+    monkeypatch.setattr(
+        attack_run,
+        "invert_concept",
+        lambda pipe, *a, **k: inverted.append(1) or real_invert(pipe, *a, **k),
+    )
     cfg = dict(
         out=tmp_path, methods=["sega"], seeds=2, table_n=3, steps=3, bootstrap=20,
         device="cpu", attack_seeds=1, attack_n=2,
@@ -205,6 +214,12 @@ def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path, mo
     assert json.loads(attacked.read_text())["settings"]["sega_remove"] == ["Vanmond"]
     assert not (tmp_path / "eval" / "seed1" / "artist" / "sega" / "attack_prefix").exists()
     assert "ran on the first 1 seed(s) only" in (tmp_path / "results.md").read_text()
+    # sega samples minisd's own weights: its inversion token is the original row's
+    assert len(inverted) == 2  # once per concept
+    for concept in CONCEPTS:
+        seed0 = tmp_path / "eval" / "seed0" / concept
+        token = "attack_inversion/learned_embeds.safetensors"
+        assert (seed0 / "sega" / token).read_bytes() == (seed0 / "original" / token).read_bytes()
     # a rerun keeps every finished row
     row = tmp_path / "eval" / "seed0" / "watermark" / "sega" / "row.json"
     before = row.stat().st_mtime_ns

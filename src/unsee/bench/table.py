@@ -57,6 +57,7 @@ interrupted run resumes where it stopped.
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -204,6 +205,8 @@ def attack_row(cfg: BenchTableConfig, k: int, concept: str, out: Path, given: di
     """The row's model (and intervention) attacked on the neutral suite's first prompts:
     the prefix attack's success rate and the inversion token's concept rate."""
     figures = {}
+    if not {"model", "lora"} & given.keys() and out.name != "original":
+        share_inversion_token(out.parent / "original", out)
     for method, key, metric in (
         ("prefix", "asr", "attack_prefix_asr"),
         ("inversion", "rate", "attack_inversion_rate"),
@@ -215,6 +218,24 @@ def attack_row(cfg: BenchTableConfig, k: int, concept: str, out: Path, given: di
         )  # fmt: skip
         figures[metric] = attack(acfg)[key]
     return figures
+
+
+def share_inversion_token(original: Path, out: Path) -> None:
+    """A row that samples minisd's own weights (an inference intervention) takes the
+    original row's inversion token: textual inversion on the same weights, from the same
+    images, captions and seed, learns the same vector (the intervention only changes how
+    the images are then sampled). The attack loads a token it finds as one learned in an
+    earlier sitting; the token is still judged with the row's intervention."""
+    source = original / "attack_inversion" / "learned_embeds.safetensors"
+    target = out / "attack_inversion" / source.name
+    if not source.is_file() or target.is_file():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for name in (source.with_suffix(".json"), source):  # the token last: it marks it done
+        if name.is_file():
+            part = target.parent / f"{name.name}.part"
+            shutil.copyfile(name, part)
+            os.replace(part, target.parent / name.name)
 
 
 def _sky(leak: dict | None, original: bool) -> float | None:
