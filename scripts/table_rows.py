@@ -1,0 +1,85 @@
+"""Keep a method table's finished rows in the repository and put them back, so that a table
+taking more than one sitting resumes on a machine whose work folder did not outlive the last.
+
+    python scripts/table_rows.py save runs/table-v5 docs/bench-world-table/rows
+    python scripts/table_rows.py restore docs/bench-world-table/rows runs/table-v5
+    unsee bench table --seeds 3 --n 64 --out runs/table-v5      # goes on from there
+
+save copies settings.json, each finished row's row.json (its metrics, intervals and
+seconds), its attacks' records (attack_*/: the settings, the prompts judged before and
+after, the results, the inversion token) and each erasure's erase.json (results.json
+names seed 0's settings from them): text and a few KB of token, no image, no weight.
+
+restore copies them back. Where a seed and concept has rows still to come, those rows
+compare their images with the original row's, which were not kept: restore leaves that
+original row's row.json out, so the table evaluates it again first (the same seeds give
+the same images; its attacks resume from their records) and its time is its new one.
+"""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+ATTACK_FILES = (
+    "attack.json", "before.jsonl", "prompts.jsonl", "results.json",
+    "learned_embeds.safetensors", "learned_embeds.json",
+)  # fmt: skip
+
+
+def kept_files(table: Path) -> list[Path]:
+    """The files `save` keeps, relative to the table folder."""
+    files = [Path("settings.json")] if (table / "settings.json").is_file() else []
+    for row in sorted(table.glob("eval/seed*/*/*/row.json")):
+        folder = row.parent
+        files.append(row.relative_to(table))
+        for attack in sorted(folder.glob("attack_*")):
+            kept = [attack / name for name in ATTACK_FILES if (attack / name).is_file()]
+            files += [path.relative_to(table) for path in kept]
+    files += [p.relative_to(table) for p in sorted(table.glob("train/seed*/models/*/erase.json"))]
+    return files
+
+
+def copy(files: list[Path], source: Path, dest: Path) -> None:
+    for rel in files:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / rel, dest / rel)
+
+
+def save(table: Path, dest: Path) -> None:
+    files = kept_files(table)
+    if dest.exists():
+        shutil.rmtree(dest)
+    copy(files, table, dest)
+    rows = sum(p.name == "row.json" for p in files)
+    print(f"kept {rows} finished rows ({len(files)} files) in {dest}")
+
+
+def unfinished_blocks(rows: Path) -> set[Path]:
+    """The eval/seedK/CONCEPT folders with rows still to come (by settings.json's methods)."""
+    methods = json.loads((rows / "settings.json").read_text())["methods"]
+    blocks = {p.parent.parent for p in rows.glob("eval/seed*/*/*/row.json")}
+    return {b for b in blocks if any(not (b / m / "row.json").is_file() for m in methods)}
+
+
+def restore(rows: Path, table: Path) -> None:
+    files = kept_files(rows)
+    redo = {b.relative_to(rows) / "original" / "row.json" for b in unfinished_blocks(rows)}
+    copy([f for f in files if f not in redo], rows, table)
+    done = sum(p.name == "row.json" for p in files) - len(redo)
+    print(f"restored {done} finished rows into {table}")
+    for path in sorted(redo):
+        print(f"  {path.parent}: evaluated again (rows of its seed and concept are to come)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["save", "restore"])
+    parser.add_argument("source", type=Path)
+    parser.add_argument("dest", type=Path)
+    args = parser.parse_args()
+    (save if args.action == "save" else restore)(args.source, args.dest)
+
+
+if __name__ == "__main__":
+    main()
