@@ -10,7 +10,9 @@ from unsee.bench.table import (
     aggregate,
     check_settings,
     results_markdown,
+    run_bench_table,
     table_metrics,
+    wall_seconds,
     write_index,
 )
 from unsee.bench.world import run_bench_world
@@ -165,7 +167,10 @@ def test_markdown_sums_the_row_time_over_rows_and_seeds():
         "settings": settings | {"seconds": seconds, "machine": "2 CPU cores (x)"},
         "tables": {"artist": {"original": row}, "watermark": {"sega": row}},
     }
-    assert "Time: 60 minutes in all on 2 CPU cores (x)" in results_markdown(results)
+    assert "Time: 60 minutes summed over rows, on 2 CPU cores (x)" in results_markdown(results)
+    results["settings"]["wall_seconds"] = 1500.0
+    line = "Time: 25 minutes of wall time, 60 minutes summed over rows, on 2 CPU cores (x)"
+    assert line in results_markdown(results)
 
 
 def test_the_table_end_to_end_small_resumes_and_reuses_the_original(tmp_path, monkeypatch):
@@ -260,3 +265,32 @@ def test_the_feedback_erase_row_runs_erase_feedback_on_the_rows_labels_and_rewar
     seen.clear()
     assert table.row_settings("feedback_erase", "artist", table.train_config(cfg, 0), cfg) == given
     assert not seen  # made once: a rerun keeps the erased model
+
+
+def test_wall_time_is_the_union_of_the_rows_spans():
+    assert wall_seconds([[0.0, 10.0], [5.0, 15.0], [20.0, 30.0], 7.0]) == 32.0
+    assert wall_seconds([[0.0, 10.0], [2.0, 3.0]]) == 10.0  # one inside another
+    assert wall_seconds([]) == 0.0
+
+
+def test_workers_make_blocks_side_by_side_and_a_rerun_reads_them_back(tmp_path):
+    cfg = dict(
+        out=tmp_path, methods=["neg_text"], seeds=2, table_n=3, steps=2, bootstrap=5,
+        device="cpu", attack_seeds=0, workers=2,
+    )  # fmt: skip
+    results = run_bench_table(BenchTableConfig(**cfg))
+    rows = sorted(tmp_path.glob("eval/seed*/*/*/row.json"))
+    assert len(rows) == 2 * 2 * 2  # seeds x concepts x (original, neg_text)
+    made = [json.loads(r.read_text()) for r in rows]
+    summed = sum(sum(m["seconds"].values()) for m in made)
+    wall = results["settings"]["wall_seconds"]
+    assert 0 < wall < summed  # two blocks at a time: their rows' time counted once
+    assert wall == pytest.approx(wall_seconds([m["span"] for m in made]), abs=0.1)
+    assert "minutes of wall time" in (tmp_path / "results.md").read_text()
+    # one worker now: every row is read back, none made again
+    stamps = {r: r.stat().st_mtime_ns for r in rows}
+    again = run_bench_table(BenchTableConfig(**cfg | {"workers": 1}))
+    assert again["tables"] == results["tables"]
+    assert all(r.stat().st_mtime_ns == t for r, t in stamps.items())
+    with pytest.raises(UnseeError, match="--workers"):
+        BenchTableConfig(**cfg | {"workers": 0})

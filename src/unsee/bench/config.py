@@ -82,11 +82,19 @@ class BenchTableConfig:
         " inversion attack, `unsee attack` at its minisd defaults); 0: none",
     )
     attack_n: int = arg(32, help="neutral prompts each attack takes")
+    workers: int = arg(
+        1,
+        help="processes that make rows side by side, one seed and concept each (the CPU's"
+        " cores shared among them; on a GPU they share the card): 2 on a 2-core CPU makes the"
+        " table about a third faster than 1",
+    )
     device: str = arg("auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
 
     def __post_init__(self) -> None:
         self.out = check_out_folder(self.out)
         check_window(self.censor_window)
+        if self.workers < 1:
+            raise UnseeError("--workers must be at least 1")
         if min(self.seeds, self.table_n - 1, self.pool, self.labels, self.bootstrap) < 1:
             raise UnseeError(
                 "--seeds, --pool, --labels and --bootstrap must be at least 1,"
