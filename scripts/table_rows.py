@@ -4,11 +4,16 @@ taking more than one sitting resumes on a machine whose work folder did not outl
     python scripts/table_rows.py save runs/table-v5 docs/bench-world-table/rows
     python scripts/table_rows.py restore docs/bench-world-table/rows runs/table-v5
     unsee bench table --seeds 3 --n 64 --out runs/table-v5      # goes on from there
+    python scripts/table_rows.py status runs/table-v5           # the rows made so far
 
 save copies settings.json, each finished row's row.json (its metrics, intervals and
 seconds), its attacks' records (attack_*/: the settings, the prompts judged before and
 after, the results, the inversion token) and each erasure's erase.json (results.json
 names seed 0's settings from them): text and a few KB of token, no image, no weight.
+
+status prints the finished rows (a markdown table: seed, concept, row, the figures issue
+23 added and the main ones, the row's seconds) and the time so far: summed over rows, and
+the wall time (the union of the rows' spans).
 
 restore copies them back. Where a seed and concept has rows still to come, those rows
 compare their images with the original row's, which were not kept: restore leaves that
@@ -20,6 +25,13 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+
+from unsee.bench.table import wall_seconds
+
+SHOWN = (
+    "concept_rate_target", "concept_rate_leak", "concept_rate_paraphrase", "attack_prefix_asr",
+    "attack_inversion_rate", "prompt_accuracy", "other_artists_accuracy", "judges_gap",
+)  # fmt: skip
 
 ATTACK_FILES = (
     "attack.json", "before.jsonl", "prompts.jsonl", "results.json",
@@ -72,13 +84,44 @@ def restore(rows: Path, table: Path) -> None:
         print(f"  {path.parent}: evaluated again (rows of its seed and concept are to come)")
 
 
+def status(table: Path) -> None:
+    order = json.loads((table / "settings.json").read_text())["methods"]
+    lines = ["| seed | concept | row | " + " | ".join(SHOWN) + " | seconds |"]
+    lines.append("|---" * (len(SHOWN) + 4) + "|")
+    spans, summed = [], 0.0
+    for seed in sorted(table.glob("eval/seed*"), key=lambda p: int(p.name[4:])):
+        for concept in sorted(seed.iterdir()):
+            for name in order:
+                path = concept / name / "row.json"
+                if not path.is_file():
+                    continue
+                row = json.loads(path.read_text())
+                seconds = sum(row["seconds"].values())
+                spans.append(row.get("span") or seconds)
+                summed += seconds
+                m = row["metrics"]
+                cells = ["–" if m.get(k) is None else f"{m[k]:.3f}" for k in SHOWN]
+                lines.append(
+                    f"| {seed.name[4:]} | {concept.name} | {name} | " + " | ".join(cells)
+                    + f" | {seconds:.0f} |"
+                )  # fmt: skip
+    print("\n".join(lines))
+    print(f"\n{len(spans)} rows: {summed / 60:.1f} minutes summed over rows,"
+          f" {wall_seconds(spans) / 60:.1f} minutes of wall time")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["save", "restore"])
+    parser.add_argument("action", choices=["save", "restore", "status"])
     parser.add_argument("source", type=Path)
-    parser.add_argument("dest", type=Path)
+    parser.add_argument("dest", type=Path, nargs="?")
     args = parser.parse_args()
-    (save if args.action == "save" else restore)(args.source, args.dest)
+    if args.action == "status":
+        status(args.source)
+    elif args.dest is None:
+        parser.error(f"{args.action} needs a destination folder")
+    else:
+        (save if args.action == "save" else restore)(args.source, args.dest)
 
 
 if __name__ == "__main__":
