@@ -275,12 +275,12 @@ def test_wall_time_is_the_union_of_the_rows_spans():
 
 def test_workers_make_blocks_side_by_side_and_a_rerun_reads_them_back(tmp_path):
     cfg = dict(
-        out=tmp_path, methods=["neg_text"], seeds=2, table_n=3, steps=2, bootstrap=5,
+        out=tmp_path, methods=["neg_text"], seeds=1, table_n=3, steps=2, bootstrap=5,
         device="cpu", attack_seeds=0, workers=2,
     )  # fmt: skip
-    results = run_bench_table(BenchTableConfig(**cfg))
+    results = run_bench_table(BenchTableConfig(**cfg))  # two blocks: the two concepts
     rows = sorted(tmp_path.glob("eval/seed*/*/*/row.json"))
-    assert len(rows) == 2 * 2 * 2  # seeds x concepts x (original, neg_text)
+    assert len(rows) == 2 * 2  # concepts x (original, neg_text)
     made = [json.loads(r.read_text()) for r in rows]
     summed = sum(sum(m["seconds"].values()) for m in made)
     wall = results["settings"]["wall_seconds"]
