@@ -343,3 +343,23 @@ def test_an_inference_intervention_learns_the_same_inversion_token(
     for key, vector in tokens["plain"].items():
         assert torch.equal(vector, tokens["negative"][key]), key
         assert not torch.allclose(vector.flatten(), start.detach().float()), key  # it learned
+
+
+def test_a_model_erased_from_minisd_is_attacked_with_minisds_settings(tmp_path):
+    # the table's erased rows were once attacked with the paper's settings (every CLIP
+    # token, 40 steps, 1000 inversion steps) while minisd's own rows had minisd's
+    from unsee.attack.config import PAPER_DEFAULTS, WORLD_DEFAULTS, attack_defaults
+    from unsee.erase.config import erase_defaults
+
+    once, twice, other, loop = (tmp_path / n for n in ("once", "twice", "other", "loop"))
+    for folder, made_from in ((once, "minisd"), (twice, str(once)), (other, "org/sd"),
+                              (loop, str(tmp_path / "loop"))):  # fmt: skip
+        folder.mkdir()
+        (folder / "erase.json").write_text(json.dumps({"settings": {"model": made_from}}))
+    for model in ("minisd", str(once), str(twice)):
+        assert attack_defaults(model) == WORLD_DEFAULTS, model
+        assert erase_defaults(model)["iterations"] == erase_defaults("minisd")["iterations"]
+    for model in (str(other), str(loop), str(tmp_path), "org/sd"):
+        assert attack_defaults(model) == PAPER_DEFAULTS, model
+    cfg = AttackConfig(model=str(twice), out=tmp_path / "a")
+    assert cfg.setting("vocabulary") == "world" and cfg.setting("iterations") == 60

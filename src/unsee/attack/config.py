@@ -7,6 +7,7 @@ from typing import Literal
 from unsee.config import arg
 from unsee.errors import UnseeError
 from unsee.evaluate.config import InterventionArgs
+from unsee.models.base import base_model
 from unsee.world.names import CONCEPTS
 
 # UnlearnDiffAtk's settings (Zhang et al. 2024) for Stable Diffusion sized models: K = 5
@@ -27,8 +28,9 @@ REAL_CONCEPTS = ("nudity",)
 
 
 def attack_defaults(model: str) -> dict:
-    """The settings an unset option takes for this model."""
-    return WORLD_DEFAULTS if model == "minisd" else PAPER_DEFAULTS
+    """The settings an unset option takes for this model: minisd's for minisd and for any
+    model erased from it (an erased model is attacked as its original is)."""
+    return WORLD_DEFAULTS if base_model(model) == "minisd" else PAPER_DEFAULTS
 
 
 def _defaults(key: str) -> str:

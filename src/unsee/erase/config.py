@@ -7,6 +7,7 @@ from typing import Literal
 
 from unsee.config import ModelArgs, arg, check_out_folder
 from unsee.errors import UnseeError
+from unsee.models.base import base_model
 
 # The papers' settings, for Stable Diffusion sized models (SDD, HFI: 1500 steps at lr 1e-5)
 PAPER_DEFAULTS = {"iterations": 1500, "batch": 4, "sample_steps": 50, "lr": 1e-5, "ema": 0.999}
@@ -54,8 +55,9 @@ def _defaults(key: str) -> str:
 
 
 def erase_defaults(model: str, params: str = "cross-attention") -> dict:
-    """The settings an unset option takes for this model and these trainable parameters."""
-    if model != "minisd":
+    """The settings an unset option takes for this model and these trainable parameters
+    (minisd's for minisd and for a model erased from it)."""
+    if base_model(model) != "minisd":
         return PAPER_DEFAULTS | {"reuse": LARGE_REUSE}
     return WORLD_DEFAULTS | ({"lr": WORLD_WIDE_LR} if params in WIDE_PARAMS else {})
 

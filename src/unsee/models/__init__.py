@@ -1,1 +1,2 @@
-"""Loading diffusion pipelines (load.py) and building tiny ones from config (tiny.py)."""
+"""Loading diffusion pipelines (load.py), what a model folder was made from (base.py) and
+building tiny ones from config (tiny.py)."""
