@@ -9,7 +9,8 @@ taking more than one sitting resumes on a machine whose work folder did not outl
 save copies settings.json, each finished row's row.json (its metrics, intervals and
 seconds), its attacks' records (attack_*/: the settings, the prompts judged before and
 after, the results, the inversion token) and each erasure's erase.json (results.json
-names seed 0's settings from them): text and a few KB of token, no image, no weight.
+names seed 0's settings from them; a finished row's only, since a model folder holding
+erase.json alone would read as made): text and a few KB of token, no image, no weight.
 
 status prints the finished rows (a markdown table: seed, concept, row, the figures issue
 23 added and the main ones, the row's seconds) and the time so far: summed over rows, and
@@ -48,7 +49,12 @@ def kept_files(table: Path) -> list[Path]:
         for attack in sorted(folder.glob("attack_*")):
             kept = [attack / name for name in ATTACK_FILES if (attack / name).is_file()]
             files += [path.relative_to(table) for path in kept]
-    files += [p.relative_to(table) for p in sorted(table.glob("train/seed*/models/*/erase.json"))]
+    for record in sorted(table.glob("train/seed*/models/*/erase.json")):
+        # only a finished row's: a folder holding erase.json alone reads as a model made
+        seed, name = record.parts[-4], record.parts[-2]
+        row, concept = name.rsplit("_", 1)
+        if (table / "eval" / seed / concept / row / "row.json").is_file():
+            files.append(record.relative_to(table))
     return files
 
 
