@@ -172,8 +172,8 @@ def row_settings(row: str, concept: str, tcfg: BenchEraseConfig, cfg: BenchTable
 
 def evaluate_row(cfg: BenchTableConfig, k: int, concept: str, row: str) -> dict:
     """The row's `unsee evaluate` results for seed k (kept: a finished row is not redone)."""
-    folder = Path(cfg.out) / "eval" / f"seed{k}" / concept
-    out = folder / row
+    out = row_folder(cfg, k, concept, row)
+    folder = out.parent
     if (out / "row.json").is_file():
         return json.loads((out / "row.json").read_text())
     start, began = time.perf_counter(), time.time()
@@ -389,7 +389,8 @@ def run_block(cfg: BenchTableConfig, k: int, concept: str, rows: list[str]) -> N
     """Seed k's rows of one concept, in order: the original first (every other row compares
     its images with the original's), then the rest (they share the seed's feedback)."""
     for row in rows:
-        print(f"[seed {k + 1}/{cfg.seeds}] {concept}: {row}", flush=True)
+        if not _made(cfg, k, concept, row):
+            print(f"[seed {k + 1}/{cfg.seeds}] {concept}: {row}", flush=True)
         evaluate_row(cfg, k, concept, row)
 
 
@@ -421,8 +422,13 @@ def run_blocks(cfg: BenchTableConfig, rows: list[str]) -> None:
             pass  # an error raises here, and leaving the block ends the other workers
 
 
+def row_folder(cfg: BenchTableConfig, k: int, concept: str, row: str) -> Path:
+    """Where seed k's row of a concept keeps its evaluation (row.json once it is made)."""
+    return Path(cfg.out) / "eval" / f"seed{k}" / concept / row
+
+
 def _made(cfg: BenchTableConfig, k: int, concept: str, row: str) -> bool:
-    return (Path(cfg.out) / "eval" / f"seed{k}" / concept / row / "row.json").is_file()
+    return (row_folder(cfg, k, concept, row) / "row.json").is_file()
 
 
 def wall_seconds(spans: list) -> float:
