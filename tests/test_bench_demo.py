@@ -1,6 +1,7 @@
 import html
 import json
 
+import pytest
 from conftest import read_metadata
 
 from unsee.bench.config import BenchGenerateConfig, BenchWorldConfig
@@ -124,6 +125,7 @@ def test_bench_censor_writes_the_promised_keys(tmp_path):
     assert sum(results["settings"]["reward"]["labels"].values()) == 4
 
 
+@pytest.mark.slow
 def test_bench_erase_end_to_end_small_and_resumes(tmp_path):
     from unsee.bench.config import BenchEraseConfig
     from unsee.bench.erase import run_bench_erase
@@ -193,6 +195,7 @@ def test_bench_censor_refuses_a_bad_window_or_table_setting(tmp_path):
         BenchCensorConfig(out=tmp_path, backbone="noise-aware", table=["2:1:1"])
 
 
+@pytest.mark.slow
 def test_bench_censor_with_a_noise_aware_reward(tmp_path):
     from unsee.bench.censor import run_bench_censor
     from unsee.bench.config import BenchCensorConfig

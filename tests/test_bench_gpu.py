@@ -3,6 +3,8 @@ GPU run takes, with their figures and the report written after each stage."""
 
 import json
 
+import pytest
+
 from unsee.bench.config import BenchGpuConfig
 from unsee.bench.gpu import run_bench_gpu
 
@@ -43,6 +45,7 @@ def test_bench_gpu_stages_on_the_cpu(tmp_path, monkeypatch):
     assert not list(tmp_path.glob("unsee-bench-gpu-*"))  # the temporary folder is gone
 
 
+@pytest.mark.slow
 def test_a_failing_stage_is_recorded_and_the_next_runs(tmp_path, monkeypatch):
     import unsee.bench.gpu as gpu
 
@@ -79,6 +82,7 @@ def test_the_whole_erase_runs_at_the_first_reuse_projected_within_budget(tmp_pat
     assert ran == [] and out["ran"] is False
 
 
+@pytest.mark.slow
 def test_bench_gpu_sdxl_stages_on_the_cpu(tmp_path):
     """--size tiny-sdxl: the SDXL path of the bench (--size sdxl on a GPU) on a tiny SDXL,
     its default stages: generate against diffusers' SDXL pipeline, censor, invert, one

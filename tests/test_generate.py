@@ -246,6 +246,7 @@ def test_files_are_created_with_the_umask(tmp_path, umask, mode):
     ]  # no temporary file left
 
 
+@pytest.mark.slow
 def test_compiled_unet_agrees_with_eager():
     """generate's GPU speed-up (channels_last, fused projections, torch.compile), here on
     the CPU: the compiled U-Net gives the eager one's noise estimates to tolerance."""
