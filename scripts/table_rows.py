@@ -5,6 +5,7 @@ taking more than one sitting resumes on a machine whose work folder did not outl
     python scripts/table_rows.py restore docs/bench-world-table/rows runs/table-v5
     unsee bench table --seeds 3 --n 64 --out runs/table-v5      # goes on from there
     python scripts/table_rows.py status runs/table-v5           # the rows made so far
+    python scripts/table_rows.py readme runs/table-v5           # the README's tables
 
 save copies settings.json, each finished row's row.json (its metrics, intervals and
 seconds), its attacks' records (attack_*/: the settings, the prompts judged before and
@@ -15,6 +16,10 @@ erase.json alone would read as made): text and a few KB of token, no image, no w
 status prints the finished rows (a markdown table: seed, concept, row, the figures issue
 23 added and the main ones, the row's seconds) and the time so far: summed over rows, and
 the wall time (the union of the rows' spans).
+
+readme prints the finished table's results.json as the README shows it: per concept, the
+columns a reader compares methods by (mean ± std over seeds; the attack columns over the
+attacked seeds), leaving out those that do not apply to the concept. results.md has all.
 
 restore copies them back. Where a seed and concept has rows still to come, those rows
 compare their images with the original row's, which were not kept: restore leaves that
@@ -32,6 +37,12 @@ from unsee.bench.table import wall_seconds
 SHOWN = (
     "concept_rate_target", "concept_rate_leak", "concept_rate_paraphrase", "attack_prefix_asr",
     "attack_inversion_rate", "prompt_accuracy", "other_artists_accuracy", "judges_gap",
+)  # fmt: skip
+
+README_COLUMNS = (
+    "concept_rate_target", "concept_rate_leak", "concept_rate_paraphrase", "attack_prefix_asr",
+    "attack_inversion_rate", "watermark_rate", "prompt_accuracy", "other_artists_accuracy",
+    "world_fid", "clip_score",
 )  # fmt: skip
 
 ATTACK_FILES = (
@@ -116,14 +127,31 @@ def status(table: Path) -> None:
           f" {wall_seconds(spans) / 60:.1f} minutes of wall time")  # fmt: skip
 
 
+def _cell(cell: dict, column: str) -> str:
+    digits = 2 if column == "world_fid" else 3
+    return f"{cell['mean']:.{digits}f} ± {cell['std']:.{digits}f}"
+
+
+def readme(table: Path) -> None:
+    results = json.loads((table / "results.json").read_text())
+    for concept, rows in results["tables"].items():
+        shown = [c for c in README_COLUMNS if any(m.get(c) for m in rows.values())]
+        print(f"| {concept}: method | " + " | ".join(shown) + " |")
+        print("|---" * (len(shown) + 1) + "|")
+        for name, metrics in rows.items():
+            cells = ["–" if metrics.get(c) is None else _cell(metrics[c], c) for c in shown]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["save", "restore", "status"])
+    parser.add_argument("action", choices=["save", "restore", "status", "readme"])
     parser.add_argument("source", type=Path)
     parser.add_argument("dest", type=Path, nargs="?")
     args = parser.parse_args()
-    if args.action == "status":
-        status(args.source)
+    if args.action in ("status", "readme"):
+        (status if args.action == "status" else readme)(args.source)
     elif args.dest is None:
         parser.error(f"{args.action} needs a destination folder")
     else:
