@@ -19,7 +19,8 @@ the wall time (the union of the rows' spans).
 
 readme prints the finished table's results.json as the README shows it: per concept, the
 columns a reader compares methods by (mean ± std over seeds; the attack columns over the
-attacked seeds), leaving out those that do not apply to the concept. results.md has all.
+attacked seeds, a single figure where that is one seed), leaving out those that do not
+apply to the concept. results.md has all.
 
 restore copies them back. Where a seed and concept has rows still to come, those rows
 compare their images with the original row's, which were not kept: restore leaves that
@@ -32,7 +33,7 @@ import json
 import shutil
 from pathlib import Path
 
-from unsee.bench.table import wall_seconds
+from unsee.bench.table import ATTACK_METRICS, wall_seconds
 
 SHOWN = (
     "concept_rate_target", "concept_rate_leak", "concept_rate_paraphrase", "attack_prefix_asr",
@@ -127,19 +128,28 @@ def status(table: Path) -> None:
           f" {wall_seconds(spans) / 60:.1f} minutes of wall time")  # fmt: skip
 
 
-def _cell(cell: dict, column: str) -> str:
+def _cell(cell: dict, column: str, one_seed: bool) -> str:
     digits = 2 if column == "world_fid" else 3
+    if one_seed:  # no spread to give
+        return f"{cell['mean']:.{digits}f}"
     return f"{cell['mean']:.{digits}f} ± {cell['std']:.{digits}f}"
 
 
 def readme(table: Path) -> None:
     results = json.loads((table / "results.json").read_text())
+    settings = results["settings"]
+    attacked = min(settings.get("attack_seeds") or 0, settings["seeds"])
+    one_seed = {c for c in README_COLUMNS if settings["seeds"] == 1}
+    one_seed |= set(ATTACK_METRICS) if attacked == 1 else set()
     for concept, rows in results["tables"].items():
         shown = [c for c in README_COLUMNS if any(m.get(c) for m in rows.values())]
         print(f"| {concept}: method | " + " | ".join(shown) + " |")
         print("|---" * (len(shown) + 1) + "|")
         for name, metrics in rows.items():
-            cells = ["–" if metrics.get(c) is None else _cell(metrics[c], c) for c in shown]
+            cells = [
+                "–" if metrics.get(c) is None else _cell(metrics[c], c, c in one_seed)
+                for c in shown
+            ]
             print(f"| {name} | " + " | ".join(cells) + " |")
         print()
 
