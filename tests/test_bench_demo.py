@@ -57,6 +57,7 @@ def test_bench_world_writes_exactly_the_promised_keys(tmp_path):
         assert (tmp_path / f"grid_{suite}.png").is_file()
 
 
+@pytest.mark.slow
 def test_demo_runs_every_stage_and_ends_with_the_report(tmp_path, capsys):
     cfg = DemoConfig(
         out=tmp_path, n=1, pool=40, labels=4, censor_n=4, artist_pool=20, artist_labels=4,
@@ -99,6 +100,7 @@ def test_demo_runs_every_stage_and_ends_with_the_report(tmp_path, capsys):
     assert (tmp_path / "grid.png").is_file()
 
 
+@pytest.mark.slow
 def test_bench_censor_writes_the_promised_keys(tmp_path):
     from unsee.bench.censor import run_bench_censor
     from unsee.bench.config import BenchCensorConfig

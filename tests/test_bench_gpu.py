@@ -9,6 +9,7 @@ from unsee.bench.config import BenchGpuConfig
 from unsee.bench.gpu import run_bench_gpu
 
 
+@pytest.mark.slow
 def test_bench_gpu_stages_on_the_cpu(tmp_path, monkeypatch):
     import unsee.erase.run as erase_run
 

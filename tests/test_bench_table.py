@@ -271,6 +271,7 @@ def test_wall_time_is_the_union_of_the_rows_spans():
     assert wall_seconds([]) == 0.0
 
 
+@pytest.mark.slow
 def test_workers_make_blocks_side_by_side_and_a_rerun_reads_them_back(tmp_path):
     cfg = dict(
         out=tmp_path, methods=["neg_text"], seeds=2, table_n=3, steps=2, bootstrap=5,
