@@ -33,7 +33,7 @@ import json
 import shutil
 from pathlib import Path
 
-from unsee.bench.table import ATTACK_METRICS, wall_seconds
+from unsee.bench.table import ATTACK_METRICS, _fmt, wall_seconds
 
 SHOWN = (
     "concept_rate_target", "concept_rate_leak", "concept_rate_paraphrase", "attack_prefix_asr",
@@ -130,17 +130,16 @@ def status(table: Path) -> None:
 
 def _cell(cell: dict, column: str, one_seed: bool) -> str:
     digits = 2 if column == "world_fid" else 3
-    if one_seed:  # no spread to give
-        return f"{cell['mean']:.{digits}f}"
-    return f"{cell['mean']:.{digits}f} ± {cell['std']:.{digits}f}"
+    return f"{cell['mean']:.{digits}f}" if one_seed else _fmt(cell, digits)  # one seed: no spread
 
 
 def readme(table: Path) -> None:
     results = json.loads((table / "results.json").read_text())
     settings = results["settings"]
     attacked = min(settings.get("attack_seeds") or 0, settings["seeds"])
-    one_seed = {c for c in README_COLUMNS if settings["seeds"] == 1}
-    one_seed |= set(ATTACK_METRICS) if attacked == 1 else set()
+    one_seed = set(
+        README_COLUMNS if settings["seeds"] == 1 else ATTACK_METRICS if attacked == 1 else ()
+    )
     for concept, rows in results["tables"].items():
         shown = [c for c in README_COLUMNS if any(m.get(c) for m in rows.values())]
         print(f"| {concept}: method | " + " | ".join(shown) + " |")

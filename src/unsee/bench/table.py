@@ -548,11 +548,10 @@ def write_index(cfg: BenchTableConfig, results: dict) -> Path:
                 pair_labels=("concept rate", "prompt accuracy"),
             )
         )
-        folder = out / "eval" / "seed0" / concept
         images = []
         for row in table:
             for suite in SUITES[concept]:
-                grid = folder / row / f"grid_{suite}.png"
+                grid = row_folder(cfg, 0, concept, row) / f"grid_{suite}.png"
                 if grid.is_file():
                     images.append((f"{row}: {suite}", grid))
         sections.append(Section(f"{concept}: images (seed 0)", images=images))
