@@ -134,6 +134,10 @@ def _cell(cell: dict, column: str, one_seed: bool) -> str:
 
 
 def readme(table: Path) -> None:
+    if not (table / "results.json").is_file():
+        raise SystemExit(
+            f"{table} has no results.json: the table is not finished (status shows its rows)"
+        )
     results = json.loads((table / "results.json").read_text())
     settings = results["settings"]
     attacked = min(settings.get("attack_seeds") or 0, settings["seeds"])
